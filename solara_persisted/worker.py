@@ -1,0 +1,312 @@
+"""Write-behind: one process-wide writer thread for every session's persisted values.
+
+A change only marks a key dirty (no I/O on the interaction path). Each session's first dirty
+mark starts its debounce; when it expires, the writer collects every session that is due and
+sends all their fenced writes in one pipelined round trip, so 10,000 sessions cost one thread
+and one round trip per tick, not 10,000 of each. Keys stay dirty until the backend
+acknowledges them: a failed write puts them back, a fenced-out write is reported to the owner.
+The same batched path, bounded by a deadline, is the shutdown drain.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from .backends.base import Backend, FlushRequest
+from .breaker import Breaker
+from .envelope import KeyRing, seal
+from .errors import BackendError, EncodeError
+from .events import Events
+from .spec import Registry
+
+logger = logging.getLogger("solara.state")
+
+#: How many sessions go into one pipelined round trip.
+BATCH_SIZE = 1000
+#: After a failed write, the earliest retry (the breaker decides whether it is attempted).
+RETRY_DELAY = 1.0
+
+Snapshot = Callable[[Iterable[str]], Mapping[str, Any]]
+
+
+@attrs.define(eq=False)
+class Session:
+    """One kernel's persisted state as the writer sees it.
+
+    ``snapshot`` returns the current values of the given concrete keys; it is called from the
+    writer thread and must take whatever lock guards those values (the kernel's store lock).
+    """
+
+    kernel_id: str
+    identity: bytes
+    generation: int
+    snapshot: Snapshot
+    on_rejected: Callable[[Session], None] | None = None
+    dirty: set[str] = attrs.field(factory=set)
+    due: float | None = None
+    closed: bool = False
+    rejected: bool = False
+
+
+@attrs.frozen
+class Budget:
+    """The envelope byte caps: per-key budgets override the global settings; 0 disables a cap."""
+
+    warn_bytes: int
+    max_bytes: int
+
+
+class Writer:
+    """Debounced, batched, fenced write-behind for many sessions."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        ring: KeyRing,
+        registry: Registry,
+        events: Events,
+        breaker: Breaker,
+        schema_tag: str,
+        ttl: float,
+        debounce: float,
+        default_budget: Budget,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._backend = backend
+        self._ring = ring
+        self._registry = registry
+        self._events = events
+        self._breaker = breaker
+        self._schema_tag = schema_tag
+        self._ttl = ttl
+        self._debounce = debounce
+        self._budget = default_budget
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
+        self._heap: list[tuple[float, int, Session]] = []
+        self._seq = itertools.count()
+        self._sessions: set[Session] = set()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # -- registration and dirty marks (called from kernel threads; no I/O) --------------------
+
+    def add(self, session: Session) -> None:
+        with self._cond:
+            self._sessions.add(session)
+            if session.dirty:
+                self._schedule(session, self._clock() + self._debounce)
+
+    def mark_dirty(self, session: Session, key: str) -> None:
+        with self._cond:
+            if session.closed:
+                return
+            session.dirty.add(key)
+            if session.due is None:
+                self._schedule(session, self._clock() + self._debounce)
+
+    def _schedule(self, session: Session, due: float) -> None:
+        session.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), session))
+        if self._heap[0][2] is session:
+            self._cond.notify()
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="solara-persisted-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread after its current batch; dirty keys stay for ``drain``."""
+        with self._cond:
+            thread, self._thread = self._thread, None
+            self._stopping = True
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._wait_for_due()
+                if batch is None:
+                    return
+            with self._io:
+                self._write(batch)
+
+    def _wait_for_due(self) -> list[tuple[Session, set[str]]] | None:
+        while not self._stopping:
+            now = self._clock()
+            if self._heap and self._heap[0][0] <= now:
+                return self._take_due(now)
+            self._cond.wait(self._heap[0][0] - now if self._heap else None)
+        return None
+
+    def _take_due(self, now: float) -> list[tuple[Session, set[str]]]:
+        batch: list[tuple[Session, set[str]]] = []
+        while self._heap and self._heap[0][0] <= now and len(batch) < BATCH_SIZE:
+            due, _, session = heapq.heappop(self._heap)
+            if session.due != due or session.closed:
+                continue  # a stale heap entry: rescheduled or closed since
+            session.due = None
+            batch.append((session, session.dirty))
+            session.dirty = set()
+        return batch
+
+    # -- explicit flushes: close and drain ----------------------------------------------------
+
+    def close(self, session: Session) -> bool:
+        """Final flush of one session; returns whether everything it had was acknowledged."""
+        with self._cond:
+            session.closed = True
+            self._sessions.discard(session)
+            keys, session.dirty, session.due = session.dirty, set(), None
+        if not keys:
+            return True
+        with self._io:
+            return self._write([(session, keys)]) == 0
+
+    def drain(self, timeout: float) -> int:
+        """Flush every session's dirty keys in pipelined batches until ``timeout``; return what is left.
+
+        The shutdown path: the thread is stopped first, then one bounded pass in the caller.
+        """
+        self.stop()
+        deadline = self._clock() + timeout
+        with self._cond:
+            pending = [(s, s.dirty) for s in self._sessions if s.dirty]
+            for session, _ in pending:
+                session.dirty, session.due = set(), None
+        left = 0
+        with self._io:
+            for start in range(0, len(pending), BATCH_SIZE):
+                chunk = pending[start : start + BATCH_SIZE]
+                if self._clock() >= deadline:
+                    left += sum(len(keys) for _, keys in chunk)
+                    self._requeue(chunk, when=None)
+                    continue
+                left += self._write(chunk)
+        return left
+
+    def pending(self) -> int:
+        """How many sessions hold unacknowledged changes (for tests and the demo)."""
+        with self._cond:
+            return sum(1 for session in self._sessions if session.dirty)
+
+    # -- one batch: snapshot, encode and sign, one round trip, settle -------------------------
+
+    def _write(self, batch: list[tuple[Session, set[str]]]) -> int:
+        """Write one batch; return how many keys are still unacknowledged afterwards."""
+        if not self._breaker.allow():
+            # Degraded mode: no backend call at all; keys stay dirty until the breaker lets us.
+            self._requeue(batch, when=self._clock() + RETRY_DELAY)
+            return sum(len(keys) for _, keys in batch)
+        requests: list[FlushRequest] = []
+        written: list[tuple[Session, set[str], dict[str, int]]] = []
+        for session, keys in batch:
+            request, sizes = self._request(session, keys)
+            if request is not None:
+                requests.append(request)
+                written.append((session, keys, sizes))
+        if not requests:
+            return 0
+        try:
+            results: list[bool | BackendError] = self._backend.flush_many(requests)
+        except BackendError as error:
+            results = [error] * len(requests)
+        left = 0
+        failure: BackendError | None = None
+        for (session, keys, sizes), result in zip(written, results, strict=True):
+            if result is True:
+                self._events.flush("ok", session.kernel_id, len(sizes))
+                for key, nbytes in sizes.items():
+                    self._events.synced(key, session.kernel_id, nbytes)
+            elif result is False:
+                self._events.flush("rejected", session.kernel_id, len(sizes))
+                session.rejected = True
+                if session.on_rejected is not None:
+                    session.on_rejected(session)
+            else:
+                failure = result
+                self._events.flush("error", session.kernel_id, len(sizes))
+                self._requeue([(session, keys)], when=self._clock() + RETRY_DELAY)
+                left += len(keys)
+        if failure is None:
+            self._breaker.success()
+        else:
+            self._breaker.failure(str(failure))
+        return left
+
+    def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int]]:
+        values = session.snapshot(sorted(keys))
+        fields: dict[str, bytes] = {}
+        removed: list[str] = []
+        for key, value in values.items():
+            envelope = self._encode(session, key, value)
+            if envelope is None:
+                removed.append(key)  # a stale, smaller value must not be restored instead
+            else:
+                fields[key] = envelope
+        if not fields and not removed:
+            return None, {}
+        request = FlushRequest(
+            kernel_id=session.kernel_id,
+            generation=session.generation,
+            identity=session.identity,
+            schema_tag=self._schema_tag,
+            fields=fields,
+            ttl=self._ttl,
+            removed=tuple(removed),
+        )
+        return request, {key: len(data) for key, data in fields.items()}
+
+    def _encode(self, session: Session, key: str, value: Any) -> bytes | None:
+        spec = self._registry.resolve(key)
+        if spec is None:
+            logger.error("persisted key %r is not declared; it was not written (kernel=%s)", key, session.kernel_id)
+            return None
+        try:
+            payload = spec.type_codec.dumps(value)
+        except EncodeError as error:
+            logger.error("%s; it was not written (kernel=%s)", error, session.kernel_id)
+            return None
+        envelope = seal(
+            self._ring,
+            kernel_id=session.kernel_id,
+            field=key,
+            codec=spec.codec_id,
+            version=spec.version,
+            payload=payload,
+        )
+        warn_at = spec.warn_bytes if spec.warn_bytes is not None else self._budget.warn_bytes
+        drop_at = spec.max_bytes if spec.max_bytes is not None else self._budget.max_bytes
+        if drop_at and len(envelope) > drop_at:
+            self._events.oversize(key, session.kernel_id, len(envelope), drop_at, dropped=True)
+            return None
+        if warn_at and len(envelope) > warn_at:
+            self._events.oversize(key, session.kernel_id, len(envelope), warn_at, dropped=False)
+        return envelope
+
+    def _requeue(self, batch: list[tuple[Session, set[str]]], *, when: float | None) -> None:
+        with self._cond:
+            for session, keys in batch:
+                if session.closed and when is not None:
+                    continue
+                session.dirty |= keys
+                if when is not None and session.due is None:
+                    self._schedule(session, when)
