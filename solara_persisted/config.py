@@ -16,7 +16,15 @@ import attrs
 from .errors import ConfigError
 
 BACKENDS = ("memory", "redis")
-URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
+URL_SCHEMES = (
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "rediss+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 # Values people paste from docs or leave from templates; never accepted as a real secret.
 PLACEHOLDER_SECRETS = frozenset(
     {"change me", "changeme", "change-me", "secret", "paste-the-generated-secret-here", "your-secret-here"}
@@ -26,7 +34,16 @@ MIN_SECRET_LENGTH = 16
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+_SIZE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+}
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -35,7 +52,9 @@ def parse_duration(name: str, raw: str) -> float:
     """``"300ms"``, ``"5m"``, ``"24h"`` or plain seconds -> seconds."""
     match = _DURATION.match(raw)
     if not match:
-        raise ConfigError(name, f"{raw!r} is not a duration", "write a number with a unit: 300ms, 30s, 5m, 24h or 7d")
+        raise ConfigError(
+            name, f"{raw!r} is not a duration", "write a number with a unit: 300ms, 30s, 5m, 24h or 7d"
+        )
     return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
 
 
@@ -43,7 +62,11 @@ def parse_size(name: str, raw: str) -> int:
     """``"1000000"``, ``"1MB"`` or ``"5MiB"`` -> bytes."""
     match = _SIZE.match(raw)
     if not match:
-        raise ConfigError(name, f"{raw!r} is not a byte size", "write a whole number of bytes, or with a unit: 512kB, 1MB, 5MiB")
+        raise ConfigError(
+            name,
+            f"{raw!r} is not a byte size",
+            "write a whole number of bytes, or with a unit: 512kB, 1MB, 5MiB",
+        )
     unit = match.group(2).lower() if match.group(2) else None
     return int(match.group(1)) * _SIZE_UNITS[unit]
 
@@ -71,7 +94,9 @@ def parse_fraction(name: str, raw: str) -> float:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a number", "write a fraction between 0 and 1, e.g. 0.5") from None
+        raise ConfigError(
+            name, f"{raw!r} is not a number", "write a fraction between 0 and 1, e.g. 0.5"
+        ) from None
     if not 0.0 < value <= 1.0:
         raise ConfigError(name, f"{value} is outside (0, 1]", "write a fraction between 0 and 1, e.g. 0.5")
     return value
@@ -124,9 +149,10 @@ class Settings:
             kwargs["secret_keys"] = tuple(part.strip() for part in raw.split(",") if part.strip())
         if (raw := get("ALLOW_PICKLE")) is not None:
             kwargs["allow_pickle"] = parse_bool("SOLARA_STATE_ALLOW_PICKLE", raw)
-        ttl = get("TTL") or env.get("SOLARA_KERNEL_CULL_TIMEOUT")
-        if ttl:
-            kwargs["ttl"] = parse_duration("SOLARA_STATE_TTL", ttl)
+        if raw := get("TTL"):
+            kwargs["ttl"] = parse_duration("SOLARA_STATE_TTL", raw)
+        elif raw := env.get("SOLARA_KERNEL_CULL_TIMEOUT"):
+            kwargs["ttl"] = parse_duration("SOLARA_KERNEL_CULL_TIMEOUT", raw)
         for suffix in ("ORPHAN_CULL_TIMEOUT", "FLUSH_DEBOUNCE", "CONNECT_TIMEOUT", "BREAKER_WINDOW"):
             if raw := get(suffix):
                 kwargs[suffix.lower()] = parse_duration(f"SOLARA_STATE_{suffix}", raw)
@@ -167,7 +193,9 @@ class Settings:
             return []
         if self.backend not in BACKENDS:
             raise ConfigError(
-                "SOLARA_STATE_BACKEND", f"unknown backend {self.backend!r}", f"use one of: {', '.join(BACKENDS)}"
+                "SOLARA_STATE_BACKEND",
+                f"unknown backend {self.backend!r}",
+                f"use one of: {', '.join(BACKENDS)}",
             )
         if not self.secret_keys:
             raise ConfigError(
@@ -225,7 +253,9 @@ def _is_weak(key: str) -> bool:
 def _validate_url(url: str) -> None:
     if not url:
         raise ConfigError(
-            "SOLARA_STATE_URL", "the redis backend needs a URL", "set it, e.g. SOLARA_STATE_URL=redis://localhost:6379/0"
+            "SOLARA_STATE_URL",
+            "the redis backend needs a URL",
+            "set it, e.g. SOLARA_STATE_URL=redis://localhost:6379/0",
         )
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in URL_SCHEMES:
@@ -235,4 +265,6 @@ def _validate_url(url: str) -> None:
             f"use one of the schemes {', '.join(s + '://' for s in URL_SCHEMES)}",
         )
     if not rest:
-        raise ConfigError("SOLARA_STATE_URL", f"{url!r} names no host or socket path", "e.g. redis://localhost:6379/0")
+        raise ConfigError(
+            "SOLARA_STATE_URL", f"{url!r} names no host or socket path", "e.g. redis://localhost:6379/0"
+        )

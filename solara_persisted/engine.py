@@ -20,7 +20,8 @@ from .config import Settings
 from .envelope import KeyRing, open_envelope
 from .errors import BackendError, CodecError, EnvelopeError, TamperedError
 from .events import Events
-from .spec import Registry, registry as default_registry
+from .spec import Registry
+from .spec import registry as default_registry
 from .stats import Stats, reveal_keys
 from .worker import Budget, Session, Snapshot, Writer
 
@@ -29,7 +30,9 @@ logger = logging.getLogger("solara.state")
 RestoreResult = Literal["success", "miss", "bailout", "fresh-schema", "timeout", "skipped"]
 CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "evicted"]
 #: Evicting policies silently drop live sessions under memory pressure.
-SAFE_EVICTION_POLICIES = frozenset({"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"})
+SAFE_EVICTION_POLICIES = frozenset(
+    {"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
+)
 
 
 @attrs.frozen
@@ -97,7 +100,9 @@ class Engine:
             policy = self.backend.eviction_policy()
         except BackendError as error:
             self.stats.backend_error(str(error))
-            logger.warning("state backend unreachable at start-up (%s); running degraded until it answers", error)
+            logger.warning(
+                "state backend unreachable at start-up (%s); running degraded until it answers", error
+            )
             return
         self.stats.backend_ok()
         if policy is None:
@@ -161,13 +166,17 @@ class Engine:
             try:
                 opened = open_envelope(self.ring, data, kernel_id=kernel_id, field=field)
                 if opened.codec != spec.codec_id:
-                    raise CodecError(field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}")
+                    raise CodecError(
+                        field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}"
+                    )
                 if opened.version > spec.version:
                     # Written by a newer deploy: start fresh here, leave the newer state untouched.
                     self.events.restore("fresh-schema", kernel_id, key=field, cause="newer-version")
                     return Restored("fresh-schema", generation=takeover.generation, cause="newer-version")
                 if opened.version < spec.version:
-                    raise CodecError(field, "", f"stored at version {opened.version}, declared {spec.version}")
+                    raise CodecError(
+                        field, "", f"stored at version {opened.version}, declared {spec.version}"
+                    )
                 values[field] = spec.type_codec.loads(opened.payload)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out(kernel_id, takeover.generation, field, error)
@@ -226,7 +235,9 @@ class Engine:
                 self.stats.backend_error(str(error))
                 self.breaker.failure(str(error))
         elif not flushed:
-            logger.warning("final flush of kernel=%s incomplete; state may be a debounce behind", session.kernel_id)
+            logger.warning(
+                "final flush of kernel=%s incomplete; state may be a debounce behind", session.kernel_id
+            )
         self.events.close(reason, session.kernel_id, deleted)
 
     def drain(self, timeout: float) -> int:
@@ -238,8 +249,13 @@ class Engine:
     def state_block(self, *, verbose: bool = False, authorization: str | None = None) -> dict[str, Any]:
         """The ``/resourcez`` ``state`` block; key labels hashed in production without the token."""
         reveal = reveal_keys(
-            production=self.settings.production, token=self.settings.resourcez_token, authorization=authorization
+            production=self.settings.production,
+            token=self.settings.resourcez_token,
+            authorization=authorization,
         )
         return self.stats.block(
-            enabled=self.settings.enabled, breaker_state=self.breaker.state, verbose=verbose, reveal_keys=reveal
+            enabled=self.settings.enabled,
+            breaker_state=self.breaker.state,
+            verbose=verbose,
+            reveal_keys=reveal,
         )

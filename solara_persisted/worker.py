@@ -278,7 +278,9 @@ class Writer:
     def _encode(self, session: Session, key: str, value: Any) -> bytes | None:
         spec = self._registry.resolve(key)
         if spec is None:
-            logger.error("persisted key %r is not declared; it was not written (kernel=%s)", key, session.kernel_id)
+            logger.error(
+                "persisted key %r is not declared; it was not written (kernel=%s)", key, session.kernel_id
+            )
             return None
         try:
             payload = spec.type_codec.dumps(value)

@@ -1,0 +1,323 @@
+"""The Redis backend: one hash per kernel, one Lua script per check-then-write verb, hard timeouts.
+
+URL forms (``SOLARA_STATE_URL``):
+
+- ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS), ``unix://[[user]:password@]/path?db=N``
+- ``redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service_name[/db]`` (``rediss+sentinel``
+  for TLS to the master); the credentials are the master's, sentinels default to port 26379
+- ``redis+cluster://[[user]:password@]host[:port]`` (``rediss+cluster``): any node of a Redis Cluster
+
+Every call is bounded by ``SOLARA_STATE_CONNECT_TIMEOUT`` (socket connect and read timeouts, no
+client-side retries that could stack up beyond it); the caller's breaker does the retrying.
+The client is created on first use, because a Cluster client contacts the cluster when created
+and an unreachable backend must degrade the server, not stop it from starting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.commands.core import Script
+from redis.commands.policies import (
+    BasePolicyResolver,
+    CommandPolicies,
+    PolicyResolver,
+    RequestPolicy,
+    ResponsePolicy,
+    StaticPolicyResolver,
+)
+from redis.connection import parse_url
+from redis.exceptions import (
+    AuthenticationError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
+from redis.retry import Retry
+from redis.sentinel import Sentinel
+
+from ..config import Settings
+from ..errors import BackendError, ConfigError
+from .base import (
+    META_GENERATION,
+    Backend,
+    FlushRequest,
+    Takeover,
+    TakeoverReason,
+    ttl_milliseconds,
+    validate_kernel_id,
+    validate_request,
+)
+
+SCRIPTS = {
+    name: importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    for name in ("takeover", "flush", "delete")
+}
+SENTINEL_PORT = 26379
+_FAILURES = (RedisError, RedisClusterException, OSError)
+
+Client = Redis | RedisCluster
+
+
+class _KeyedScripts(BasePolicyResolver):
+    """Routes EVAL/EVALSHA by their declared keys (one slot), deferring every other command."""
+
+    def __init__(self, fallback: PolicyResolver | None = None) -> None:
+        keyed = CommandPolicies(RequestPolicy.DEFAULT_KEYED, ResponsePolicy.DEFAULT_KEYED)
+        super().__init__({"core": {"evalsha": keyed, "eval": keyed}}, fallback or StaticPolicyResolver())
+
+    def with_fallback(self, fallback: PolicyResolver) -> PolicyResolver:
+        return _KeyedScripts(fallback)
+
+
+_SCRIPTS_ARE_KEYED = _KeyedScripts()
+
+
+class RedisBackend(Backend):
+    """State in a shared Redis (standalone, Sentinel or Cluster)."""
+
+    shared = True
+
+    def __init__(self, settings: Settings) -> None:
+        self._where = redact(settings.url)
+        self._timeout = settings.connect_timeout
+        self._prefix = settings.prefix
+        self._connect = client_factory(settings.url, settings.connect_timeout)
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+        self._closers: list[Callable[[], None]] = []
+        self._scripts: dict[str, Script] = {}
+
+    def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
+        key = self._prefix + validate_kernel_id(kernel_id)
+        with self._failing("takeover"):
+            self._client_or_connect()
+            args = [schema_tag, ttl_milliseconds(ttl), *identities]
+            reply = self._scripts["takeover"](keys=[key], args=args)
+        reason: TakeoverReason = reply[0].decode()
+        generation = int(reply[1])
+        if reason == "identity-mismatch":
+            return Takeover(reason, generation, stored_identity=reply[2])
+        if reason == "schema-reset":
+            return Takeover(reason, generation, stored_tag=reply[2].decode())
+        fields = {reply[i].decode(): reply[i + 1] for i in range(3, len(reply), 2)}
+        return Takeover(reason, generation, fields)
+
+    def flush(self, request: FlushRequest) -> bool:
+        validate_request(request)
+        if request.generation == 0:
+            return False
+        with self._failing("flush"):
+            self._client_or_connect()
+            key = self._prefix + request.kernel_id
+            return self._scripts["flush"](keys=[key], args=_flush_args(request)) == 1
+
+    def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
+        """All requests in one pipelined round trip (per Cluster node), not one transaction."""
+        for request in requests:
+            validate_request(request)
+        results: list[bool | BackendError] = [False] * len(requests)
+        sent = [i for i, request in enumerate(requests) if request.generation != 0]
+        if not sent:
+            return results
+        with self._failing("flush_many"):
+            client = self._client_or_connect()
+            script = self._scripts["flush"]
+            pipe = client.pipeline(transaction=False)
+            if isinstance(client, RedisCluster):
+                # redis-py's cluster pipeline does not inherit the client's policy resolver and, not
+                # knowing EVALSHA is keyed, asks the server (COMMAND GETKEYS) once per command.
+                pipe._policy_resolver = _SCRIPTS_ARE_KEYED
+            keys = [self._prefix + request.kernel_id for request in requests]
+            for i in sent:
+                # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
+                # round trip to a pipeline and its cluster pipeline refuses evalsha().
+                pipe.execute_command("EVALSHA", script.sha, 1, keys[i], *_flush_args(requests[i]))
+            replies = pipe.execute(raise_on_error=False)
+            for i, reply in zip(sent, replies, strict=True):
+                if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
+                    try:
+                        reply = script(keys=[keys[i]], args=_flush_args(requests[i]))
+                    except _FAILURES as error:
+                        reply = error
+                results[i] = self._error("flush_many", reply) if isinstance(reply, Exception) else reply == 1
+        return results
+
+    def peek_generation(self, kernel_id: str) -> int | None:
+        key = self._prefix + validate_kernel_id(kernel_id)
+        with self._failing("peek_generation"):
+            stored = self._client_or_connect().hget(key, META_GENERATION)
+        return None if stored is None else int(stored)
+
+    def delete(self, kernel_id: str, generation: int | None = None) -> bool:
+        key = self._prefix + validate_kernel_id(kernel_id)
+        with self._failing("delete"):
+            client = self._client_or_connect()
+            if generation is None:
+                return client.delete(key) == 1
+            return self._scripts["delete"](keys=[key], args=[generation]) == 1
+
+    def ping(self) -> None:
+        with self._failing("ping"):
+            self._client_or_connect().ping()
+
+    def eviction_policy(self) -> str | None:
+        """``maxmemory-policy``; None when CONFIG is refused (common on managed Redis)."""
+        with self._failing("eviction_policy"):
+            client = self._client_or_connect()
+            try:
+                reply = client.config_get("maxmemory-policy")
+            except ResponseError:
+                return None
+        return reply.get("maxmemory-policy")  # redis-py decodes CONFIG GET replies itself
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+            closers, self._closers = self._closers, []
+        if client is not None:
+            client.close()
+        for close in closers:
+            close()
+
+    def _client_or_connect(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                client, self._closers = self._connect()
+                self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+                self._client = client
+            return self._client
+
+    @contextlib.contextmanager
+    def _failing(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except _FAILURES as error:
+            raise self._error(operation, error) from error
+
+    def _error(self, operation: str, error: Exception) -> BackendError:
+        problem = f"{type(error).__name__}: {str(error).rstrip('.')}"
+        return BackendError(f"redis {operation} at {self._where} failed: {problem}. Fix: {self._fix(error)}")
+
+    def _fix(self, error: Exception) -> str:
+        if isinstance(error, AuthenticationError | NoPermissionError):
+            return (
+                "check the user and password in SOLARA_STATE_URL; the user needs +@scripting, +@hash, "
+                "DEL, PEXPIRE and CONFIG GET (optional)"
+            )
+        if isinstance(error, OutOfMemoryError):
+            return (
+                "Redis reached maxmemory: raise maxmemory or lower SOLARA_STATE_TTL so sessions expire sooner"
+            )
+        if isinstance(error, ReadOnlyError):
+            return "SOLARA_STATE_URL points at a replica; point it at the primary or use redis+sentinel://"
+        if isinstance(error, ResponseError):
+            return (
+                f"keys under SOLARA_STATE_PREFIX={self._prefix!r} must hold only solara-persisted hashes "
+                "and the server must be Redis 6.2 or later; check the server log"
+            )
+        return (
+            "check that Redis is running and reachable from this host within SOLARA_STATE_CONNECT_TIMEOUT "
+            f"({self._timeout * 1000:g}ms); raise that timeout if the network is slow"
+        )
+
+
+def _flush_args(request: FlushRequest) -> list[Any]:
+    ttl = ttl_milliseconds(request.ttl)
+    args: list[Any] = [request.generation, request.identity, request.schema_tag, ttl, len(request.fields)]
+    for name, data in request.fields.items():
+        args += (name, data)
+    args += request.removed
+    return args
+
+
+def client_factory(url: str, timeout: float) -> Callable[[], tuple[Client, list[Callable[[], None]]]]:
+    """Parse ``url`` now (a malformed one refuses start-up) and return what connects later.
+
+    The factory returns the client and anything else to close with it (Sentinel's own clients).
+    """
+    bounded: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or not rest:
+        raise _url_error(url, "it names no scheme, host or socket path")
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
+        return _sentinel_factory(url, scheme == "rediss+sentinel", rest, bounded)
+    cluster = scheme in ("redis+cluster", "rediss+cluster")
+    plain = f"{scheme.removesuffix('+cluster')}://{rest}"
+    try:
+        options = parse_url(plain)
+    except ValueError as error:
+        raise _url_error(url, str(error)) from None
+    if cluster:
+        if options.get("db", 0) != 0:
+            raise _url_error(url, "a Redis Cluster has only database 0")
+        return lambda: (RedisCluster.from_url(plain, **bounded), [])
+    return lambda: (Redis.from_url(plain, **bounded), [])
+
+
+def _sentinel_factory(
+    url: str, tls: bool, rest: str, bounded: dict[str, Any]
+) -> Callable[[], tuple[Client, list[Callable[[], None]]]]:
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hostlist = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    nodes = []
+    for node in hostlist.split(","):
+        host, colon, port = node.rpartition(":")
+        if not colon or "]" in port:  # no port given (a bare IPv6 literal ends in "]")
+            host, port = node, str(SENTINEL_PORT)
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise _url_error(url, f"sentinel {node!r} is not host[:port]")
+        nodes.append((host, int(port)))
+    service, _, db = path.strip("/").partition("/")
+    if not service or (db and not db.isdigit()):
+        raise _url_error(url, "it needs /service_name[/db] after the sentinel list")
+    credentials = {"username": unquote(user) or None, "password": unquote(password) or None}
+    master = dict(bounded, db=int(db or 0), **credentials)
+    if tls:
+        master["ssl"] = True
+
+    def connect() -> tuple[Client, list[Callable[[], None]]]:
+        sentinel = Sentinel(nodes, sentinel_kwargs=dict(bounded))
+        client = sentinel.master_for(service, **master)
+        # master_for's client does not own its pool, so close() alone would leave it connected.
+        return client, [client.connection_pool.disconnect, *(node.close for node in sentinel.sentinels)]
+
+    return connect
+
+
+def _url_error(url: str, problem: str) -> ConfigError:
+    return ConfigError(
+        "SOLARA_STATE_URL",
+        f"{redact(url)!r}: {problem}",
+        "use redis://host:6379/0, rediss://..., unix:///path/redis.sock, "
+        "redis+sentinel://host:26379,host:26379/service_name/0 or redis+cluster://host:6379",
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` with its password masked, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{hosts}{slash}{path}"

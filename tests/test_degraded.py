@@ -1,0 +1,86 @@
+"""Degraded mode against a real redis-server that is stopped and started mid-session."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pytest_redis import factories
+from pytest_redis.executor import RedisExecutor
+from solara_persisted.spec import persisted, registry
+
+from solara_persisted.config import Settings
+from solara_persisted.engine import Engine
+
+# A server of its own: this module stops it, which must not disturb the shared one.
+outage_redis = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    with registry.isolated():
+
+        @persisted(key="d.page")
+        def page() -> int:
+            return 0
+
+        yield page
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def test_outage_opens_the_breaker_and_recovery_writes_everything(
+    outage_redis: RedisExecutor, page: Any
+) -> None:
+    settings = Settings(
+        backend="redis",
+        url=f"redis://{outage_redis.host}:{outage_redis.port}/0",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=0.05,
+        connect_timeout=0.2,
+        breaker_failures=2,
+        breaker_window=0.5,
+        session_http_only=True,
+    )
+    engine = Engine(settings)
+    engine.start()
+    kernel_id, cookie = uuid.uuid4().hex, "cookie"
+    values = {"d.page": 1}
+    restored = engine.restore(kernel_id, cookie)
+    session = engine.open_session(kernel_id, cookie, restored, lambda keys: {k: values[k] for k in keys})
+    engine.mark_dirty(session, "d.page")
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1)
+
+    outage_redis.stop()
+    try:
+        values["d.page"] = 2
+        engine.mark_dirty(session, "d.page")  # the interaction path only marks; it never waits
+        wait_until(lambda: engine.state_block()["circuit_breaker"] == "open")
+        block = engine.state_block()
+        assert block["status"] == "degraded"
+        assert block["flush_failures"] >= 2
+        assert block["backend_last_error"]
+        attempts = block["restore_attempts"]
+        skipped = engine.restore(uuid.uuid4().hex, "other")
+        assert skipped.result == "skipped"
+        assert engine.state_block()["restore_attempts"] == attempts, "an open breaker skips the takeover read"
+        values["d.page"] = 3
+        engine.mark_dirty(session, "d.page")
+    finally:
+        outage_redis.start()
+
+    wait_until(lambda: engine.state_block()["status"] == "healthy" and engine.writer.pending() == 0)
+    assert engine.state_block()["breaker_transitions"] >= 3  # open, half_open, closed
+    fresh = Engine(settings)
+    assert fresh.restore(kernel_id, cookie).values == {"d.page": 3}

@@ -1,0 +1,331 @@
+"""The engine end to end, without Solara: restore, write-behind, close reasons, drain, caps.
+
+Every test runs against the in-process memory backend and a real redis-server.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import attrs
+import pytest
+from solara_persisted.spec import persisted, persisted_family, registry
+
+from solara_persisted.backends import create_backend
+from solara_persisted.backends.base import Backend
+from solara_persisted.config import Settings
+from solara_persisted.engine import Engine, Restored
+from solara_persisted.worker import Session
+
+SECRET = "k" * 20 + secrets.token_urlsafe(8)
+OLD_SECRET = "o" * 20 + secrets.token_urlsafe(8)
+DEBOUNCE = 0.05
+
+
+@attrs.frozen
+class Cart:
+    items: tuple[str, ...] = ()
+    coupon: str | None = None
+
+
+@pytest.fixture
+def specs() -> Iterator[dict[str, Any]]:
+    with registry.isolated():
+
+        @persisted(key="t.page")
+        def page() -> int:
+            return 0
+
+        @persisted(key="t.cart", version=1)
+        def cart() -> Cart:
+            return Cart()
+
+        @persisted(key="t.blob", warn_bytes=200, max_bytes=400)
+        def blob() -> str:
+            return ""
+
+        family = persisted_family("user:{uid}:query", type=str, default="")
+        yield {"page": page, "cart": cart, "blob": blob, "family": family}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    if request.param == "memory":
+        return Settings(
+            backend="memory", secret_keys=(SECRET,), flush_debounce=DEBOUNCE, session_http_only=True
+        )
+    url = request.getfixturevalue("redis_url")
+    prefix = f"t{uuid.uuid4().hex[:8]}:"
+    return Settings(
+        backend="redis",
+        url=url,
+        secret_keys=(SECRET,),
+        flush_debounce=DEBOUNCE,
+        prefix=prefix,
+        session_http_only=True,
+    )
+
+
+@pytest.fixture
+def backend(settings: Settings) -> Iterator[Backend]:
+    backend = create_backend(settings)
+    yield backend
+    backend.close()
+
+
+class Kernel:
+    """A stand-in for a Solara kernel's store: values behind a lock, a session on an engine."""
+
+    def __init__(self, engine: Engine, kernel_id: str, cookie: str) -> None:
+        self.engine = engine
+        self.values: dict[str, Any] = {}
+        self.lock = threading.Lock()
+        self.restored = engine.restore(kernel_id, cookie)
+        self.values.update(self.restored.values)
+        self.session: Session = engine.open_session(kernel_id, cookie, self.restored, self.snapshot)
+
+    def snapshot(self, keys: Iterable[str]) -> Mapping[str, Any]:
+        with self.lock:
+            return {key: self.values[key] for key in keys if key in self.values}
+
+    def set(self, key: str, value: Any) -> None:
+        with self.lock:
+            self.values[key] = value
+        self.engine.mark_dirty(self.session, key)
+
+
+def make_engine(settings: Settings, backend: Backend, **changes: Any) -> Engine:
+    engine = Engine(attrs.evolve(settings, **changes), backend=backend)
+    engine.start()
+    return engine
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def test_failover_restores_typed_values(settings: Settings, backend: Backend, specs: dict[str, Any]) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    first = Kernel(a, kernel_id, cookie)
+    assert first.restored.result == "miss"
+    assert backend.peek_generation(kernel_id) is None, "a connect must not write anything before a change"
+    first.set("t.page", 7)
+    first.set("t.cart", Cart(("book", "pen"), "XMAS"))
+    first.set(specs["family"].key_for(uid=42), "red shoes")
+    wait_until(
+        lambda: (
+            a.stats.block(enabled=True, breaker_state="closed")["flush_ok"] >= 1 and not a.writer.pending()
+        )
+    )
+    a.writer.stop()  # instance A dies without a final flush
+
+    b = make_engine(settings, backend)
+    second = Kernel(b, kernel_id, cookie)
+    assert second.restored.result == "success"
+    assert second.restored.values == {
+        "t.page": 7,
+        "t.cart": Cart(("book", "pen"), "XMAS"),
+        "user:42:query": "red shoes",
+    }
+    assert isinstance(second.restored.values["t.cart"].items, tuple)
+    block = b.state_block()
+    assert (block["restore_attempts"], block["restore_success"]) == (1, 1)
+    assert block["restore_bytes_total"] > 0
+    assert second.restored.generation > first.restored.generation
+
+
+def test_superseded_instance_is_fenced_out(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    first = Kernel(a, kernel_id, cookie)
+    first.set("t.page", 1)
+    wait_until(lambda: a.stats.block(enabled=True, breaker_state="closed")["flush_ok"] == 1)
+    b = make_engine(settings, backend)
+    second = Kernel(b, kernel_id, cookie)
+    assert second.restored.values["t.page"] == 1
+    rejected: list[Session] = []
+    first.session.on_rejected = rejected.append
+    first.set("t.page", 99)  # the old owner keeps writing: fenced out
+    wait_until(lambda: rejected)
+    assert a.state_block()["flush_rejected"] == 1
+    second.set("t.page", 2)
+    wait_until(lambda: b.state_block()["flush_ok"] == 1)
+    third = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert third.restored.values["t.page"] == 2
+
+
+def test_other_session_gets_nothing_and_cannot_write(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    Kernel(a, kernel_id, cookie).set("t.page", 5)
+    wait_until(lambda: a.state_block()["flush_ok"] == 1)
+    generation = backend.peek_generation(kernel_id)
+    thief = Kernel(make_engine(settings, backend), kernel_id, "someone-else")
+    assert thief.restored == Restored("miss", generation=0)
+    thief.set("t.page", 666)
+    thief.engine.drain(1.0)
+    assert backend.peek_generation(kernel_id) == generation
+    owner = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert owner.restored.values == {"t.page": 5}
+
+
+def test_foreign_secret_is_a_loud_hmac_bailout(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    Kernel(a, kernel_id, cookie).set("t.page", 5)
+    wait_until(lambda: a.state_block()["flush_ok"] == 1)
+    other = make_engine(settings, backend, secret_keys=("x" * 32,))
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        restored = other.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause, restored.values) == ("bailout", "hmac", {})
+    assert other.state_block()["restore_bailout"] == 1
+    assert any("restore result=bailout" in line and "cause=hmac" in line for line in caplog.messages)
+
+
+def test_tampered_field_bails_out_all_or_nothing(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    kernel = Kernel(a, kernel_id, cookie)
+    kernel.set("t.page", 5)
+    kernel.set("t.cart", Cart(("x",)))
+    wait_until(lambda: a.state_block()["flush_ok"] == 1)
+    # A forged write of a correctly framed but wrongly signed envelope for one field.
+    takeover = backend.takeover(kernel_id, a.ring.identities(cookie), a.schema_tag, 60)
+    forged = bytearray(takeover.fields["t.page"])
+    forged[-1] ^= 1
+    from solara_persisted.backends.base import FlushRequest
+
+    assert backend.flush(
+        FlushRequest(
+            kernel_id=kernel_id,
+            generation=takeover.generation,
+            identity=a.ring.identities(cookie)[0],
+            schema_tag=a.schema_tag,
+            fields={"t.page": bytes(forged)},
+            ttl=60,
+        )
+    )
+    b = make_engine(settings, backend)
+    restored = b.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "hmac", {})
+    assert backend.peek_generation(kernel_id) is None, "the poisoned hash is deleted"
+
+
+def test_schema_tag_bump_is_a_fresh_schema_restore(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    old = make_engine(settings, backend, schema_tag="v1")
+    Kernel(old, kernel_id, cookie).set("t.page", 5)
+    wait_until(lambda: old.state_block()["flush_ok"] == 1)
+    new = make_engine(settings, backend, schema_tag="v2")
+    restored = new.restore(kernel_id, cookie)
+    assert (restored.result, dict(restored.values)) == ("fresh-schema", {})
+    assert new.state_block()["restore_schema_reset"] == 1
+    assert backend.peek_generation(kernel_id) is not None, "a tag mismatch never deletes"
+
+
+def test_rotation_restores_and_resigns_with_the_new_primary(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    old = make_engine(settings, backend, secret_keys=(OLD_SECRET,))
+    Kernel(old, kernel_id, cookie).set("t.page", 5)
+    wait_until(lambda: old.state_block()["flush_ok"] == 1)
+    rolled = make_engine(settings, backend, secret_keys=(SECRET, OLD_SECRET))
+    kernel = Kernel(rolled, kernel_id, cookie)
+    assert kernel.restored.values == {"t.page": 5}
+    assert kernel.restored.resign == {"t.page"}
+    wait_until(lambda: rolled.state_block()["flush_ok"] == 1)
+    # Once every instance signs with the new key, the old one can be dropped.
+    dropped = make_engine(settings, backend, secret_keys=(SECRET,))
+    assert dropped.restore(kernel_id, cookie).values == {"t.page": 5}
+
+
+def test_size_caps_warn_and_drop_only_that_value(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    kernel = Kernel(a, kernel_id, cookie)
+    with caplog.at_level(logging.WARNING, logger="solara.state"):
+        kernel.set("t.blob", "w" * 250)  # over the key's warn budget, under its max
+        kernel.set("t.page", 1)
+        wait_until(lambda: a.state_block()["flush_ok"] == 1)
+        kernel.set("t.blob", "d" * 500)  # over the key's hard cap: skipped, stale value removed
+        kernel.set("t.page", 2)
+        wait_until(lambda: a.state_block()["flush_ok"] == 2)
+    assert a.state_block()["sync_oversize_dropped"] == 1
+    assert any("t.blob" in line for line in caplog.messages)
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert restored.values == {"t.page": 2}
+
+
+def test_page_close_deletes_other_closes_leave_state(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    a = make_engine(settings, backend, flush_debounce=60.0)  # only the final flush writes
+    kernels = {}
+    for reason in ("page-close", "cull", "superseded", "server-shutdown", "evicted"):
+        kernel_id = uuid.uuid4().hex
+        kernels[reason] = kernel_id
+        kernel = Kernel(a, kernel_id, "cookie")
+        kernel.set("t.page", 3)
+        with caplog.at_level(logging.INFO, logger="solara.state"):
+            a.close_session(kernel.session, reason)  # type: ignore[arg-type]
+    assert backend.peek_generation(kernels["page-close"]) is None
+    for reason in ("cull", "superseded", "server-shutdown", "evicted"):
+        assert backend.peek_generation(kernels[reason]) is not None, reason
+    assert any("close reason=page-close" in line and "deleted=true" in line for line in caplog.messages)
+    assert any("close reason=cull" in line and "deleted=false" in line for line in caplog.messages)
+    assert a.state_block()["superseded_closes"] == 1
+
+
+def test_drain_writes_every_session_in_batches(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    a = make_engine(settings, backend, flush_debounce=60.0)
+    kernels = [Kernel(a, uuid.uuid4().hex, "cookie") for _ in range(1500)]
+    for number, kernel in enumerate(kernels):
+        kernel.set("t.page", number)
+    assert a.drain(timeout=30.0) == 0
+    assert a.state_block()["flush_ok"] == len(kernels)
+    b = make_engine(settings, backend)
+    assert b.restore(kernels[1234].session.kernel_id, "cookie").values == {"t.page": 1234}
+
+
+def test_stats_tables_name_the_costly_key(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    a = make_engine(settings, backend)
+    kernel = Kernel(a, uuid.uuid4().hex, "cookie")
+    kernel.set("t.cart", Cart(tuple(f"item{i}" for i in range(20))))
+    kernel.set("t.page", 1)
+    wait_until(lambda: a.state_block()["flush_ok"] == 1)
+    block = a.state_block()
+    assert [row["key"] for row in block["sync_by_key"]] == ["t.cart", "t.page"]
+    assert block["sync_by_kernel"][0]["kernel"] == kernel.session.kernel_id[:8]
+    assert block["sync_count"] == 2
+    hashed = attrs.evolve(a.settings, production=True, resourcez_token="t" * 20)
+    a.settings = hashed
+    assert a.state_block()["sync_by_key"][0]["key"].startswith("sha256:")
+    assert a.state_block(authorization="Bearer " + "t" * 20)["sync_by_key"][0]["key"] == "t.cart"

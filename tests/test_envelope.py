@@ -1,0 +1,297 @@
+"""Signed envelopes: layout, the signed input as documented, tampering, rotation, identities."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+
+import pytest
+
+from solara_persisted.envelope import OVERHEAD, Codec, KeyRing, Opened, open_envelope, seal
+from solara_persisted.errors import ConfigError, MalformedEnvelopeError, TamperedError
+
+OLD = "old-secret-0123456789abcdef"
+NEW = "new-secret-fedcba9876543210"
+KERNEL = "3308f3b8-1f7c-4c59-a7a3-0d4b1c0e9a11"
+FIELD = "myapp.filters"
+
+
+def lp(part: bytes) -> bytes:
+    return struct.pack(">I", len(part)) + part
+
+
+def doc_key_id(secret: str) -> bytes:
+    """The key id exactly as docs/envelope.md defines it."""
+    return hashlib.sha256(lp(b"solara-persisted/key-id/v1") + lp(secret.encode())).digest()[:4]
+
+
+def doc_tag(secret: str, *, kernel_id: str, field: str, codec: int, varint: bytes, payload: bytes) -> bytes:
+    """The tag exactly as docs/envelope.md defines it, computed with the standard hmac module."""
+    signed = b"".join(
+        [
+            lp(b"solara-persisted/envelope/v1"),
+            lp(doc_key_id(secret)),
+            lp(kernel_id.encode()),
+            lp(field.encode()),
+            lp(bytes([codec])),
+            lp(varint),
+            lp(payload),
+        ]
+    )
+    return hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+
+
+def sealed(
+    ring: KeyRing, payload: bytes = b'{"a":1}', *, version: int = 1, codec: Codec = Codec.JSON
+) -> bytes:
+    return seal(ring, kernel_id=KERNEL, field=FIELD, codec=codec, version=version, payload=payload)
+
+
+def opened(ring: KeyRing, data: bytes, *, kernel_id: str = KERNEL, field: str = FIELD) -> Opened:
+    return open_envelope(ring, data, kernel_id=kernel_id, field=field)
+
+
+@pytest.fixture
+def ring() -> KeyRing:
+    return KeyRing.from_secrets([OLD])
+
+
+# -- layout and the documented signed input ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("secret", "version", "varint"),
+    [
+        # Secrets shorter than, equal to and longer than the SHA-256 block, and non-ASCII.
+        ("s" * 16, 1, b"\x01"),
+        ("b" * 64, 0, b"\x00"),
+        ("l" * 65, 127, b"\x7f"),
+        ("x" * 300, 128, b"\x80\x01"),
+        ("clé-secrète-ünïcode-🔑", 300, b"\xac\x02"),
+        (NEW, 2**35 - 1, b"\xff\xff\xff\xff\x7f"),
+    ],
+)
+@pytest.mark.parametrize("codec", list(Codec))
+def test_envelope_is_byte_for_byte_as_documented(
+    secret: str, version: int, varint: bytes, codec: Codec
+) -> None:
+    ring = KeyRing.from_secrets([secret])
+    payload = b'"hello"'
+    data = seal(ring, kernel_id=KERNEL, field=FIELD, codec=codec, version=version, payload=payload)
+    key_id = doc_key_id(secret)
+    tag = doc_tag(secret, kernel_id=KERNEL, field=FIELD, codec=codec, varint=varint, payload=payload)
+    assert data == bytes([1, codec, key_id[0]]) + varint + payload + tag
+    assert ring.primary_id == key_id
+    assert opened(ring, data) == Opened(codec, version, payload, 0)
+
+
+@pytest.mark.parametrize("size", [0, 1, 27, 50, 1000, 100_000])
+def test_round_trip_returns_the_payload_untouched(ring: KeyRing, size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    data = sealed(ring, payload)
+    assert len(data) == size + OVERHEAD == size + 36
+    assert opened(ring, data).payload == payload
+
+
+def test_small_values_stay_under_the_compact_hash_limit(ring: KeyRing) -> None:
+    assert len(sealed(ring, b"x" * 27)) < 64
+
+
+def test_open_never_decodes_the_payload(ring: KeyRing) -> None:
+    # Not JSON, and a pickle opcode stream: open hands back bytes, the codec decides later.
+    for payload in (b"\xff\xfe not json", b"cos\nsystem\n(S'true'\ntR."):
+        assert opened(ring, sealed(ring, payload, codec=Codec.PICKLE)).payload == payload
+
+
+def test_seal_refuses_out_of_range_versions(ring: KeyRing) -> None:
+    for version in (-1, 2**35):
+        with pytest.raises(ValueError, match="spec version"):
+            sealed(ring, version=version)
+
+
+def test_seal_accepts_a_plain_int_codec(ring: KeyRing) -> None:
+    assert opened(ring, sealed(ring, codec=1)).codec is Codec.PICKLE  # type: ignore[arg-type]
+
+
+# -- tampering, replay and framing ---------------------------------------------------------
+
+
+def test_flipping_any_bit_of_any_byte_is_refused(ring: KeyRing) -> None:
+    data = sealed(ring, b'{"value":[1,2,3]}', version=200)
+    for index in range(len(data)):
+        for bit in range(8):
+            altered = bytearray(data)
+            altered[index] ^= 1 << bit
+            with pytest.raises((TamperedError, MalformedEnvelopeError)):
+                opened(ring, bytes(altered))
+
+
+def test_flipping_codec_or_version_to_another_valid_value_is_tampering(ring: KeyRing) -> None:
+    data = bytearray(sealed(ring, version=1, codec=Codec.JSON))
+    as_pickle = bytes(data[:1]) + bytes([Codec.PICKLE]) + bytes(data[2:])
+    as_v2 = bytes(data[:3]) + b"\x02" + bytes(data[4:])
+    for altered in (as_pickle, as_v2):
+        with pytest.raises(TamperedError):
+            opened(ring, altered)
+
+
+def test_replay_into_another_kernel_or_field_is_refused(ring: KeyRing) -> None:
+    data = sealed(ring)
+    with pytest.raises(TamperedError, match="another kernel or key"):
+        opened(ring, data, kernel_id="another-kernel")
+    with pytest.raises(TamperedError):
+        opened(ring, data, field="myapp.other")
+
+
+def test_moving_bytes_between_kernel_and_field_is_refused(ring: KeyRing) -> None:
+    # Without length prefixes "ab" + "c" and "a" + "bc" would sign the same bytes.
+    data = seal(ring, kernel_id="ab", field="c", codec=Codec.JSON, version=1, payload=b"1")
+    with pytest.raises(TamperedError):
+        open_envelope(ring, data, kernel_id="a", field="bc")
+
+
+def test_a_foreign_key_is_refused(ring: KeyRing) -> None:
+    data = sealed(KeyRing.from_secrets([NEW]))
+    with pytest.raises(TamperedError, match="SOLARA_STATE_SECRET_KEYS"):
+        opened(ring, data)
+
+
+def test_every_truncation_is_refused(ring: KeyRing) -> None:
+    data = sealed(ring, b"[1,2,3]")
+    for length in range(len(data)):
+        expected = MalformedEnvelopeError if length < OVERHEAD else TamperedError
+        with pytest.raises(expected):
+            opened(ring, data[:length])
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"\x02\x00", "unknown format 2"),
+        (b"\x00\x00", "unknown format 0"),
+        (b"\x01\x02", "unknown codec 2"),
+        (b"\x01\xff", "unknown codec 255"),
+    ],
+)
+def test_unknown_format_or_codec_is_malformed(ring: KeyRing, header: bytes, message: str) -> None:
+    data = header + sealed(ring)[2:]
+    with pytest.raises(MalformedEnvelopeError, match=message):
+        opened(ring, data)
+
+
+@pytest.mark.parametrize(
+    ("varint", "message"),
+    [
+        (b"\x80\x00", "non-minimal"),
+        (b"\xff\x80\x00", "non-minimal"),
+        (b"\x80\x80\x80\x80\x80\x01", "overlong"),
+        (b"\xff\xff\xff\xff\xff", "overlong"),
+    ],
+)
+def test_bad_varints_are_malformed(ring: KeyRing, varint: bytes, message: str) -> None:
+    data = bytes([1, 0, ring.primary_id[0]]) + varint + b"x" * 40
+    with pytest.raises(MalformedEnvelopeError, match=message):
+        opened(ring, data)
+
+
+def test_a_varint_running_into_the_tag_is_malformed(ring: KeyRing) -> None:
+    data = bytes([1, 0, ring.primary_id[0]]) + b"\x80" + b"\x81" * 32
+    with pytest.raises(MalformedEnvelopeError, match="unterminated"):
+        opened(ring, data)
+
+
+# -- key ring and rotation -----------------------------------------------------------------
+
+
+def test_rotation_verifies_old_envelopes_and_reports_the_key_index() -> None:
+    old_data = sealed(KeyRing.from_secrets([OLD]), b"42")
+    rotated = KeyRing.from_secrets([NEW, OLD])
+    result = opened(rotated, old_data)
+    assert (result.payload, result.key_index) == (b"42", 1)
+    resigned = sealed(rotated, result.payload)
+    assert opened(rotated, resigned).key_index == 0
+    assert resigned[2] == doc_key_id(NEW)[0]
+    with pytest.raises(TamperedError):
+        opened(KeyRing.from_secrets([NEW]), old_data)  # once the old key is dropped
+
+
+def colliding_secrets() -> tuple[str, str]:
+    """Two secrets whose key ids share the first byte (the hint)."""
+    seen: dict[int, str] = {}
+    for n in range(10_000):
+        secret = f"collision-search-secret-{n}"
+        hint = doc_key_id(secret)[0]
+        if hint in seen:
+            return seen[hint], secret
+        seen[hint] = secret
+    raise AssertionError("no collision found")
+
+
+def test_keys_sharing_a_hint_byte_both_verify() -> None:
+    first, second = colliding_secrets()
+    ring = KeyRing.from_secrets([first, second])
+    data = sealed(KeyRing.from_secrets([second]))
+    assert opened(ring, data).key_index == 1
+    assert opened(ring, sealed(ring)).key_index == 0
+
+
+def test_from_secrets_refuses_an_empty_ring() -> None:
+    for secrets in ([], [""]):
+        with pytest.raises(ConfigError, match="SOLARA_STATE_SECRET_KEYS"):
+            KeyRing.from_secrets(secrets)
+
+
+def test_ring_ids_owns_and_repeated_secrets() -> None:
+    ring = KeyRing.from_secrets([NEW, OLD, NEW])
+    assert ring.key_ids == (doc_key_id(NEW), doc_key_id(OLD))
+    assert ring.owns(doc_key_id(OLD))
+    assert not ring.owns(doc_key_id("some-other-secret-entirely"))
+
+
+def test_secrets_never_show_in_repr() -> None:
+    text = repr(KeyRing.from_secrets([NEW, OLD]))
+    assert NEW not in text and OLD not in text
+    assert NEW.encode() not in text.encode()
+
+
+def test_fingerprint_depends_on_keys_and_order_only() -> None:
+    a = KeyRing.from_secrets([NEW, OLD])
+    assert a.fingerprint() == KeyRing.from_secrets([NEW, OLD]).fingerprint()
+    assert a == KeyRing.from_secrets([NEW, OLD])
+    assert a.fingerprint() != KeyRing.from_secrets([OLD, NEW]).fingerprint()
+    assert a.fingerprint() != KeyRing.from_secrets([NEW]).fingerprint()
+    expected = hashlib.sha256(
+        lp(b"solara-persisted/ring/v1") + lp(doc_key_id(NEW)) + lp(doc_key_id(OLD))
+    ).hexdigest()[:16]
+    assert a.fingerprint() == expected
+
+
+# -- session identities --------------------------------------------------------------------
+
+
+def test_identities_are_key_id_plus_hmac_per_key_primary_first() -> None:
+    ring = KeyRing.from_secrets([NEW, OLD])
+    identities = ring.identities("session-abc")
+    assert len(identities) == 2
+    for identity, secret in zip(identities, (NEW, OLD), strict=True):
+        mac = hmac.new(
+            secret.encode(), lp(b"solara-persisted/session/v1") + lp(b"session-abc"), hashlib.sha256
+        ).digest()
+        assert identity == doc_key_id(secret) + mac
+        assert len(identity) == 36
+
+
+def test_identities_differ_per_session_and_from_envelope_tags() -> None:
+    ring = KeyRing.from_secrets([NEW])
+    assert ring.identities("a") != ring.identities("b")
+    assert ring.identities("a") == ring.identities("a")
+    # Domain separation: the identity MAC is not the tag of any envelope over the same bytes.
+    data = seal(ring, kernel_id="a", field="a", codec=Codec.JSON, version=1, payload=b"a")
+    assert data[-32:] != ring.identities("a")[0][4:]
+
+
+def test_a_rotated_ring_still_recognises_the_old_identity() -> None:
+    stored = KeyRing.from_secrets([OLD]).identities("s")[0]
+    assert stored in KeyRing.from_secrets([NEW, OLD]).identities("s")
+    assert stored not in KeyRing.from_secrets([NEW]).identities("s")
