@@ -112,7 +112,7 @@ class Settings:
     allow_pickle: bool = False
     ttl: float = 24 * 3600.0
     orphan_cull_timeout: float = 300.0
-    prefix: str = "solara:state:"
+    prefix: str = "solara:"  # + kernel id stays <= 44 chars: one smaller Redis allocation per session
     flush_debounce: float = 0.3
     connect_timeout: float = 0.3
     breaker_failures: int = 3

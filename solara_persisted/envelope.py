@@ -25,6 +25,11 @@ from .errors import ConfigError, MalformedEnvelopeError, TamperedError
 FORMAT = 1
 TAG_SIZE = 32
 KEY_ID_SIZE = 4
+#: A session identity: the key id plus this much of the session HMAC. 128 bits are plenty for an
+#: equality check against a MAC only the server can compute, and a short identity keeps the
+#: kernel's hash small.
+IDENTITY_MAC_SIZE = 16
+IDENTITY_SIZE = KEY_ID_SIZE + IDENTITY_MAC_SIZE
 #: Envelope size of an empty payload at a version below 128 (header of 4 bytes plus the tag).
 OVERHEAD = 4 + TAG_SIZE
 #: Versions are an unsigned LEB128 varint of at most this many bytes.
@@ -153,10 +158,11 @@ class KeyRing:
         return key_id in self.key_ids
 
     def identities(self, session_id: str) -> tuple[bytes, ...]:
-        """The session's identity under each key, primary first: key id (4 bytes) + HMAC (32 bytes)."""
+        """The session's identity under each key, primary first: key id (4) + first 16 bytes of the HMAC."""
         part = _lp(session_id.encode("utf-8"))
         return tuple(
-            key_id + _mac(keyed, part) for key_id, keyed in zip(self.key_ids, self._identifiers, strict=True)
+            key_id + _mac(keyed, part)[:IDENTITY_MAC_SIZE]
+            for key_id, keyed in zip(self.key_ids, self._identifiers, strict=True)
         )
 
     def fingerprint(self) -> str:

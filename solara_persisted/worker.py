@@ -248,8 +248,10 @@ class Writer:
                 left += len(keys)
         if failure is None:
             self._breaker.success()
+            self._events.stats.backend_ok()
         else:
             self._breaker.failure(str(failure))
+            self._events.stats.backend_error(str(failure))
         return left
 
     def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int]]:

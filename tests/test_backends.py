@@ -9,6 +9,7 @@ round-trip count, the script cache, the eviction policy, the compact encoding an
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -20,16 +21,11 @@ import redis
 from pytest_redis.executor import RedisExecutor
 
 from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import (
-    META_GENERATION,
-    META_IDENTITY,
-    META_TAG,
-    Backend,
-    FlushRequest,
-)
+from solara_persisted.backends.base import META_FIELD, Backend, FlushRequest
 from solara_persisted.backends.memory import MemoryBackend
 from solara_persisted.backends.redis import RedisBackend, redact
 from solara_persisted.config import Settings
+from solara_persisted.envelope import Codec, KeyRing, seal
 from solara_persisted.errors import BackendError, ConfigError, InvalidIdentifierError
 
 Raw = Callable[[str], "dict[str, bytes] | None"]
@@ -37,8 +33,13 @@ TTL = 60.0
 
 
 def identity(name: str, key_id: bytes = b"key1") -> bytes:
-    """A session identity shaped like the key ring's: 4-byte key id + 32-byte HMAC."""
-    return key_id + hashlib.sha256(name.encode()).digest()
+    """A session identity shaped like the key ring's: 4-byte key id + 16 bytes of MAC."""
+    return key_id + hashlib.sha256(name.encode()).digest()[:16]
+
+
+def meta(owner: bytes, schema_tag: str, generation: int) -> bytes:
+    """The meta field's value as documented in base.Meta, built by hand rather than by the helper."""
+    return owner + hashlib.sha256(schema_tag.encode()).digest()[:4] + str(generation).encode()
 
 
 def closed_port() -> int:
@@ -110,13 +111,11 @@ def test_miss_returns_generation_one_and_writes_nothing(backend: Backend, raw: R
     assert backend.peek_generation(kernel_id) is None
 
 
-def test_first_flush_creates_the_hash_with_its_meta_fields(backend: Backend, raw: Raw) -> None:
+def test_first_flush_creates_the_hash_with_its_meta_field(backend: Backend, raw: Raw) -> None:
     kernel_id = kernel()
     assert backend.flush(flush_request(kernel_id, 1, {"shop.page": b"\x01page", "shop.cart": b"\x02cart"}))
     assert raw(kernel_id) == {
-        META_GENERATION: b"1",
-        META_IDENTITY: OWNER,
-        META_TAG: b"v1",
+        META_FIELD: meta(OWNER, "v1", 1),
         "shop.page": b"\x01page",
         "shop.cart": b"\x02cart",
     }
@@ -129,7 +128,7 @@ def test_takeover_restores_every_field_and_bumps_the_generation(backend: Backend
     assert backend.flush(flush_request(kernel_id, 1, values))
     takeover = backend.takeover(kernel_id, [STRANGER, OWNER], "v1", TTL)  # any accepted identity
     assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("restored", 2, values)
-    assert raw(kernel_id)[META_GENERATION] == b"2"  # type: ignore[index]
+    assert raw(kernel_id)[META_FIELD] == meta(OWNER, "v1", 2)  # type: ignore[index]
     assert backend.takeover(kernel_id, [OWNER], "v1", TTL).generation == 3
 
 
@@ -155,16 +154,14 @@ def test_schema_reset_keeps_data_until_a_new_schema_write_replaces_it(backend: B
     assert backend.flush(flush_request(kernel_id, 1, {"old.a": b"a", "old.b": b"b"}, schema_tag="v1"))
     takeover = backend.takeover(kernel_id, [OWNER], "v2", TTL)
     assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("schema-reset", 2, {})
-    assert takeover.stored_tag == "v1"
-    stored = raw(kernel_id)
-    assert stored is not None
-    assert (stored["old.a"], stored["old.b"], stored[META_GENERATION]) == (b"a", b"b", b"2"), (
-        "nothing deleted"
+    assert takeover.stored_tag == hashlib.sha256(b"v1").digest()[:4].hex()
+    assert raw(kernel_id) == {META_FIELD: meta(OWNER, "v1", 2), "old.a": b"a", "old.b": b"b"}, (
+        "nothing deleted, the tag kept, the generation bumped"
     )
     # An instance still on the old tag (mixed-version fleet) gets a reset too and destroys nothing.
     assert backend.takeover(kernel_id, [OWNER], "v0", TTL).reason == "schema-reset"
     assert backend.flush(flush_request(kernel_id, 3, {"new.c": b"c"}, schema_tag="v2"))
-    assert raw(kernel_id) == {META_GENERATION: b"3", META_IDENTITY: OWNER, META_TAG: b"v2", "new.c": b"c"}
+    assert raw(kernel_id) == {META_FIELD: meta(OWNER, "v2", 3), "new.c": b"c"}
     restored = backend.takeover(kernel_id, [OWNER], "v2", TTL)
     assert (restored.reason, dict(restored.fields)) == ("restored", {"new.c": b"c"})
 
@@ -188,7 +185,7 @@ def test_rotation_rewrites_the_stored_identity(backend: Backend, raw: Raw) -> No
     takeover = backend.takeover(kernel_id, [new_identity, old_identity], "v1", TTL)  # primary first
     assert takeover.reason == "restored"
     assert backend.flush(flush_request(kernel_id, takeover.generation, {"k": b"v2"}, identity=new_identity))
-    assert raw(kernel_id)[META_IDENTITY] == new_identity  # type: ignore[index]
+    assert raw(kernel_id)[META_FIELD] == meta(new_identity, "v1", 2)  # type: ignore[index]
     assert backend.takeover(kernel_id, [old_identity], "v1", TTL).reason == "identity-mismatch"
 
 
@@ -284,10 +281,26 @@ def test_invalid_kernel_ids_are_refused_by_every_verb(backend: Backend, bad: str
 def test_a_field_posing_as_meta_is_refused_before_anything_is_written(backend: Backend, raw: Raw) -> None:
     kernel_id = kernel()
     with pytest.raises(InvalidIdentifierError, match="NUL"):
-        backend.flush(flush_request(kernel_id, 1, {"ok": b"v", META_GENERATION: b"99"}))
+        backend.flush(flush_request(kernel_id, 1, {"ok": b"v", META_FIELD: b"99"}))
     with pytest.raises(InvalidIdentifierError, match="NUL"):
-        backend.flush_many([flush_request(kernel_id, 1, {"ok": b"v"}, removed=(META_IDENTITY,))])
+        backend.flush_many([flush_request(kernel_id, 1, {"ok": b"v"}, removed=(META_FIELD + "g",))])
     assert raw(kernel_id) is None
+
+
+@pytest.mark.parametrize("size", [0, 19, 21, 36])
+def test_identities_of_the_wrong_size_are_refused(backend: Backend, raw: Raw, size: int) -> None:
+    """A wrong size can never match a stored identity: refused loudly, not passed off as a mismatch."""
+    kernel_id = kernel()
+    wrong = OWNER.ljust(size, b"x")[:size]
+    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
+        backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, identity=wrong))
+    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
+        backend.flush_many([flush_request(kernel_id, 1, {"k": b"v"}, identity=wrong)])
+    assert raw(kernel_id) is None
+    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
+    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
+        backend.takeover(kernel_id, [OWNER, wrong], "v1", TTL)
+    assert backend.peek_generation(kernel_id) == 1, "a refused takeover bumps nothing"
 
 
 def test_concurrent_takeovers_hand_out_distinct_generations(backend: Backend) -> None:
@@ -327,7 +340,7 @@ def test_memory_stores_exactly_the_bytes_redis_stores(
         backend.takeover(kernel_id, [OWNER], "v2", TTL)
     stored = {name.decode(): data for name, data in redis_client.hgetall(prefix + kernel_id).items()}
     assert stored == memory.raw(kernel_id)
-    assert stored[META_GENERATION] == b"3"
+    assert stored == {META_FIELD: meta(OWNER, "v2", 3), "d": b"4"}
     shared.close()
 
 
@@ -461,15 +474,40 @@ def test_eviction_policy_reports_the_servers_setting(
         redis_client.config_set("maxmemory-policy", "noeviction")
 
 
-def test_small_session_stays_a_compact_hash(
-    redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
+#: Bytes per two-small-value session that Solara's built-in engine uses; ours must stay under 60%.
+SOLARA_SESSION_BYTES = 424
+SESSION_BUDGET = int(0.6 * SOLARA_SESSION_BYTES)
+
+
+def test_a_small_session_is_one_listpack_within_the_memory_budget(
+    redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """Two small values (envelopes of ~40 bytes) plus the meta fields stay one listpack."""
-    kernel_id = kernel()
-    assert redis_backend.flush(flush_request(kernel_id, 1, {"shop.page": b"p" * 37, "shop.query": b"q" * 43}))
-    redis_backend.takeover(kernel_id, [OWNER], "v1", TTL)
-    assert redis_client.object("encoding", prefix + kernel_id) == b"listpack"
-    assert redis_client.dbsize() == 1, "one key per kernel, nothing else"
+    """An int and a short string, sealed for real, under the default prefix and a 32-hex kernel id.
+
+    The budget holds only while the hash's listpack fits jemalloc's 128-byte size class (the key,
+    its dict entry and the object header take the other 104 bytes here): every byte of the meta
+    field and of each envelope's header counts.
+    """
+    backend = RedisBackend(Settings(backend="redis", url=redis_url))  # the default prefix: its length counts
+    ring = KeyRing.from_secrets(["a-secret-for-the-memory-test"])
+    kernel_id = uuid.uuid4().hex
+    payloads = {"shop.page": json.dumps(3).encode(), "shop.query": json.dumps("shoes").encode()}
+    fields = {
+        name: seal(ring, kernel_id=kernel_id, field=name, codec=Codec.JSON, version=1, payload=payload)
+        for name, payload in payloads.items()
+    }
+    owner = ring.identities("a-session")
+    assert backend.flush(flush_request(kernel_id, 1, fields, identity=owner[0], schema_tag="default"))
+    assert backend.takeover(kernel_id, owner, "default", TTL).fields == fields
+    key = Settings().prefix + kernel_id
+    assert redis_client.keys(f"*{kernel_id}*") == [key.encode()], "one key per kernel, nothing else"
+    assert redis_client.object("encoding", key) == b"listpack"
+    used = redis_client.memory_usage(key, samples=0)
+    assert used <= SESSION_BUDGET, (
+        f"MEMORY USAGE of a two-small-value session is {used} bytes, over the budget of {SESSION_BUDGET} "
+        f"(60% of Solara's {SOLARA_SESSION_BYTES})"
+    )
+    backend.close()
 
 
 @pytest.mark.parametrize("form", ["unix", "sentinel"])

@@ -51,7 +51,7 @@ def test_defaults_are_the_operations_guides() -> None:
     # The full configuration reference (Solara's state settings): same values.
     assert settings.url == ""
     assert settings.secret_keys == ()
-    assert settings.prefix == "solara:state:"
+    assert settings.prefix == "solara:"
     assert settings.flush_debounce == pytest.approx(0.3)
     assert settings.connect_timeout == pytest.approx(0.3)
     assert settings.breaker_failures == 3

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
-from solara_persisted.spec import persisted, registry
 
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
+from solara_persisted.spec import persisted, registry
 
 # A server of its own: this module stops it, which must not disturb the shared one.
 outage_redis = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)

@@ -15,12 +15,12 @@ from typing import Any
 
 import attrs
 import pytest
-from solara_persisted.spec import persisted, persisted_family, registry
 
 from solara_persisted.backends import create_backend
 from solara_persisted.backends.base import Backend
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine, Restored
+from solara_persisted.spec import persisted, persisted_family, registry
 from solara_persisted.worker import Session
 
 SECRET = "k" * 20 + secrets.token_urlsafe(8)
@@ -316,7 +316,7 @@ def test_drain_writes_every_session_in_batches(
 def test_stats_tables_name_the_costly_key(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
-    a = make_engine(settings, backend)
+    a = make_engine(settings, backend, production=False)  # development shows raw key labels
     kernel = Kernel(a, uuid.uuid4().hex, "cookie")
     kernel.set("t.cart", Cart(tuple(f"item{i}" for i in range(20))))
     kernel.set("t.page", 1)

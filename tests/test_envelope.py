@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from solara_persisted.envelope import OVERHEAD, Codec, KeyRing, Opened, open_envelope, seal
+from solara_persisted.envelope import IDENTITY_SIZE, OVERHEAD, Codec, KeyRing, Opened, open_envelope, seal
 from solara_persisted.errors import ConfigError, MalformedEnvelopeError, TamperedError
 
 OLD = "old-secret-0123456789abcdef"
@@ -270,7 +270,7 @@ def test_fingerprint_depends_on_keys_and_order_only() -> None:
 # -- session identities --------------------------------------------------------------------
 
 
-def test_identities_are_key_id_plus_hmac_per_key_primary_first() -> None:
+def test_identities_are_key_id_plus_truncated_hmac_per_key_primary_first() -> None:
     ring = KeyRing.from_secrets([NEW, OLD])
     identities = ring.identities("session-abc")
     assert len(identities) == 2
@@ -278,8 +278,8 @@ def test_identities_are_key_id_plus_hmac_per_key_primary_first() -> None:
         mac = hmac.new(
             secret.encode(), lp(b"solara-persisted/session/v1") + lp(b"session-abc"), hashlib.sha256
         ).digest()
-        assert identity == doc_key_id(secret) + mac
-        assert len(identity) == 36
+        assert identity == doc_key_id(secret) + mac[:16]
+        assert len(identity) == IDENTITY_SIZE == 20
 
 
 def test_identities_differ_per_session_and_from_envelope_tags() -> None:
@@ -288,7 +288,7 @@ def test_identities_differ_per_session_and_from_envelope_tags() -> None:
     assert ring.identities("a") == ring.identities("a")
     # Domain separation: the identity MAC is not the tag of any envelope over the same bytes.
     data = seal(ring, kernel_id="a", field="a", codec=Codec.JSON, version=1, payload=b"a")
-    assert data[-32:] != ring.identities("a")[0][4:]
+    assert data[-32:-16] != ring.identities("a")[0][4:]
 
 
 def test_a_rotated_ring_still_recognises_the_old_identity() -> None:

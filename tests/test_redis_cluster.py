@@ -15,14 +15,15 @@ import pytest
 from redis.cluster import RedisCluster
 
 from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import META_GENERATION, FlushRequest
-from solara_persisted.backends.redis import RedisBackend
+from solara_persisted.backends.base import META_FIELD, FlushRequest
+from solara_persisted.backends.redis import RedisBackend, route_scripts_by_key
 from solara_persisted.config import Settings
 from solara_persisted.errors import BackendError
 
 pytestmark = pytest.mark.cluster
 
-OWNER = b"key1" + hashlib.sha256(b"owner").digest()
+OWNER = b"key1" + hashlib.sha256(b"owner").digest()[:16]
+TAG_DIGEST = hashlib.sha256(b"v1").digest()[:4]
 TTL = 60.0
 KERNELS = 30
 
@@ -75,7 +76,7 @@ def test_contract_holds_for_kernels_on_every_node(
         == [True] * KERNELS
     )
     for kernel_id in kernels:
-        assert cluster.hget(prefix + kernel_id, META_GENERATION) == b"1"
+        assert cluster.hget(prefix + kernel_id, META_FIELD) == OWNER + TAG_DIGEST + b"1"
         takeover = backend.takeover(kernel_id, [OWNER], "v1", TTL)
         assert (takeover.reason, takeover.generation, dict(takeover.fields)) == (
             "restored",
@@ -90,7 +91,7 @@ def test_contract_holds_for_kernels_on_every_node(
         assert cluster.hget(prefix + kernel_id, "k") == (b"first" if i % 2 else b"second")
         assert backend.peek_generation(kernel_id) == 2
 
-    stranger = b"key1" + hashlib.sha256(b"stranger").digest()
+    stranger = b"key1" + hashlib.sha256(b"stranger").digest()[:16]
     assert backend.takeover(kernels[0], [stranger], "v1", TTL).reason == "identity-mismatch"
     assert backend.takeover(kernels[0], [OWNER], "v2", TTL).reason == "schema-reset"
 
@@ -104,7 +105,16 @@ def test_contract_holds_for_kernels_on_every_node(
 
 
 def test_flush_many_is_one_round_trip_per_node(backend: RedisBackend, cluster: RedisCluster) -> None:
-    """Counted on the servers: each node reads its share of the batch once (see test_backends)."""
+    """Counted on the servers: each node reads its share of the batch once (see test_backends).
+
+    That needs the pipeline to route EVALSHA by its key without asking the server, which relies
+    on a private redis-py attribute; without it the batch is still correct, only slower.
+    """
+    if not route_scripts_by_key(cluster.pipeline(transaction=False)):
+        pytest.skip(
+            "this redis-py's cluster pipeline has no _policy_resolver: flush_many falls back to one "
+            "COMMAND GETKEYS round trip per script call, so one round trip per node cannot hold"
+        )
     kernels = [str(uuid.uuid4()) for _ in range(KERNELS)]
     assert (
         backend.flush_many([flush_request(kernel_id, 1, b"v") for kernel_id in kernels]) == [True] * KERNELS

@@ -9,9 +9,7 @@ from __future__ import annotations
 from ..config import Settings
 from ..errors import ConfigError
 from .base import (
-    META_GENERATION,
-    META_IDENTITY,
-    META_TAG,
+    META_FIELD,
     Backend,
     FlushRequest,
     Takeover,
@@ -20,9 +18,7 @@ from .base import (
 from .memory import MemoryBackend
 
 __all__ = [
-    "META_GENERATION",
-    "META_IDENTITY",
-    "META_TAG",
+    "META_FIELD",
     "Backend",
     "FlushRequest",
     "MemoryBackend",

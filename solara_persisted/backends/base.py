@@ -1,32 +1,70 @@
 """The contract every state backend keeps: one hash per kernel, fenced by a generation counter.
 
-A kernel's state is one hash (one Redis Cluster slot) holding the persisted keys plus three meta
-fields whose names start with NUL, so they can never collide with a persisted key. A process
-gets write rights by a ``takeover`` (which bumps the generation) and loses them as soon as
-another process takes over: its flushes then carry a stale generation and are refused. That
-fencing is what keeps a superseded instance from overwriting the session's new owner.
+A kernel's state is one hash (one Redis Cluster slot) holding the persisted keys plus one meta
+field named NUL, which no persisted key may start with. A process gets write rights by a
+``takeover`` (which bumps the generation) and loses them as soon as another process takes over:
+its flushes then carry a stale generation and are refused. That fencing is what keeps a
+superseded instance from overwriting the session's new owner.
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, Literal
 
 import attrs
 
+from ..envelope import IDENTITY_SIZE
 from ..errors import BackendError, InvalidIdentifierError
 
-#: Meta fields of a kernel's hash: short (the hash must stay a compact listpack), never a key.
-META_GENERATION = "\x00g"
-META_IDENTITY = "\x00i"
-META_TAG = "\x00t"
+#: Field names starting with NUL are reserved for the backend; persisted keys never do.
 META_PREFIX = "\x00"
+#: The one meta field of a kernel's hash; its value is a packed ``Meta``.
+META_FIELD = META_PREFIX
+#: Bytes of SHA-256 kept of the schema tag: enough to notice a changed tag, not a security check.
+TAG_DIGEST_SIZE = 4
+#: Where the generation starts in a packed ``Meta`` (the Lua scripts slice at the same offsets).
+GENERATION_AT = IDENTITY_SIZE + TAG_DIGEST_SIZE
 
 TakeoverReason = Literal["restored", "miss", "identity-mismatch", "schema-reset"]
 
 _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def tag_digest(schema_tag: str) -> bytes:
+    """The stored form of a schema tag: the first 4 bytes of its SHA-256."""
+    return hashlib.sha256(schema_tag.encode("utf-8")).digest()[:TAG_DIGEST_SIZE]
+
+
+@attrs.frozen
+class Meta:
+    """The meta field's value: ``identity (20 bytes) || tag digest (4 bytes) || generation``.
+
+    The generation is ASCII decimal so a script can compare it as a string. One packed field
+    instead of one field per item saves the listpack an entry header and name for each, which is
+    what keeps a small session's hash in a smaller allocation. The Lua scripts mirror this layout.
+    """
+
+    identity: bytes
+    tag: bytes
+    generation: int
+
+    def pack(self) -> bytes:
+        return b"".join((self.identity, self.tag, b"%d" % self.generation))
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Meta:
+        generation = data[GENERATION_AT:]
+        if not generation.isdigit():
+            raise BackendError(
+                f"a kernel's meta field holds {len(data)} bytes that are not identity, tag digest and "
+                "generation. Fix: keys under SOLARA_STATE_PREFIX must hold only solara-persisted hashes; "
+                "give the state its own prefix or database"
+            )
+        return cls(data[:IDENTITY_SIZE], data[IDENTITY_SIZE:GENERATION_AT], int(generation))
 
 
 @attrs.frozen
@@ -36,6 +74,8 @@ class Takeover:
     ``generation`` is the write right this process now holds: 1 on a miss (nothing was written,
     the first flush creates the hash), 0 on an identity mismatch (no right at all), the bumped
     counter otherwise. ``fields`` holds every stored value on "restored" and nothing else.
+    ``stored_tag`` (on "schema-reset") is the hex of the stored tag's 4-byte digest: only the
+    digest is stored, so compare it with ``tag_digest(tag).hex()``.
     """
 
     reason: TakeoverReason
@@ -114,9 +154,23 @@ def validate_kernel_id(kernel_id: str) -> str:
     return kernel_id
 
 
+def validate_identity(identity: bytes, kernel_id: str) -> bytes:
+    """Return ``identity`` if it has the key ring's identity size, else raise.
+
+    A wrong size could never match a stored identity, so it would pass silently as a mismatch.
+    """
+    if len(identity) != IDENTITY_SIZE:
+        raise InvalidIdentifierError(
+            f"session identity for kernel {kernel_id} is {len(identity)} bytes, not {IDENTITY_SIZE}. "
+            "Fix: pass identities made by KeyRing.identities()"
+        )
+    return identity
+
+
 def validate_request(request: FlushRequest) -> None:
-    """Refuse a flush that could corrupt the hash: a bad kernel id or a field posing as meta."""
+    """Refuse a flush that could corrupt the hash: a bad kernel id or identity, a field posing as meta."""
     validate_kernel_id(request.kernel_id)
+    validate_identity(request.identity, request.kernel_id)
     for field in (*request.fields, *request.removed):
         if not field or field.startswith(META_PREFIX):
             raise InvalidIdentifierError(

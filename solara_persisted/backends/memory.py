@@ -1,7 +1,7 @@
 """The in-process backend: the Redis contract over a dict, for one process and for tests.
 
-It stores exactly the bytes the Redis backend stores (meta fields included, the generation as
-ASCII decimal), under the same key, so a test on ``memory`` says something about ``redis`` too.
+It stores exactly the bytes the Redis backend stores (the packed meta field included), under
+the same key, so a test on ``memory`` says something about ``redis`` too.
 Nothing is shared between processes (``shared = False``): a failover cannot restore from it.
 """
 
@@ -16,14 +16,15 @@ import attrs
 from ..config import Settings
 from ..errors import BackendError
 from .base import (
-    META_GENERATION,
-    META_IDENTITY,
+    META_FIELD,
     META_PREFIX,
-    META_TAG,
     Backend,
     FlushRequest,
+    Meta,
     Takeover,
+    tag_digest,
     ttl_milliseconds,
+    validate_identity,
     validate_kernel_id,
     validate_request,
 )
@@ -52,41 +53,41 @@ class MemoryBackend(Backend):
 
     def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
         key = self._prefix + validate_kernel_id(kernel_id)
+        for identity in identities:
+            validate_identity(identity, kernel_id)
         with self._lock:
             stored = self._live(key)
             if stored is None:
                 return Takeover("miss", 1)
-            identity = stored.fields.get(META_IDENTITY)
-            if not any(identity == accepted for accepted in identities):
-                return Takeover("identity-mismatch", 0, stored_identity=identity)
-            generation = int(stored.fields[META_GENERATION]) + 1
-            stored.fields[META_GENERATION] = str(generation).encode()
+            meta = Meta.unpack(stored.fields[META_FIELD])
+            if meta.identity not in identities:
+                return Takeover("identity-mismatch", 0, stored_identity=meta.identity)
+            meta = attrs.evolve(meta, generation=meta.generation + 1)
+            stored.fields[META_FIELD] = meta.pack()
             stored.expires_at = self._expiry(ttl)
-            tag = stored.fields.get(META_TAG, b"").decode()
-            if tag != schema_tag:
-                return Takeover("schema-reset", generation, stored_tag=tag)
+            if meta.tag != tag_digest(schema_tag):
+                return Takeover("schema-reset", meta.generation, stored_tag=meta.tag.hex())
             values = {name: data for name, data in stored.fields.items() if not name.startswith(META_PREFIX)}
-            return Takeover("restored", generation, values)
+            return Takeover("restored", meta.generation, values)
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
         if request.generation == 0:
             return False
         key = self._prefix + request.kernel_id
-        generation = str(request.generation).encode()
-        tag = request.schema_tag.encode()
+        tag = tag_digest(request.schema_tag)
         with self._lock:
             self._sweep()
             stored = self._live(key)
             if stored is None:
-                stored = self._hashes[key] = _Hash({META_GENERATION: generation}, 0.0)
-            elif stored.fields[META_GENERATION] != generation:
-                return False
-            elif stored.fields.get(META_TAG) != tag:
-                meta = {name: data for name, data in stored.fields.items() if name.startswith(META_PREFIX)}
-                stored.fields = meta
-            stored.fields[META_IDENTITY] = bytes(request.identity)
-            stored.fields[META_TAG] = tag
+                stored = self._hashes[key] = _Hash({}, 0.0)
+            else:
+                meta = Meta.unpack(stored.fields[META_FIELD])
+                if meta.generation != request.generation:
+                    return False
+                if meta.tag != tag:  # values written under another schema must not be restored
+                    stored.fields = {}
+            stored.fields[META_FIELD] = Meta(bytes(request.identity), tag, request.generation).pack()
             stored.fields.update((name, bytes(data)) for name, data in request.fields.items())
             for name in request.removed:
                 stored.fields.pop(name, None)
@@ -100,7 +101,7 @@ class MemoryBackend(Backend):
         key = self._prefix + validate_kernel_id(kernel_id)
         with self._lock:
             stored = self._live(key)
-            return None if stored is None else int(stored.fields[META_GENERATION])
+            return None if stored is None else Meta.unpack(stored.fields[META_FIELD]).generation
 
     def delete(self, kernel_id: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_kernel_id(kernel_id)
@@ -108,7 +109,7 @@ class MemoryBackend(Backend):
             stored = self._live(key)
             if stored is None:
                 return False
-            if generation is not None and stored.fields[META_GENERATION] != str(generation).encode():
+            if generation is not None and Meta.unpack(stored.fields[META_FIELD]).generation != generation:
                 return False
             del self._hashes[key]
             return True

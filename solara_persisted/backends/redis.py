@@ -51,12 +51,15 @@ from redis.sentinel import Sentinel
 from ..config import Settings
 from ..errors import BackendError, ConfigError
 from .base import (
-    META_GENERATION,
+    META_FIELD,
     Backend,
     FlushRequest,
+    Meta,
     Takeover,
     TakeoverReason,
+    tag_digest,
     ttl_milliseconds,
+    validate_identity,
     validate_kernel_id,
     validate_request,
 )
@@ -85,6 +88,20 @@ class _KeyedScripts(BasePolicyResolver):
 _SCRIPTS_ARE_KEYED = _KeyedScripts()
 
 
+def route_scripts_by_key(pipe: Any) -> bool:
+    """Let a cluster pipeline route EVALSHA by its declared key; False where it cannot.
+
+    redis-py's cluster pipeline does not inherit the client's policy resolver and, not knowing
+    EVALSHA is keyed, asks the server (COMMAND GETKEYS) once per command. The resolver is a
+    private attribute; a redis-py release without it keeps those extra round trips, which cost
+    time, never correctness (the server still names the key), so nothing is logged then.
+    """
+    if not hasattr(pipe, "_policy_resolver"):
+        return False
+    pipe._policy_resolver = _SCRIPTS_ARE_KEYED
+    return True
+
+
 class RedisBackend(Backend):
     """State in a shared Redis (standalone, Sentinel or Cluster)."""
 
@@ -102,16 +119,18 @@ class RedisBackend(Backend):
 
     def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
         key = self._prefix + validate_kernel_id(kernel_id)
+        for identity in identities:
+            validate_identity(identity, kernel_id)
         with self._failing("takeover"):
             self._client_or_connect()
-            args = [schema_tag, ttl_milliseconds(ttl), *identities]
+            args = [tag_digest(schema_tag), ttl_milliseconds(ttl), *identities]
             reply = self._scripts["takeover"](keys=[key], args=args)
         reason: TakeoverReason = reply[0].decode()
         generation = int(reply[1])
         if reason == "identity-mismatch":
             return Takeover(reason, generation, stored_identity=reply[2])
         if reason == "schema-reset":
-            return Takeover(reason, generation, stored_tag=reply[2].decode())
+            return Takeover(reason, generation, stored_tag=reply[2].hex())
         fields = {reply[i].decode(): reply[i + 1] for i in range(3, len(reply), 2)}
         return Takeover(reason, generation, fields)
 
@@ -137,9 +156,7 @@ class RedisBackend(Backend):
             script = self._scripts["flush"]
             pipe = client.pipeline(transaction=False)
             if isinstance(client, RedisCluster):
-                # redis-py's cluster pipeline does not inherit the client's policy resolver and, not
-                # knowing EVALSHA is keyed, asks the server (COMMAND GETKEYS) once per command.
-                pipe._policy_resolver = _SCRIPTS_ARE_KEYED
+                route_scripts_by_key(pipe)
             keys = [self._prefix + request.kernel_id for request in requests]
             for i in sent:
                 # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
@@ -158,8 +175,8 @@ class RedisBackend(Backend):
     def peek_generation(self, kernel_id: str) -> int | None:
         key = self._prefix + validate_kernel_id(kernel_id)
         with self._failing("peek_generation"):
-            stored = self._client_or_connect().hget(key, META_GENERATION)
-        return None if stored is None else int(stored)
+            stored = self._client_or_connect().hget(key, META_FIELD)
+        return None if stored is None else Meta.unpack(stored).generation
 
     def delete(self, kernel_id: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_kernel_id(kernel_id)
@@ -235,8 +252,8 @@ class RedisBackend(Backend):
 
 
 def _flush_args(request: FlushRequest) -> list[Any]:
-    ttl = ttl_milliseconds(request.ttl)
-    args: list[Any] = [request.generation, request.identity, request.schema_tag, ttl, len(request.fields)]
+    meta = Meta(request.identity, tag_digest(request.schema_tag), request.generation).pack()
+    args: list[Any] = [meta, ttl_milliseconds(request.ttl), len(request.fields)]
     for name, data in request.fields.items():
         args += (name, data)
     args += request.removed

@@ -1,21 +1,25 @@
 -- Take a kernel's state over: verify the identity, check the schema tag, bump the generation.
--- KEYS[1] the kernel's hash; ARGV[1] schema tag; ARGV[2] TTL in ms; ARGV[3..] accepted identities.
--- Reply: {reason, generation, identity-or-tag, field, value, field, value, ...}.
+-- KEYS[1] the kernel's hash; ARGV[1] schema tag digest; ARGV[2] TTL in ms; ARGV[3..] accepted
+-- identities. The meta field '\0' holds identity (20 bytes) .. tag digest (4) .. generation
+-- (ASCII decimal), as base.Meta packs it.
+-- Reply: {reason, generation, identity-or-tag-digest, field, value, field, value, ...}.
 local key = KEYS[1]
-local meta = redis.call('HMGET', key, '\0g', '\0i', '\0t')
-if not meta[1] then
+local meta = redis.call('HGET', key, '\0')
+if not meta then
   return {'miss', 1}  -- nothing is written on a miss: the first flush creates the hash
 end
+local identity = string.sub(meta, 1, 20)
 local known = false
 for i = 3, #ARGV do
-  if meta[2] == ARGV[i] then known = true break end
+  if identity == ARGV[i] then known = true break end
 end
 if not known then
-  return {'identity-mismatch', 0, meta[2]}
+  return {'identity-mismatch', 0, identity}
 end
-local generation = redis.call('HINCRBY', key, '\0g', 1)
+local tag = string.sub(meta, 21, 24)
+local generation = tonumber(string.sub(meta, 25)) + 1
+redis.call('HSET', key, '\0', identity .. tag .. string.format('%d', generation))
 redis.call('PEXPIRE', key, ARGV[2])
-local tag = meta[3] or ''
 if tag ~= ARGV[1] then
   -- Keep the data: an instance still on the old tag must not destroy what newer ones wrote.
   return {'schema-reset', generation, tag}

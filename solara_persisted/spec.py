@@ -1,0 +1,562 @@
+"""The declaration DSL: which reactive values persist, under which key, shape, version and budget.
+
+``@persisted(key="shop.page")`` over ``def page() -> int: return 0`` turns the default factory
+into a Solara reactive and records a ``PersistedSpec`` in the ``registry``; per-instance keys
+(the store pattern) use ``persisted_family("user:{uid}:query", type=..., default=...)``.
+Everything that could only fail later, on some user's restore, is refused here at import time
+with the definition site and the fix: bad keys, duplicate keys, unrepresentable types, defaults
+that do not match their own type.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import re
+import string
+import sys
+import threading
+import typing
+import unicodedata
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+import solara
+import solara.toestand
+
+from .codec import PickleTypeCodec, TypeCodec, compile_type, type_name
+from .config import Settings
+from .envelope import Codec
+from .errors import DuplicateKeyError, EncodeError, InvalidIdentifierError, SpecError
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "STORAGE_PREFIX",
+    "Family",
+    "PersistedSpec",
+    "Registry",
+    "key_from_storage_key",
+    "key_problem",
+    "persisted",
+    "persisted_family",
+    "registry",
+]
+
+T = TypeVar("T")
+CodecName = Literal["json", "pickle"]
+
+#: Prefix of the Solara storage key of every persisted reactive; the rest is the persisted key.
+STORAGE_PREFIX = "solara_persisted:"
+MAX_KEY_LENGTH = 200
+_CODECS: dict[str, Codec] = {"json": Codec.JSON, "pickle": Codec.PICKLE}
+
+
+def key_from_storage_key(storage_key: str) -> str | None:
+    """The persisted key behind a reactive's storage key, or None for a reactive we do not own."""
+    if isinstance(storage_key, str) and storage_key.startswith(STORAGE_PREFIX):
+        return storage_key[len(STORAGE_PREFIX) :]
+    return None
+
+
+def key_problem(key: object, what: str = "key") -> str | None:
+    """Why ``key`` cannot be a persisted key (it becomes a hash field in the backend), or None."""
+    if not isinstance(key, str):
+        return f"the {what} must be a str, got {type(key).__qualname__}"
+    if not key:
+        return f"the {what} is empty"
+    if len(key) > MAX_KEY_LENGTH:
+        return f"the {what} is {len(key)} characters long, over the maximum of {MAX_KEY_LENGTH}"
+    if key != key.strip():
+        return f"the {what} {key!r} has leading or trailing whitespace"
+    for char in key:
+        if unicodedata.category(char).startswith("C"):
+            return f"the {what} {key!r} contains the control or format character {char!r}"
+    return None
+
+
+@attrs.frozen(eq=False)
+class PersistedSpec:
+    """One declaration: everything the engine, codegen and restore need to know about a key.
+
+    ``key`` is the declared key, or the template for a family (``is_template``). ``default`` is
+    a zero-argument factory. ``site`` ("path/to/app.py:12") is where it was declared.
+    """
+
+    key: str
+    type: Any
+    version: int
+    warn_bytes: int | None
+    max_bytes: int | None
+    codec_name: CodecName
+    default: Callable[[], Any]
+    site: str
+    type_codec: TypeCodec | PickleTypeCodec
+    is_template: bool
+    reactive: solara.Reactive[Any] | None = attrs.field(default=None, repr=False)
+
+    @property
+    def codec_id(self) -> Codec:
+        """The envelope codec byte for this spec's payloads."""
+        return _CODECS[self.codec_name]
+
+
+@attrs.frozen(eq=False)
+class _Origin:
+    """Where a declaration ran, to tell a re-run of the same definition from a real duplicate."""
+
+    filename: str
+    lineno: int
+    qualname: str | None
+    namespace: dict[str, Any]
+
+    def redefines(self, other: _Origin) -> bool:
+        """Same line of the same file, or a function of the same name in the same module namespace
+        (an edited and re-run Jupyter cell, an edited module re-imported in place)."""
+        if self.filename == other.filename and self.lineno == other.lineno:
+            return True
+        return (
+            self.namespace is other.namespace
+            and self.qualname is not None
+            and self.qualname == other.qualname
+        )
+
+
+@attrs.frozen(eq=False)
+class _Template:
+    spec: PersistedSpec
+    pattern: re.Pattern[str]
+    literal_length: int
+
+
+class Registry:
+    """Every declared spec by key; thread-safe, and re-running a declaration replaces it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._fixed: dict[str, PersistedSpec] = {}
+        self._templates: dict[str, _Template] = {}
+        self._origins: dict[str, _Origin] = {}
+        # Immutable snapshot, most specific first, so resolve() needs no lock.
+        self._template_order: tuple[_Template, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self._fixed) + len(self._templates)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._fixed or key in self._templates
+
+    def __repr__(self) -> str:
+        return f"<Registry of {len(self)} persisted keys>"
+
+    def get(self, key: str) -> PersistedSpec | None:
+        """The spec declared under ``key`` (a fixed key or a family's template)."""
+        spec = self._fixed.get(key)
+        if spec is not None:
+            return spec
+        template = self._templates.get(key)
+        return template.spec if template is not None else None
+
+    def resolve(self, concrete_key: str) -> PersistedSpec | None:
+        """The spec a stored key belongs to: the fixed key itself, else the most specific family."""
+        spec = self._fixed.get(concrete_key)
+        if spec is not None:
+            return spec
+        for template in self._template_order:
+            if template.pattern.fullmatch(concrete_key):
+                return template.spec
+        return None
+
+    def specs(self) -> list[PersistedSpec]:
+        """Every declared spec, sorted by key."""
+        with self._lock:
+            every = [*self._fixed.values(), *(t.spec for t in self._templates.values())]
+        return sorted(every, key=lambda spec: spec.key)
+
+    @contextlib.contextmanager
+    def isolated(self) -> Iterator[Registry]:
+        """An empty registry for the duration of the block (for tests); the previous content is restored."""
+        with self._lock:
+            saved = (self._fixed, self._templates, self._origins, self._template_order)
+            self._fixed, self._templates, self._origins, self._template_order = {}, {}, {}, ()
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._fixed, self._templates, self._origins, self._template_order = saved
+
+    def _register(self, spec: PersistedSpec, origin: _Origin, template: _Template | None) -> None:
+        with self._lock:
+            self._forget_previous_executions(origin)
+            key = spec.key
+            existing = self.get(key)
+            if existing is not None and not origin.redefines(self._origins[key]):
+                raise DuplicateKeyError(
+                    spec.site,
+                    f"the persisted key {key!r} is already declared at {existing.site}",
+                    "give each declaration its own key; keys must be unique across the whole app",
+                )
+            self._check_overlap(spec, template)
+            self._drop(key)
+            if template is None:
+                self._fixed[key] = spec
+            else:
+                self._templates[key] = template
+            self._origins[key] = origin
+            self._reorder()
+
+    def _forget_previous_executions(self, origin: _Origin) -> None:
+        """A module re-executed in a fresh namespace (Solara's hot reload) replaces all it declared."""
+        stale = [
+            key
+            for key, known in self._origins.items()
+            if known.filename == origin.filename and known.namespace is not origin.namespace
+        ]
+        for key in stale:
+            self._drop(key)
+
+    def _check_overlap(self, spec: PersistedSpec, template: _Template | None) -> None:
+        """A fixed key that some family could also produce would make two reactives share a field."""
+        if template is None:
+            for other in self._templates.values():
+                if other.pattern.fullmatch(spec.key) and other.spec.key != spec.key:
+                    raise DuplicateKeyError(
+                        spec.site,
+                        f"the persisted key {spec.key!r} is also a key of the family {other.spec.key!r} "
+                        f"declared at {other.spec.site}",
+                        "rename the fixed key, or change the family's template so it cannot produce it",
+                    )
+            return
+        for key, fixed in self._fixed.items():
+            if template.pattern.fullmatch(key):
+                raise DuplicateKeyError(
+                    spec.site,
+                    f"the family {spec.key!r} can produce the key {key!r}, already declared at {fixed.site}",
+                    "rename the fixed key, or change the family's template so it cannot produce it",
+                )
+
+    def _drop(self, key: str) -> None:
+        self._fixed.pop(key, None)
+        self._templates.pop(key, None)
+        self._origins.pop(key, None)
+        self._reorder()
+
+    def _reorder(self) -> None:
+        self._template_order = tuple(
+            sorted(self._templates.values(), key=lambda t: (-t.literal_length, t.spec.key))
+        )
+
+
+registry = Registry()
+
+
+class Family(Generic[T]):
+    """Per-instance persisted reactives from one key template: ``queries(uid=5)``.
+
+    One reactive per concrete key is kept while anything references it; a later call for the
+    same key returns the same reactive (and a fresh one after it was dropped reads the same
+    per-kernel value, since Solara keeps values by storage key).
+    """
+
+    def __init__(self, spec: PersistedSpec, fields: tuple[str, ...]) -> None:
+        self.spec = spec
+        self.fields = fields
+        self._reactives: weakref.WeakValueDictionary[str, solara.Reactive[T]] = weakref.WeakValueDictionary()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Family {self.spec.key!r} declared at {self.spec.site}>"
+
+    def key_for(self, **params: object) -> str:
+        """The concrete persisted key for these template parameters."""
+        concrete = self._concrete(params)
+        self._check_owner(concrete)
+        return concrete
+
+    def __call__(self, **params: object) -> solara.Reactive[T]:
+        """The Solara reactive persisted under the concrete key for these parameters."""
+        concrete = self._concrete(params)
+        with self._lock:
+            reactive = self._reactives.get(concrete)
+            if reactive is None:
+                self._check_owner(concrete)
+                reactive = _new_reactive(self.spec.default, concrete)
+                self._reactives[concrete] = reactive
+        return reactive
+
+    def _check_owner(self, concrete: str) -> None:
+        """A restore finds a key's spec by ``registry.resolve``: it must find this family's."""
+        owner = registry.resolve(concrete)
+        if owner is not None and owner is not self.spec:
+            raise InvalidIdentifierError(
+                f"the family {self.spec.key!r} gives the key {concrete!r}, which belongs to {owner.key!r} "
+                f"declared at {owner.site}. Fix: make the templates or keys distinct"
+            )
+
+    def _concrete(self, params: dict[str, object]) -> str:
+        missing = [f for f in self.fields if f not in params]
+        extra = sorted(set(params) - set(self.fields))
+        if missing or extra:
+            details = "; ".join(
+                part
+                for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"unexpected {', '.join(extra)}" if extra else "",
+                )
+                if part
+            )
+            raise SpecError(
+                _site(_caller()),
+                f"the family {self.spec.key!r} takes exactly the parameters {', '.join(self.fields)} ({details})",
+                f"call it as family({', '.join(f + '=...' for f in self.fields)})",
+            )
+        values = {}
+        for name in self.fields:
+            text = str(params[name])
+            problem = _parameter_problem(text)
+            if problem:
+                raise InvalidIdentifierError(
+                    f"parameter {name}={text!r} of the family {self.spec.key!r} {problem}. Fix: pass a "
+                    "non-empty value without braces or control characters (e.g. an id)"
+                )
+            values[name] = text
+        concrete = self.spec.key.format(**values)
+        problem = key_problem(concrete, "resulting key")
+        if problem:
+            raise InvalidIdentifierError(
+                f"{problem}. Fix: use shorter parameter values without surrounding spaces"
+            )
+        return concrete
+
+
+def _parameter_problem(text: str) -> str | None:
+    if not text:
+        return "is empty"
+    if "{" in text or "}" in text:
+        return "contains a brace"
+    if any(unicodedata.category(char).startswith("C") for char in text):
+        return "contains a control or format character"
+    return None
+
+
+# --------------------------------------------------------------------------- declarations
+
+
+def _caller() -> tuple[str, int, dict[str, Any]]:
+    """File, line and module namespace of the first frame outside this module."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
+
+
+def _site(where: tuple[str, int, dict[str, Any]]) -> str:
+    filename, lineno, _ = where
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        relative = filename
+    return f"{filename if relative.startswith('..') else relative}:{lineno}"
+
+
+def _is_positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_options(site: str, version: object, warn_bytes: object, max_bytes: object, codec: object) -> None:
+    if not _is_positive_int(version):
+        raise SpecError(
+            site,
+            f"version must be an int >= 1, got {version!r}",
+            "write version=1 and bump it on each change",
+        )
+    for name, budget in (("warn_bytes", warn_bytes), ("max_bytes", max_bytes)):
+        if budget is not None and not _is_positive_int(budget):
+            raise SpecError(
+                site,
+                f"{name} must be a positive int (bytes) or None, got {budget!r}",
+                f"write e.g. {name}=100_000, or leave it out to use the global SOLARA_STATE_* cap",
+            )
+    if isinstance(warn_bytes, int) and isinstance(max_bytes, int) and warn_bytes > max_bytes:
+        raise SpecError(
+            site,
+            f"warn_bytes={warn_bytes} is above max_bytes={max_bytes}",
+            "make warn_bytes the smaller one: it warns before max_bytes drops the value",
+        )
+    if codec not in _CODECS:
+        raise SpecError(
+            site, f"codec must be 'json' or 'pickle', got {codec!r}", 'use codec="json" (the default)'
+        )
+
+
+def _type_codec(tp: Any, key: str, codec: CodecName, site: str) -> TypeCodec | PickleTypeCodec:
+    if codec == "json":
+        return compile_type(tp, key=key, site=site)
+    if not Settings.from_env().allow_pickle:
+        raise SpecError(
+            site,
+            f'{key!r} uses codec="pickle", which the deployment has not allowed: unpickling runs code',
+            'use the default codec="json", or have the deployer set SOLARA_STATE_ALLOW_PICKLE=true '
+            "(with real SOLARA_STATE_SECRET_KEYS)",
+        )
+    return PickleTypeCodec(key, tp)
+
+
+def _check_default(
+    factory: Callable[[], Any], type_codec: TypeCodec | PickleTypeCodec, tp: Any, site: str
+) -> None:
+    try:
+        value = factory()
+    except Exception as exc:
+        raise SpecError(
+            site,
+            f"calling the default factory failed: {type(exc).__name__}: {exc}",
+            "make the default a zero-argument callable (or a plain value) that returns the declared type",
+        ) from exc
+    try:
+        type_codec.dumps(value)
+    except EncodeError as exc:
+        where = f" at {exc.path}" if exc.path else ""
+        raise SpecError(
+            site,
+            f"the default does not match its own type {type_name(tp)}{where}: {exc.problem}",
+            "return a value of the declared type from the default, or correct the annotation",
+        ) from None
+
+
+def _new_reactive(factory: Callable[[], T], key: str) -> solara.Reactive[T]:
+    # One fresh default per kernel, stored by Solara under a storage key we can map back.
+    return solara.Reactive(solara.toestand.KernelStoreFactory(factory, key=STORAGE_PREFIX + key))
+
+
+def persisted(
+    *,
+    key: str,
+    version: int = 1,
+    warn_bytes: int | None = None,
+    max_bytes: int | None = None,
+    codec: CodecName = "json",
+) -> Callable[[Callable[[], T]], solara.Reactive[T]]:
+    """Decorate a default factory to make it a persisted Solara reactive.
+
+    The return annotation is the persisted type; the factory gives each kernel its default.
+    """
+    where = _caller()
+    site = _site(where)
+    problem = key_problem(key)
+    if problem:
+        raise SpecError(site, problem, "use a short, stable, printable key such as 'shop.page'")
+    if "{" in key or "}" in key:
+        raise SpecError(
+            site,
+            f"the key {key!r} contains braces",
+            'use persisted_family("user:{uid}:query", type=..., default=...) for per-instance keys',
+        )
+    _check_options(site, version, warn_bytes, max_bytes, codec)
+
+    def decorate(factory: Callable[[], T]) -> solara.Reactive[T]:
+        if not callable(factory):
+            raise SpecError(
+                site,
+                f"@persisted decorates a default factory, got {factory!r}",
+                "put it over def page() -> int: ...",
+            )
+        try:
+            hints = typing.get_type_hints(factory)
+        except Exception as exc:
+            raise SpecError(
+                site,
+                f"the annotations of {getattr(factory, '__qualname__', factory)!r} cannot be resolved ({exc})",
+                "define or import every type the annotation names at module level",
+            ) from None
+        if "return" not in hints:
+            raise SpecError(
+                site,
+                f"the default factory {getattr(factory, '__qualname__', factory)!r} has no return annotation",
+                "annotate it with the persisted type: def page() -> int: return 0",
+            )
+        tp = hints["return"]
+        type_codec = _type_codec(tp, key, codec, site)
+        _check_default(factory, type_codec, tp, site)
+        reactive = _new_reactive(factory, key)
+        spec = PersistedSpec(
+            key, tp, version, warn_bytes, max_bytes, codec, factory, site, type_codec, False, reactive
+        )
+        origin = _Origin(where[0], where[1], getattr(factory, "__qualname__", None), where[2])
+        registry._register(spec, origin, None)
+        return reactive
+
+    return decorate
+
+
+def persisted_family(
+    key: str,
+    *,
+    type: Any,
+    default: Callable[[], T] | T,
+    version: int = 1,
+    warn_bytes: int | None = None,
+    max_bytes: int | None = None,
+    codec: CodecName = "json",
+) -> Family[T]:
+    """Declare persisted reactives keyed per instance: ``persisted_family("user:{uid}:query", ...)``.
+
+    ``default`` is a zero-argument factory or a value (copied for each kernel).
+    """
+    where = _caller()
+    site = _site(where)
+    problem = key_problem(key, "key template")
+    if problem:
+        raise SpecError(site, problem, "use a short, printable template such as 'user:{uid}:query'")
+    fields, pattern, literal_length = _parse_template(key, site)
+    _check_options(site, version, warn_bytes, max_bytes, codec)
+    factory: Callable[[], Any] = default if callable(default) else (lambda: copy.deepcopy(default))
+    type_codec = _type_codec(type, key, codec, site)
+    _check_default(factory, type_codec, type, site)
+    spec = PersistedSpec(key, type, version, warn_bytes, max_bytes, codec, factory, site, type_codec, True)
+    registry._register(
+        spec, _Origin(where[0], where[1], None, where[2]), _Template(spec, pattern, literal_length)
+    )
+    return Family(spec, fields)
+
+
+def _parse_template(template: str, site: str) -> tuple[tuple[str, ...], re.Pattern[str], int]:
+    """The template's field names, a regex matching its concrete keys, and its literal length."""
+    fix = "write fields as {name}, e.g. 'user:{uid}:query'"
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise SpecError(site, f"the key template {template!r} is malformed ({exc})", fix) from None
+    fields: list[str] = []
+    regex: list[str] = []
+    literal_length = 0
+    for literal, field, format_spec, conversion in parsed:
+        if "{" in literal or "}" in literal:
+            raise SpecError(
+                site, f"the key template {template!r} contains an escaped brace; keys cannot hold braces", fix
+            )
+        regex.append(re.escape(literal))
+        literal_length += len(literal)
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise SpecError(site, f"the field {{{field}}} in {template!r} is not a name", fix)
+        if format_spec or conversion:
+            raise SpecError(
+                site, f"the field {{{field}}} in {template!r} has a conversion or format spec", fix
+            )
+        if field in fields:
+            raise SpecError(
+                site, f"the field {{{field}}} appears twice in {template!r}", "use each field once"
+            )
+        fields.append(field)
+        regex.append(f"(?P<{field}>[^{{}}]+)")
+    if not fields:
+        raise SpecError(
+            site,
+            f"the key template {template!r} has no {{fields}}",
+            "use @persisted(key=...) for a fixed key",
+        )
+    return tuple(fields), re.compile("".join(regex), re.DOTALL), literal_length

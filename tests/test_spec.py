@@ -1,0 +1,503 @@
+"""The declaration DSL: reactives, families, the registry, and every declaration-time refusal."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import solara
+
+from solara_persisted.codec import PickleTypeCodec, TypeCodec
+from solara_persisted.envelope import Codec
+from solara_persisted.errors import DuplicateKeyError, InvalidIdentifierError, SpecError, UnsupportedTypeError
+from solara_persisted.spec import (
+    STORAGE_PREFIX,
+    Family,
+    key_from_storage_key,
+    key_problem,
+    persisted,
+    persisted_family,
+    registry,
+)
+
+HERE = Path(__file__).name
+
+
+@attrs.frozen
+class Query:
+    text: str = ""
+    page: int = 0
+
+
+@pytest.fixture(autouse=True)
+def empty_registry() -> Iterator[None]:
+    with registry.isolated():
+        yield
+
+
+def _next_line() -> int:
+    """The line number right after the caller's line, to pin a declaration's site."""
+    return sys._getframe(1).f_lineno + 1
+
+
+def _refusal(error: type[SpecError], line: int, declare: Any) -> SpecError:
+    with pytest.raises(error) as info:
+        declare()
+    assert info.value.site.endswith(f"{HERE}:{line}"), info.value.site
+    assert str(info.value).startswith(info.value.site + ": ")
+    assert info.value.fix and "Fix: " in str(info.value)
+    return info.value
+
+
+# --------------------------------------------------------------------------- the decorator
+
+
+def test_decorator_makes_a_reactive_holding_the_default() -> None:
+    line = _next_line()
+
+    @persisted(key="shop.page", version=3, warn_bytes=100, max_bytes=1000)
+    def page() -> int:
+        return 0
+
+    assert isinstance(page, solara.Reactive)
+    assert page.value == 0
+    page.value = 5
+    assert page.value == 5
+    spec = registry.get("shop.page")
+    assert spec is not None and spec.reactive is page
+    assert (spec.key, spec.type, spec.version, spec.warn_bytes, spec.max_bytes) == (
+        "shop.page",
+        int,
+        3,
+        100,
+        1000,
+    )
+    assert spec.codec_name == "json" and spec.codec_id is Codec.JSON and not spec.is_template
+    assert spec.site.endswith(f"{HERE}:{line}")
+    assert spec.default() == 0
+    assert isinstance(spec.type_codec, TypeCodec)
+    assert spec.type_codec.loads(spec.type_codec.dumps(7)) == 7
+
+
+def test_storage_key_maps_back_to_the_persisted_key() -> None:
+    @persisted(key="shop.cart.query")
+    def query() -> Query:
+        return Query()
+
+    storage_key = query._storage.storage_key  # type: ignore[attr-defined]
+    assert storage_key == STORAGE_PREFIX + "shop.cart.query"
+    assert key_from_storage_key(storage_key) == "shop.cart.query"
+    assert key_from_storage_key("some_other_reactive") is None
+    assert query.value == Query()
+
+
+def test_each_read_of_a_fresh_store_calls_the_factory_for_a_new_default() -> None:
+    calls = []
+
+    @persisted(key="shop.tags")
+    def tags() -> list[str]:
+        calls.append(1)
+        return []
+
+    assert len(calls) == 1  # the declaration checks the default once
+    assert tags.value == []
+    assert len(calls) == 2
+
+
+def test_string_annotations_and_classes_resolve() -> None:
+    @persisted(key="shop.ids")
+    def ids() -> dict[str, uuid.UUID]:
+        return {}
+
+    spec = registry.get("shop.ids")
+    assert spec is not None and spec.type == dict[str, uuid.UUID]
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("", "the key is empty"),
+        (5, "the key must be a str, got int"),
+        ("k" * 201, "201 characters long, over the maximum of 200"),
+        (" shop.page", "leading or trailing whitespace"),
+        ("shop.page\n", "leading or trailing whitespace"),
+        ("shop\x00page", "control or format character '\\x00'"),
+        ("shop\u200bpage", "control or format character"),
+        ("user:{uid}", "contains braces"),
+    ],
+)
+def test_bad_keys_are_refused_with_site_and_fix(key: Any, problem: str) -> None:
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: persisted(key=key))
+    assert problem in error.problem
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        ({"version": 0}, "version must be an int >= 1, got 0"),
+        ({"version": True}, "version must be an int >= 1, got True"),
+        ({"version": 1.0}, "version must be an int >= 1, got 1.0"),
+        ({"warn_bytes": 0}, "warn_bytes must be a positive int"),
+        ({"max_bytes": -1}, "max_bytes must be a positive int"),
+        ({"max_bytes": True}, "max_bytes must be a positive int"),
+        ({"warn_bytes": 10, "max_bytes": 5}, "warn_bytes=10 is above max_bytes=5"),
+        ({"codec": "msgpack"}, "codec must be 'json' or 'pickle'"),
+    ],
+)
+def test_bad_options_are_refused(options: dict[str, Any], problem: str) -> None:
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: persisted(key="shop.page", **options))
+    assert problem in error.problem
+
+
+def test_missing_return_annotation_is_refused() -> None:
+    def declare() -> None:
+        @persisted(key="shop.page")
+        def page():  # type: ignore[no-untyped-def]
+            return 0
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "has no return annotation" in error.problem
+    assert "def page() -> int" in error.fix
+
+
+def test_unresolvable_annotation_is_refused() -> None:
+    def declare() -> None:
+        @persisted(key="shop.page")
+        def page() -> NotDefinedAnywhere:  # type: ignore[name-defined]  # noqa: F821
+            return 0
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "cannot be resolved" in error.problem and "NotDefinedAnywhere" in error.problem
+
+
+def test_unrepresentable_type_is_refused_with_the_offending_part() -> None:
+    def declare() -> None:
+        @persisted(key="shop.page")
+        def page() -> dict[int, str]:
+            return {}
+
+    error = _refusal(UnsupportedTypeError, declare.__code__.co_firstlineno + 1, declare)
+    assert "dict key type int in dict[int, str]" in error.problem
+    assert "dict[str, ...]" in error.fix
+
+
+def test_default_that_does_not_match_its_type_is_refused_with_the_path() -> None:
+    def declare() -> None:
+        @persisted(key="shop.page")
+        def page() -> list[int]:
+            return [1, "2"]  # type: ignore[list-item]
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "the default does not match its own type list[int] at [1]: expected int, got str" in error.problem
+
+
+def test_failing_default_factory_is_refused() -> None:
+    def declare() -> None:
+        @persisted(key="shop.page")
+        def page() -> int:
+            raise RuntimeError("no database at import time")
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "calling the default factory failed: RuntimeError: no database at import time" in error.problem
+
+
+def test_decorating_something_that_is_not_a_factory_is_refused() -> None:
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: persisted(key="shop.page")(42))  # type: ignore[arg-type]
+    assert "decorates a default factory" in error.problem
+
+
+def test_the_same_key_from_two_definitions_names_both_sites() -> None:
+    first = _next_line()
+
+    @persisted(key="shop.page")
+    def page() -> int:
+        return 0
+
+    second = _next_line()
+
+    def declare_again() -> None:
+        @persisted(key="shop.page")
+        def other_page() -> int:
+            return 1
+
+    error = _refusal(DuplicateKeyError, second + 1, declare_again)
+    assert f"already declared at {registry.get('shop.page').site}" in error.problem  # type: ignore[union-attr]
+    assert registry.get("shop.page").site.endswith(f"{HERE}:{first}")  # type: ignore[union-attr]
+    assert "unique" in error.fix
+    assert registry.get("shop.page").reactive is page  # type: ignore[union-attr]
+
+
+def test_pickle_needs_the_deployer_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SOLARA_STATE_ALLOW_PICKLE", raising=False)
+
+    def declare() -> None:
+        @persisted(key="legacy.blob", codec="pickle")
+        def blob() -> object:
+            return object()
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "SOLARA_STATE_ALLOW_PICKLE=true" in error.fix
+    assert "legacy.blob" not in registry
+
+    monkeypatch.setenv("SOLARA_STATE_ALLOW_PICKLE", "true")
+
+    @persisted(key="legacy.blob", codec="pickle")
+    def blob() -> complex:
+        return complex(1, 2)
+
+    spec = registry.get("legacy.blob")
+    assert spec is not None and spec.codec_id is Codec.PICKLE and isinstance(spec.type_codec, PickleTypeCodec)
+    assert spec.type_codec.loads(spec.type_codec.dumps(blob.value)) == complex(1, 2)
+
+
+def test_an_unpicklable_default_is_refused_even_with_the_gate_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOLARA_STATE_ALLOW_PICKLE", "true")
+
+    def declare() -> None:
+        @persisted(key="legacy.fn", codec="pickle")
+        def fn() -> object:
+            return lambda: 0
+
+    error = _refusal(SpecError, declare.__code__.co_firstlineno + 1, declare)
+    assert "cannot be pickled" in error.problem
+
+
+# --------------------------------------------------------------------------- re-running a definition
+
+
+APP_SOURCE = """
+from solara_persisted.spec import persisted, persisted_family
+
+@persisted(key="app.count")
+def count() -> int:
+    return {default}
+
+queries = persisted_family("app:{{uid}}:query", type=str, default="")
+"""
+
+
+def _import_fresh(path: Path, default: int) -> Any:
+    """Execute the module in a fresh namespace, as Solara's hot reload does."""
+    path.write_text(APP_SOURCE.format(default=default))
+    module_spec = importlib.util.spec_from_file_location("reloaded_app", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_reloading_a_module_replaces_its_declarations(tmp_path: Path) -> None:
+    path = tmp_path / "app.py"
+    first = _import_fresh(path, 0)
+    second = _import_fresh(path, 7)
+    spec = registry.get("app.count")
+    assert spec is not None and spec.reactive is second.count and spec.reactive is not first.count
+    assert spec.default() == 7
+    assert registry.get("app:{uid}:query") is second.queries.spec
+    assert len(registry) == 2
+
+
+def test_reloading_an_edited_module_drops_keys_it_no_longer_declares(tmp_path: Path) -> None:
+    path = tmp_path / "app.py"
+    _import_fresh(path, 0)
+    path.write_text(
+        'from solara_persisted.spec import persisted\n\n@persisted(key="app.other")\ndef other() -> int:\n    return 0\n'
+    )
+    module_spec = importlib.util.spec_from_file_location("reloaded_app", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module_spec.loader.exec_module(importlib.util.module_from_spec(module_spec))
+    assert [spec.key for spec in registry.specs()] == ["app.other"]
+
+
+def test_re_running_the_same_line_replaces_it() -> None:
+    reactives = []
+    for default in (1, 2):
+
+        @persisted(key="loop.value")
+        def value() -> int:
+            return default  # noqa: B023 - each declaration replaces the previous one
+
+        reactives.append(value)
+    spec = registry.get("loop.value")
+    assert spec is not None and spec.reactive is reactives[-1]
+    assert len(registry) == 1
+
+
+def test_a_redefined_function_in_the_same_namespace_replaces_it() -> None:
+    """An edited notebook cell: new file name, same namespace, same function name."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    for cell, default in (("<cell-1>", 1), ("<cell-2>", 2)):
+        source = f'from solara_persisted.spec import persisted\n@persisted(key="nb.value")\ndef value() -> int:\n    return {default}\n'
+        exec(compile(source, cell, "exec"), namespace)
+    spec = registry.get("nb.value")
+    assert spec is not None and spec.default() == 2 and spec.site == "<cell-2>:2"
+
+
+# --------------------------------------------------------------------------- families
+
+
+def test_family_gives_one_reactive_per_concrete_key() -> None:
+    line = _next_line()
+    queries = persisted_family("user:{uid}:query", type=Query, default=Query, version=2)
+    assert isinstance(queries, Family)
+    first = queries(uid=5)
+    assert queries(uid=5) is first
+    assert queries(uid="5") is first
+    assert queries(uid=6) is not first
+    assert first.value == Query()
+    first.value = Query("shoes", 2)
+    assert queries(uid=5).value == Query("shoes", 2)
+    assert queries(uid=6).value == Query()
+    assert first._storage.storage_key == STORAGE_PREFIX + "user:5:query"  # type: ignore[attr-defined]
+    assert queries.key_for(uid=5) == "user:5:query"
+    spec = queries.spec
+    assert spec.is_template and spec.reactive is None and spec.version == 2
+    assert spec.site.endswith(f"{HERE}:{line}")
+    assert registry.get("user:{uid}:query") is spec
+    assert registry.resolve("user:5:query") is spec
+    assert registry.resolve("user:a:b:query") is spec
+    assert registry.resolve("user::query") is None
+    assert registry.resolve("user:5:other") is None
+
+
+def test_family_value_default_is_copied_per_kernel() -> None:
+    lists = persisted_family("list:{name}", type=list[int], default=[])
+    first = lists.spec.default()
+    first.append(1)
+    assert lists.spec.default() == []
+
+
+def test_family_parameters_are_checked() -> None:
+    queries = persisted_family("user:{uid}:{tab}", type=str, default="")
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: queries(uid=1, page=2))
+    assert "missing tab" in error.problem and "unexpected page" in error.problem
+    assert "family(uid=..., tab=...)" in error.fix
+    for bad, problem in (
+        ("", "is empty"),
+        ("a{b", "contains a brace"),
+        ("a\nb", "control or format character"),
+    ):
+        with pytest.raises(InvalidIdentifierError, match=problem):
+            queries.key_for(uid=bad, tab="x")
+    with pytest.raises(InvalidIdentifierError, match="over the maximum of 200"):
+        queries(uid="x" * 200, tab="x")
+    notes = persisted_family("{uid}.notes", type=str, default="")
+    with pytest.raises(InvalidIdentifierError, match="leading or trailing whitespace"):
+        notes(uid=" x")
+
+
+@pytest.mark.parametrize(
+    ("template", "problem", "fix"),
+    [
+        ("user:query", "has no {fields}", "use @persisted(key=...) for a fixed key"),
+        ("user:{}", "is not a name", "{name}"),
+        ("user:{0}", "is not a name", "{name}"),
+        ("user:{uid!r}", "has a conversion or format spec", "{name}"),
+        ("user:{uid:>3}", "has a conversion or format spec", "{name}"),
+        ("user:{uid}:{uid}", "appears twice", "once"),
+        ("user:{{uid}}", "escaped brace", "{name}"),
+        ("user:{uid", "malformed", "{name}"),
+        ("", "the key template is empty", "user:{uid}:query"),
+        ("user:{uid}\t", "leading or trailing whitespace", "user:{uid}:query"),
+    ],
+)
+def test_bad_templates_are_refused(template: str, problem: str, fix: str) -> None:
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: persisted_family(template, type=str, default=""))
+    assert problem in error.problem and fix in error.fix
+
+
+def test_family_default_must_match_its_type() -> None:
+    line = _next_line()
+    error = _refusal(SpecError, line, lambda: persisted_family("u:{uid}", type=int, default="0"))
+    assert "expected int, got str" in error.problem
+
+
+def test_fixed_keys_and_families_may_not_overlap() -> None:
+    persisted_family("user:{uid}:query", type=str, default="")
+    line = _next_line()
+    error = _refusal(DuplicateKeyError, line, lambda: persisted(key="user:admin:query")(_zero))
+    assert "also a key of the family 'user:{uid}:query'" in error.problem
+
+    @persisted(key="report:daily")
+    def daily() -> int:
+        return 0
+
+    line = _next_line()
+    error = _refusal(
+        DuplicateKeyError, line, lambda: persisted_family("report:{period}", type=int, default=0)
+    )
+    assert "can produce the key 'report:daily'" in error.problem
+
+
+def test_the_most_specific_family_owns_a_key() -> None:
+    general = persisted_family("user:{uid}:{tab}", type=str, default="")
+    specific = persisted_family("user:{uid}:query", type=str, default="")
+    assert registry.resolve("user:1:query") is specific.spec
+    assert registry.resolve("user:1:cart") is general.spec
+    with pytest.raises(InvalidIdentifierError, match=re.escape("belongs to 'user:{uid}:query'")):
+        general.key_for(uid=1, tab="query")
+
+
+def _zero() -> int:
+    return 0
+
+
+# --------------------------------------------------------------------------- the registry
+
+
+def test_registry_lists_gets_and_isolates() -> None:
+    @persisted(key="b.key")
+    def b() -> int:
+        return 0
+
+    @persisted(key="a.key")
+    def a() -> int:
+        return 0
+
+    persisted_family("c:{id}", type=int, default=0)
+    assert [spec.key for spec in registry.specs()] == ["a.key", "b.key", "c:{id}"]
+    assert len(registry) == 3
+    assert "a.key" in registry and "c:{id}" in registry and "c:1" not in registry
+    assert registry.get("missing") is None and registry.resolve("missing") is None
+    with registry.isolated():
+        assert len(registry) == 0 and registry.get("a.key") is None
+    assert len(registry) == 3 and registry.get("a.key") is not None
+
+
+def test_concurrent_declarations_all_register() -> None:
+    errors: list[BaseException] = []
+
+    def declare(n: int) -> None:
+        try:
+            persisted_family(f"t{n}:{{id}}", type=int, default=0)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=declare, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(registry) == 16
+
+
+def test_key_problem_accepts_good_keys() -> None:
+    assert key_problem("shop.page") is None
+    assert key_problem("ünïcode·key 🙂") is None
+    assert key_problem("k" * 200) is None
