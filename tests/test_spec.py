@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import linecache
 import re
 import sys
 import threading
@@ -44,8 +45,12 @@ def empty_registry() -> Iterator[None]:
 
 
 def _next_line() -> int:
-    """The line number right after the caller's line, to pin a declaration's site."""
-    return sys._getframe(1).f_lineno + 1
+    """The number of the first non-blank line after the caller's, to pin a declaration's site."""
+    caller = sys._getframe(1)
+    number = caller.f_lineno + 1
+    while not linecache.getline(caller.f_code.co_filename, number).strip():
+        number += 1
+    return number
 
 
 def _refusal(error: type[SpecError], line: int, declare: Any) -> SpecError:
@@ -438,10 +443,12 @@ def test_fixed_keys_and_families_may_not_overlap() -> None:
     def daily() -> int:
         return 0
 
-    line = _next_line()
-    error = _refusal(
-        DuplicateKeyError, line, lambda: persisted_family("report:{period}", type=int, default=0)
-    )
+    line = _next_line() + 1
+
+    def declare() -> Any:
+        return persisted_family("report:{period}", type=int, default=0)
+
+    error = _refusal(DuplicateKeyError, line, declare)
     assert "can produce the key 'report:daily'" in error.problem
 
 
