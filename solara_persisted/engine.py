@@ -8,6 +8,7 @@ on change and closes the session with the close reason; the in-process demo does
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -74,6 +75,8 @@ class Engine:
         self.events = Events(self.stats)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_window, self.events)
         self.schema_tag = settings.schema_tag or "default"
+        self._drain_lock = threading.Lock()
+        self._drained = False
         self.writer = Writer(
             backend=self.backend,
             ring=self.ring,
@@ -242,7 +245,18 @@ class Engine:
 
     def drain(self, timeout: float) -> int:
         """Shutdown: one bounded, batched pass over every session; returns keys left unwritten."""
-        return self.writer.drain(timeout)
+        left = self.writer.drain(timeout)
+        if left:
+            logger.warning("shutdown drain left %d changed values unwritten after %.1fs", left, timeout)
+        return left
+
+    def drain_once(self, timeout: float) -> None:
+        """``drain`` for the first of many shutdown closes; the others find nothing left to write."""
+        with self._drain_lock:
+            if self._drained:
+                return
+            self._drained = True
+        self.drain(timeout)
 
     # -- observability --------------------------------------------------------------------
 

@@ -1,0 +1,339 @@
+"""The only module that touches Solara's server internals.
+
+Activation (automatic when an app imports solara_persisted inside a Solara server with
+``SOLARA_STATE_BACKEND`` set) takes over the ``SOLARA_STATE_*`` settings from Solara's own
+engine and leaves that one inert, then hooks four seams Solara offers but does not document:
+
+- ``solara.lab.on_kernel_start``: every new kernel gets a ``KernelPersistence`` in its
+  ``state_persistence`` slot. The takeover runs on a small pool, not in the callback, because
+  the callback holds Solara's global init lock and would serialise every new connection.
+- ``state_persistence.pop_restored``: Solara asks it for a value the first time a reactive is
+  read in a kernel, before the first render; that is where restored values are installed (no
+  listener fires) and where the change listener that marks keys dirty is attached.
+- ``recovery_failed`` / ``last_restore`` / ``generation`` / ``disabled``: read by Solara's
+  app-status reply, which decides between a soft re-mount and the refresh dialog.
+- ``close()``: called by Solara outside the kernel lock with ``context.close_reason`` set.
+
+The ``/resourcez`` route is replaced by one whose ``state`` block is ours.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .config import Settings
+from .engine import Engine, Restored
+from .errors import ConfigError
+from .spec import key_from_storage_key
+from .worker import Session
+
+logger = logging.getLogger("solara.state")
+
+#: Solara versions whose internals this module was tested against: [first, last).
+TESTED_SOLARA = ((1, 58), (1, 65))
+#: Bound on the whole shutdown drain (one batched pass over every session).
+DRAIN_TIMEOUT = 5.0
+#: Extra wait for a takeover beyond the backend's own hard timeout (decode, thread hop).
+TAKEOVER_SLACK = 0.5
+
+_lock = threading.Lock()
+_engine: Engine | None = None
+_undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
+_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="solara-persisted-takeover")
+
+
+def check_solara_version(version: str) -> None:
+    """Refuse a Solara release outside the tested range: the seams here are not public API."""
+    try:
+        parsed = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        parsed = ()
+    first, last = TESTED_SOLARA
+    if len(parsed) != 2 or not first <= parsed < last:
+        raise ConfigError(
+            "solara",
+            f"solara {version} is outside the range solara-persisted is tested with "
+            f"({'.'.join(map(str, first))} up to, not including, {'.'.join(map(str, last))})",
+            "install a solara release in that range, or a solara-persisted release that supports yours",
+        )
+
+
+def engine() -> Engine | None:
+    """The active engine, or None when persistence is off."""
+    return _engine
+
+
+def autostart() -> None:
+    """Activate inside a running Solara server when the environment asks for persistence."""
+    if os.environ.get("SOLARA_STATE_BACKEND") and "solara.server.starlette" in sys.modules:
+        activate()
+
+
+def activate(settings: Settings | None = None) -> Engine:
+    """Start the engine and hook it into this Solara server; idempotent."""
+    global _engine
+    with _lock:
+        if _engine is not None:
+            return _engine
+        import solara
+
+        check_solara_version(solara.__version__)
+        settings = settings if settings is not None else Settings.from_env()
+        active = Engine(settings)
+        _silence_builtin_engine(active)
+        _show_state_logs()
+        active.start()
+        _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
+        _install_resourcez(active)
+        _engine = active
+        logger.info(
+            "solara-persisted active: backend=%s key ring fingerprint=%s",
+            settings.backend,
+            active.ring.fingerprint(),
+        )
+        return active
+
+
+def deactivate(timeout: float = DRAIN_TIMEOUT) -> None:
+    """Drain every session and unhook from Solara (an embedding app's lifespan shutdown, tests)."""
+    global _engine
+    with _lock:
+        active, _engine = _engine, None
+        if active is None:
+            return
+        while _undo:
+            _undo.pop()()
+    active.drain(timeout)
+    active.backend.close()
+
+
+def _silence_builtin_engine(active: Engine) -> None:
+    """Exactly one engine runs: Solara's stays off, its client re-mounts because of ours."""
+    import solara.server.settings as server_settings
+    import solara.state
+
+    state, kernel = server_settings.state, server_settings.kernel
+    saved = (state.backend, state.auto_remount, state.test_eviction, kernel.cull_timeout)
+    state.backend = ""
+    state.auto_remount = active.settings.auto_remount is not False
+    state.test_eviction = active.settings.test_eviction
+    solara.state.reset_backend()
+    if active.backend.shared:
+        # The state outlives a disconnected kernel in the shared store: cull orphans early.
+        kernel.cull_timeout = f"{active.settings.orphan_cull_timeout}s"
+    # Solara's teardown still logs its own close line for our manager; ours is the true one.
+    state_logger = logging.getLogger("solara.state")
+    state_logger.addFilter(_drop_builtin_engine_records)
+
+    def restore() -> None:
+        state.backend, state.auto_remount, state.test_eviction, kernel.cull_timeout = saved
+        state_logger.removeFilter(_drop_builtin_engine_records)
+
+    _undo.append(restore)
+
+
+def _drop_builtin_engine_records(record: logging.LogRecord) -> bool:
+    return f"{os.sep}solara{os.sep}state{os.sep}" not in record.pathname
+
+
+def _show_state_logs() -> None:
+    """``solara run`` shows only errors of the ``solara`` loggers; the state lines are for operators."""
+    state_logger = logging.getLogger("solara.state")
+    if state_logger.getEffectiveLevel() > logging.INFO:
+        state_logger.setLevel(logging.INFO)
+
+
+def _install_resourcez(active: Engine) -> None:
+    """Put our ``/resourcez`` in front of Solara's (routes match in order)."""
+    from solara.server import starlette as solara_starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    builtin = solara_starlette.resourcez
+
+    async def resourcez(request: Request) -> JSONResponse:
+        response = await builtin(request)
+        data = json.loads(bytes(response.body))
+        data["state"] = active.state_block(
+            verbose=request.query_params.get("verbose") not in (None, "", "0"),
+            authorization=request.headers.get("authorization"),
+        )
+        return JSONResponse(data, status_code=response.status_code)
+
+    route = Route("/resourcez", endpoint=resourcez)
+    routes = solara_starlette.app.router.routes
+    routes.insert(0, route)
+    _undo.append(lambda: routes.remove(route))
+
+
+def _on_kernel_start() -> None:
+    from solara.server import kernel_context
+
+    active = _engine
+    if active is None:
+        return
+    context = kernel_context.get_current_context()
+    context.state_persistence = KernelPersistence(active, context)
+
+
+def state_generation() -> int | None:
+    """This kernel's fencing generation, for an app's own external writes; None without write rights."""
+    from solara.server import kernel_context
+
+    if not kernel_context.has_current_context():
+        return None
+    manager = kernel_context.get_current_context().state_persistence
+    if not isinstance(manager, KernelPersistence) or manager.disabled:
+        return None
+    return manager.generation or None
+
+
+class KernelPersistence:
+    """One kernel's persistence, in the slot Solara consults: restore at first read, writes on change."""
+
+    def __init__(self, active: Engine, context: Any) -> None:
+        self._engine = active
+        self._context = context
+        self._kernel_id: str = context.id
+        self._session_id: str = context.session_id
+        self._lock = threading.Lock()
+        self._stores: dict[str, Any] = {}
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._values: dict[str, Any] | None = None
+        self._session: Session | None = None
+        self._retook = False
+        self._restored: Restored | None = None
+        self._takeover = _pool.submit(active.restore, self._kernel_id, self._session_id)
+        self.disabled = False
+
+    # -- what Solara reads ------------------------------------------------------------------
+
+    @property
+    def restored(self) -> Restored:
+        """The takeover's outcome, waited for at most the backend's hard timeout plus slack."""
+        if self._restored is None:
+            try:
+                result = self._takeover.result(timeout=self._engine.settings.connect_timeout + TAKEOVER_SLACK)
+            except concurrent.futures.TimeoutError:
+                self._engine.events.restore("timeout", self._kernel_id)
+                result = Restored("timeout", generation=1)
+            with self._lock:
+                if self._restored is None:
+                    self._restored = result
+                    self._values = dict(result.values)
+        return self._restored
+
+    @property
+    def recovery_failed(self) -> bool:
+        return self.restored.bailed_out
+
+    @property
+    def generation(self) -> int:
+        session = self._session
+        return session.generation if session is not None else self.restored.generation
+
+    @property
+    def last_restore(self) -> dict[str, Any]:
+        restored = self.restored
+        status = "fresh-schema" if restored.result == "fresh-schema" else restored.result
+        if status not in ("success", "bailout", "fresh-schema"):
+            status = "miss"
+        return {"status": status, "failedKey": None, "cause": restored.cause, "nFields": len(restored.values)}
+
+    def pop_restored(self, storage_key: str, store: Any) -> tuple[bool, Any]:
+        """Solara's first read of a reactive in this kernel: install its restored value, watch it."""
+        key = key_from_storage_key(storage_key)
+        if key is None:
+            return False, None
+        self.restored  # noqa: B018 - waits for the takeover; values must be in place before render
+        with self._lock:
+            assert self._values is not None
+            found = key in self._values
+            value = self._values.pop(key, None)
+            if key not in self._stores:
+                self._stores[key] = store
+                self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key)))
+        return found, value
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _changed(self, key: str) -> None:
+        if self.disabled:
+            return
+        self._engine.mark_dirty(self._open_session(), key)
+
+    def _open_session(self) -> Session:
+        restored = self.restored
+        with self._lock:
+            if self._session is None:
+                self._session = self._engine.open_session(
+                    self._kernel_id, self._session_id, restored, self._snapshot, on_rejected=self._rejected
+                )
+            return self._session
+
+    def _snapshot(self, keys: Any) -> dict[str, Any]:
+        with self._context:
+            return {key: self._stores[key].peek() for key in keys if key in self._stores}
+
+    def _rejected(self, session: Session) -> None:
+        """Fenced out: another instance took this kernel over. Re-take once per kernel, then concede."""
+        if not self._connected():
+            self.disabled = True
+            return
+        if self._retook:
+            self.disabled = True
+            self._engine.events.superseded_while_connected(self._kernel_id)
+            return
+        self._retook = True
+        _pool.submit(self._retake, session)
+
+    def _retake(self, session: Session) -> None:
+        again = self._engine.restore(self._kernel_id, self._session_id)
+        if not again.generation:
+            self.disabled = True
+            return
+        session.generation = again.generation
+        session.rejected = False
+        for key in list(self._stores):
+            self._engine.mark_dirty(session, key)  # the live page's values win over what was stored
+
+    def _connected(self) -> bool:
+        from solara.server import kernel_context
+
+        return kernel_context.PageStatus.CONNECTED in self._context.page_status.values()
+
+    # -- close --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Called by Solara outside the kernel lock, with the close reason set on the context."""
+        reason = getattr(self._context, "close_reason", "unknown")
+        with self._lock:
+            unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for stop in unsubscribe:
+            stop()
+        if reason == "server-shutdown":
+            self._engine.drain_once(DRAIN_TIMEOUT)  # the first shutdown close writes every session
+        session = self._session
+        if (
+            session is None
+            and self._restored is not None
+            and self._restored.result in ("success", "fresh-schema")
+        ):
+            session = self._open_session()  # restored but never changed: a tab close still deletes it
+        if session is not None:
+            known = (
+                reason
+                if reason in ("page-close", "cull", "superseded", "server-shutdown", "evicted")
+                else "cull"
+            )
+            if self.disabled:
+                session.rejected = True  # no write rights left: never delete another owner's state
+            self._engine.close_session(session, known)
