@@ -7,8 +7,10 @@ on change and closes the session with the close reason; the in-process demo does
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -28,6 +30,10 @@ from .worker import Budget, Session, Snapshot, Writer
 
 logger = logging.getLogger("solara.state")
 
+#: The bail-out storm valve looks at restores of the last minute, once there are enough of them.
+STORM_WINDOW = 60.0
+STORM_MIN_RESTORES = 10
+STORM_MAX_SAMPLES = 10_000
 RestoreResult = Literal["success", "miss", "bailout", "fresh-schema", "timeout", "skipped"]
 CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "evicted"]
 #: Evicting policies silently drop live sessions under memory pressure.
@@ -75,8 +81,9 @@ class Engine:
         self.events = Events(self.stats)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_window, self.events)
         self.schema_tag = settings.schema_tag or "default"
-        self._drain_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._drained = False
+        self._recent: collections.deque[tuple[float, bool]] = collections.deque()
         self.writer = Writer(
             backend=self.backend,
             ring=self.ring,
@@ -137,7 +144,28 @@ class Engine:
             return Restored("timeout", generation=1)
         self.breaker.success()
         self.stats.backend_ok()
-        return self._settle(kernel_id, takeover)
+        return self._remember(self._settle(kernel_id, takeover))
+
+    def bailout_storm(self) -> bool:
+        """Whether most recent restores bailed out: a fleet-wide cause (secrets, a bad deploy).
+
+        Then a refresh dialog per user helps nobody (their state is gone either way), so the
+        integration soft-re-mounts them fresh instead.
+        """
+        now = time.monotonic()
+        with self._lock:
+            while self._recent and self._recent[0][0] < now - STORM_WINDOW:
+                self._recent.popleft()
+            bailouts = sum(1 for _, bailed in self._recent if bailed)
+            total = len(self._recent)
+        return total >= STORM_MIN_RESTORES and bailouts / total >= self.settings.bailout_storm_threshold
+
+    def _remember(self, restored: Restored) -> Restored:
+        with self._lock:
+            self._recent.append((time.monotonic(), restored.bailed_out))
+            if len(self._recent) > STORM_MAX_SAMPLES:
+                self._recent.popleft()
+        return restored
 
     def _settle(self, kernel_id: str, takeover: Takeover) -> Restored:
         if takeover.reason == "miss":
@@ -252,7 +280,7 @@ class Engine:
 
     def drain_once(self, timeout: float) -> None:
         """``drain`` for the first of many shutdown closes; the others find nothing left to write."""
-        with self._drain_lock:
+        with self._lock:
             if self._drained:
                 return
             self._drained = True

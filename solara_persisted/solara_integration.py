@@ -181,7 +181,28 @@ def _on_kernel_start() -> None:
     if active is None:
         return
     context = kernel_context.get_current_context()
+    _limit_kernels_per_session(context)
     context.state_persistence = KernelPersistence(active, context)
+
+
+def _limit_kernels_per_session(context: Any) -> None:
+    """``SOLARA_KERNEL_MAX_PER_SESSION``: each kernel may create a backend key, so one cookie is bounded."""
+    import solara.server.settings as server_settings
+    from solara.server import kernel_context
+
+    limit = server_settings.kernel.max_per_session
+    if not limit:
+        return
+    live = sum(
+        1 for other in list(kernel_context.contexts.values()) if other.session_id == context.session_id
+    )
+    if live >= limit:
+        logger.warning(
+            "refused kernel=%s: its session already has %d live kernels (SOLARA_KERNEL_MAX_PER_SESSION)",
+            context.id,
+            live,
+        )
+        raise RuntimeError("too many live kernels for this session")
 
 
 def state_generation() -> int | None:
@@ -233,7 +254,16 @@ class KernelPersistence:
 
     @property
     def recovery_failed(self) -> bool:
-        return self.restored.bailed_out
+        """A bail-out shows the refresh dialog, except in a storm, where a fresh soft re-mount is kinder."""
+        if not self.restored.bailed_out:
+            return False
+        if self._engine.bailout_storm():
+            logger.warning(
+                "bail-out storm: kernel=%s re-mounts fresh instead of showing the refresh dialog",
+                self._kernel_id,
+            )
+            return False
+        return True
 
     @property
     def generation(self) -> int:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 import solara
 import solara.server.settings as server_settings
@@ -44,6 +45,9 @@ def engine(redis_url: str) -> Iterator[Engine]:
     )
     active = solara_integration.activate(settings)
     yield active
+    for context in list(kernel_context.contexts.values()):
+        if isinstance(context.state_persistence, solara_integration.KernelPersistence):
+            context.close(reason="cull")
     solara_integration.deactivate()
 
 
@@ -160,3 +164,31 @@ def test_a_solara_outside_the_tested_range_is_refused() -> None:
     with pytest.raises(ConfigError, match="outside the range"):
         solara_integration.check_solara_version("1.99.0")
     solara_integration.check_solara_version(solara.__version__)
+
+
+def test_a_bailout_storm_soft_remounts_instead_of_dialogs(engine: Engine, specs: dict[str, Any]) -> None:
+    # Another half of the fleet signs with a secret this instance lacks: every restore bails out.
+    other = Engine(attrs.evolve(engine.settings, secret_keys=("z" * 32,)), backend=engine.backend)
+    kernel_ids = [uuid.uuid4().hex for _ in range(12)]
+    for kernel_id in kernel_ids:
+        restored = other.restore(kernel_id, "cookie")
+        session = other.open_session(kernel_id, "cookie", restored, lambda keys: dict.fromkeys(keys, 5))
+        other.mark_dirty(session, "i.page")
+    other.drain(5.0)
+    dialogs = []
+    for kernel_id in kernel_ids:
+        manager = new_context(kernel_id, "cookie").state_persistence
+        assert manager.last_restore["status"] == "bailout" and manager.last_restore["cause"] == "hmac"
+        dialogs.append(manager.recovery_failed)
+    assert dialogs[:9] == [True] * 9, "a lone bail-out shows the refresh dialog"
+    assert dialogs[-1] is False, "a storm re-mounts fresh instead"
+    assert engine.state_block()["restore_bailout"] == 12
+
+
+def test_live_kernels_per_session_are_capped(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(server_settings.kernel, "max_per_session", 2)
+    for _ in range(2):
+        new_context(uuid.uuid4().hex, "one-cookie")
+    with pytest.raises(RuntimeError, match="too many live kernels"):
+        new_context(uuid.uuid4().hex, "one-cookie")
+    new_context(uuid.uuid4().hex, "another-cookie")
