@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +32,9 @@ from .worker import Budget, Session, Snapshot, Writer
 
 logger = logging.getLogger("solara.state")
 
+#: How often each instance publishes its key-ring fingerprint, and when a silent one is gone.
+KEY_RING_INTERVAL = 30.0
+KEY_RING_MAX_AGE = 3 * KEY_RING_INTERVAL
 #: The bail-out storm valve looks at restores of the last minute, once there are enough of them.
 STORM_WINDOW = 60.0
 STORM_MIN_RESTORES = 10
@@ -84,6 +89,10 @@ class Engine:
         self._lock = threading.Lock()
         self._drained = False
         self._recent: collections.deque[tuple[float, bool]] = collections.deque()
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._key_rings: dict[str, str] = {}
+        self._closing = threading.Event()
+        self._fleet_thread: threading.Thread | None = None
         self.writer = Writer(
             backend=self.backend,
             ring=self.ring,
@@ -101,9 +110,53 @@ class Engine:
         return cls(Settings.from_env(), **kwargs)
 
     def start(self) -> None:
-        """Check the backend's eviction policy (logged at start-up, not at first use) and start writing."""
+        """Check the eviction policy and the fleet's key rings (at start-up, not first use); start writing."""
         self._log_eviction_policy()
         self.writer.start()
+        self._fleet_thread = threading.Thread(
+            target=self._watch_key_rings, name="solara-persisted-fleet", daemon=True
+        )
+        self._fleet_thread.start()
+
+    def close(self) -> None:
+        """Stop the background threads and release the backend (after ``drain``)."""
+        self._closing.set()
+        self.writer.stop()
+        if self._fleet_thread is not None:
+            self._fleet_thread.join()
+        self.backend.close()
+
+    def _watch_key_rings(self) -> None:
+        while True:
+            self.check_key_rings()
+            if self._closing.wait(KEY_RING_INTERVAL):
+                return
+
+    def check_key_rings(self) -> dict[str, str]:
+        """Publish our key-ring fingerprint and compare the fleet's; one warning when they start to differ."""
+        if not self.breaker.allow():
+            return self._key_rings
+        try:
+            seen = self.backend.publish_key_ring(self.instance_id, self.ring.fingerprint(), KEY_RING_MAX_AGE)
+        except BackendError as error:
+            self.breaker.failure(str(error))
+            self.stats.backend_error(str(error))
+            return self._key_rings
+        self.breaker.success()
+        self.stats.backend_ok()
+        ours = self.ring.fingerprint()
+        fingerprints = set(seen.values())
+        if len(fingerprints) > 1 and set(self._key_rings.values()) != fingerprints:
+            others = sorted(instance for instance, theirs in seen.items() if theirs != ours)
+            logger.warning(
+                "keyring mismatch ours=%s fleet=%s instances=%s: replicas sign with different "
+                "SOLARA_STATE_SECRET_KEYS, so restores across them bail out; give every instance the same keys",
+                ours,
+                ",".join(sorted(fingerprints)),
+                ",".join(others),
+            )
+        self._key_rings = seen
+        return seen
 
     def _log_eviction_policy(self) -> None:
         try:
@@ -295,9 +348,14 @@ class Engine:
             token=self.settings.resourcez_token,
             authorization=authorization,
         )
-        return self.stats.block(
+        block = self.stats.block(
             enabled=self.settings.enabled,
             breaker_state=self.breaker.state,
             verbose=verbose,
             reveal_keys=reveal,
         )
+        fleet = collections.Counter(self._key_rings.values())
+        block["key_ring_fingerprint"] = self.ring.fingerprint()
+        block["fleet_key_rings"] = dict(fleet)
+        block["fleet_key_ring_mismatch"] = len(fleet) > 1
+        return block

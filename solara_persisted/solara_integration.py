@@ -111,7 +111,7 @@ def deactivate(timeout: float = DRAIN_TIMEOUT) -> None:
         while _undo:
             _undo.pop()()
     active.drain(timeout)
-    active.backend.close()
+    active.close()
 
 
 def _silence_builtin_engine(active: Engine) -> None:

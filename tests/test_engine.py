@@ -329,3 +329,23 @@ def test_stats_tables_name_the_costly_key(
     a.settings = hashed
     assert a.state_block()["sync_by_key"][0]["key"].startswith("sha256:")
     assert a.state_block(authorization="Bearer " + "t" * 20)["sync_by_key"][0]["key"] == "t.cart"
+
+
+def test_mismatched_key_rings_across_the_fleet_are_reported(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    a = make_engine(settings, backend)
+    b = make_engine(settings, backend)
+    assert b.check_key_rings() == {a.instance_id: a.ring.fingerprint(), b.instance_id: b.ring.fingerprint()}
+    assert b.state_block()["fleet_key_ring_mismatch"] is False
+    stray = make_engine(settings, backend, secret_keys=("s" * 32,))
+    with caplog.at_level(logging.WARNING, logger="solara.state"):
+        stray.check_key_rings()
+        stray.check_key_rings()  # one line when the fleet starts to disagree, not one per check
+    block = stray.state_block()
+    assert block["fleet_key_ring_mismatch"] is True
+    assert block["fleet_key_rings"] == {a.ring.fingerprint(): 2, stray.ring.fingerprint(): 1}
+    assert len([line for line in caplog.messages if line.startswith("keyring mismatch")]) == 1
+    assert "s" * 32 not in " ".join(caplog.messages), "only fingerprints are ever shown"
+    for engine in (a, b, stray):
+        engine.close()

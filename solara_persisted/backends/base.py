@@ -34,6 +34,10 @@ TakeoverReason = Literal["restored", "miss", "identity-mismatch", "schema-reset"
 _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
+#: The fleet's key-ring fingerprints live next to the kernels' hashes; ':' is never in a kernel id.
+KEY_RINGS = "fleet:key-rings"
+
+
 def tag_digest(schema_tag: str) -> bytes:
     """The stored form of a schema tag: the first 4 bytes of its SHA-256."""
     return hashlib.sha256(schema_tag.encode("utf-8")).digest()[:TAG_DIGEST_SIZE]
@@ -134,6 +138,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``BackendError`` unless the backend answers."""
+
+    @abc.abstractmethod
+    def publish_key_ring(self, instance_id: str, fingerprint: str, max_age: float) -> dict[str, str]:
+        """Record this instance's key-ring fingerprint; return every instance's seen within ``max_age``.
+
+        Mismatched ``SOLARA_STATE_SECRET_KEYS`` across replicas is the most common cause of silent
+        restore failure; comparing fingerprints (never the keys) makes it visible fleet-wide.
+        """
 
     @abc.abstractmethod
     def eviction_policy(self) -> str | None:

@@ -49,6 +49,7 @@ class MemoryBackend(Backend):
         self._clock = clock
         self._lock = threading.Lock()
         self._hashes: dict[str, _Hash] = {}
+        self._key_rings: dict[str, tuple[str, float]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL
 
     def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
@@ -113,6 +114,15 @@ class MemoryBackend(Backend):
                 return False
             del self._hashes[key]
             return True
+
+    def publish_key_ring(self, instance_id: str, fingerprint: str, max_age: float) -> dict[str, str]:
+        now = self._clock()
+        with self._lock:
+            self._key_rings[instance_id] = (fingerprint, now)
+            for other, (_, seen) in list(self._key_rings.items()):
+                if seen < now - max_age:
+                    del self._key_rings[other]
+            return {instance: entry[0] for instance, entry in self._key_rings.items()}
 
     def ping(self) -> None:
         """Always answers: the data lives in this process."""

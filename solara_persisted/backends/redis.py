@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib.resources
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -51,6 +52,7 @@ from redis.sentinel import Sentinel
 from ..config import Settings
 from ..errors import BackendError, ConfigError
 from .base import (
+    KEY_RINGS,
     META_FIELD,
     Backend,
     FlushRequest,
@@ -66,7 +68,7 @@ from .base import (
 
 SCRIPTS = {
     name: importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    for name in ("takeover", "flush", "delete")
+    for name in ("takeover", "flush", "delete", "key_rings")
 }
 SENTINEL_PORT = 26379
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -185,6 +187,14 @@ class RedisBackend(Backend):
             if generation is None:
                 return client.delete(key) == 1
             return self._scripts["delete"](keys=[key], args=[generation]) == 1
+
+    def publish_key_ring(self, instance_id: str, fingerprint: str, max_age: float) -> dict[str, str]:
+        key = self._prefix + KEY_RINGS
+        with self._failing("publish_key_ring"):
+            self._client_or_connect()
+            args = [instance_id, fingerprint, int(time.time()), max_age, ttl_milliseconds(max_age * 2)]
+            reply = self._scripts["key_rings"](keys=[key], args=args)
+        return {reply[i].decode(): reply[i + 1].decode() for i in range(0, len(reply), 2)}
 
     def ping(self) -> None:
         with self._failing("ping"):
