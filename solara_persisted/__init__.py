@@ -16,7 +16,7 @@ from .errors import (
     SpecError,
     UnsupportedTypeError,
 )
-from .solara_integration import autostart, state_generation
+from .solara_integration import autostart, simulate_failover, state_generation
 from .spec import Family, PersistedSpec, persisted, persisted_family, registry
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "persisted",
     "persisted_family",
     "registry",
+    "simulate_failover",
     "state_generation",
 ]
 

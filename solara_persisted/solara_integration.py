@@ -205,6 +205,29 @@ def _limit_kernels_per_session(context: Any) -> None:
         raise RuntimeError("too many live kernels for this session")
 
 
+def simulate_failover() -> None:
+    """Development only: drop this kernel as a dying instance would, so the reconnect restores it.
+
+    The kernel is closed with reason ``evicted`` (its state is flushed and left), the browser's
+    websocket drops, and the reconnect meets a kernel id this process no longer holds: exactly
+    the restore path of a real failover, in one ``solara run``.
+    """
+    from solara.server import kernel_context
+
+    active = _engine
+    if active is None or not active.settings.test_eviction or active.settings.production:
+        raise ConfigError(
+            "SOLARA_STATE_TEST_EVICTION",
+            "simulated failover is off (it needs persistence on, this setting true and SOLARA_MODE=development)",
+            "run the app with SOLARA_STATE_TEST_EVICTION=true SOLARA_MODE=development",
+        )
+    context = kernel_context.get_current_context()
+    # close() takes the kernel lock, which the calling event handler may hold: close from a thread.
+    threading.Thread(
+        target=context.close, kwargs={"reason": "evicted"}, name=f"evict-{context.id}", daemon=True
+    ).start()
+
+
 def state_generation() -> int | None:
     """This kernel's fencing generation, for an app's own external writes; None without write rights."""
     from solara.server import kernel_context

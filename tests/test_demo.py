@@ -11,7 +11,7 @@ from solara_persisted import demo
 
 def test_demo_restores_on_the_second_instance_and_refuses_strangers() -> None:
     out = io.StringIO()
-    results = demo.run(Console(file=out, width=120), debounce=0.05)
+    results = demo.run(Console(file=out, width=120), debounce=0.05)  # `solara-persisted demo --scripted`
     assert results["A"].result == "miss"
     restored = results["B"]
     assert restored.result == "success"
