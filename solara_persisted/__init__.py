@@ -12,32 +12,41 @@ from .errors import (
     DuplicateKeyError,
     EncodeError,
     EnvelopeError,
+    MigrationError,
     PersistedError,
     SpecError,
     UnsupportedTypeError,
 )
+from .migrations import AddField, Convert, RemoveField, Rename, migration, retired
 from .solara_integration import autostart, simulate_failover, state_generation
 from .spec import Family, PersistedSpec, persisted, persisted_family, registry
 
 __all__ = [
+    "AddField",
     "BackendError",
     "CodecError",
     "ConfigError",
+    "Convert",
     "DecodeError",
     "DuplicateKeyError",
     "EncodeError",
     "Engine",
     "EnvelopeError",
     "Family",
+    "MigrationError",
     "PersistedError",
     "PersistedSpec",
+    "RemoveField",
+    "Rename",
     "Restored",
     "Settings",
     "SpecError",
     "UnsupportedTypeError",
+    "migration",
     "persisted",
     "persisted_family",
     "registry",
+    "retired",
     "simulate_failover",
     "state_generation",
 ]

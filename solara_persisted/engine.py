@@ -18,12 +18,13 @@ from typing import Any, Literal
 
 import attrs
 
+from . import migrations
 from .backends import Backend, create_backend
 from .backends.base import Takeover, validate_kernel_id
 from .breaker import Breaker
 from .config import Settings
 from .envelope import KeyRing, open_envelope
-from .errors import BackendError, CodecError, EnvelopeError, TamperedError
+from .errors import BackendError, CodecError, EnvelopeError, MigrationError, TamperedError
 from .events import Events
 from .spec import Registry
 from .spec import registry as default_registry
@@ -254,14 +255,20 @@ class Engine:
                         field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}"
                     )
                 if opened.version > spec.version:
-                    # Written by a newer deploy: start fresh here, leave the newer state untouched.
-                    self.events.restore("fresh-schema", kernel_id, key=field, cause="newer-version")
-                    return Restored("fresh-schema", generation=takeover.generation, cause="newer-version")
-                if opened.version < spec.version:
-                    raise CodecError(
-                        field, "", f"stored at version {opened.version}, declared {spec.version}"
-                    )
-                values[field] = spec.type_codec.loads(opened.payload)
+                    # Written by a newer deploy: read it through a reversible chain, else start
+                    # fresh here; either way the newer state is left untouched for newer instances.
+                    try:
+                        values[field] = migrations.convert(spec, field, opened.version, opened.payload)
+                    except MigrationError as error:
+                        logger.info(
+                            "restore of key=%s kernel=%s at a newer version: %s", field, kernel_id, error
+                        )
+                        self.events.restore("fresh-schema", kernel_id, key=field, cause="newer-version")
+                        return Restored("fresh-schema", generation=takeover.generation, cause="newer-version")
+                elif opened.version < spec.version:
+                    values[field] = migrations.convert(spec, field, opened.version, opened.payload)
+                else:
+                    values[field] = spec.type_codec.loads(opened.payload)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out(kernel_id, takeover.generation, field, error)
             nbytes += len(data)
@@ -271,7 +278,7 @@ class Engine:
         return Restored("success", generation=takeover.generation, values=values, resign=frozenset(resign))
 
     def _bail_out(self, kernel_id: str, generation: int, field: str, error: Exception) -> Restored:
-        cause = "hmac" if isinstance(error, TamperedError) else "codec"
+        cause = "hmac" if isinstance(error, TamperedError) else getattr(error, "cause", "codec")
         logger.warning("restore of key=%s kernel=%s failed: %s", field, kernel_id, error)
         try:
             self.backend.delete(kernel_id, generation)  # poisoned: the next connect starts clean

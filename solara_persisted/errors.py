@@ -77,3 +77,17 @@ class MalformedEnvelopeError(EnvelopeError):
 
 class BackendError(PersistedError):
     """A backend call failed or timed out; the caller counts it and retries later."""
+
+
+class MigrationError(DecodeError):
+    """A value stored at another spec version failed its migration chain or the declared schema after it.
+
+    ``cause`` is what the restore log line reports for the bail-out.
+    """
+
+    cause = "migration"
+
+    def __init__(self, key: str, version: int, path: str, problem: str) -> None:
+        super().__init__(key, path, problem)
+        self.version = version
+        self.args = (f"persisted key {key} stored at version {version}, at {path or 'the root'}: {problem}",)

@@ -96,6 +96,9 @@ class PersistedSpec:
     type_codec: TypeCodec | PickleTypeCodec
     is_template: bool
     reactive: solara.Reactive[Any] | None = attrs.field(default=None, repr=False)
+    #: Migration steps by the version they start from, declared with ``migrations.migration``
+    #: after the spec; kept on the spec so a re-run declaration starts with none.
+    steps: dict[int, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def codec_id(self) -> Codec:
@@ -141,6 +144,8 @@ class Registry:
         self._origins: dict[str, _Origin] = {}
         # Immutable snapshot, most specific first, so resolve() needs no lock.
         self._template_order: tuple[_Template, ...] = ()
+        #: Keys an app no longer declares, to their successor key (or None), for ``check``.
+        self._retired: dict[str, str | None] = {}
 
     def __len__(self) -> int:
         return len(self._fixed) + len(self._templates)
@@ -175,17 +180,28 @@ class Registry:
             every = [*self._fixed.values(), *(t.spec for t in self._templates.values())]
         return sorted(every, key=lambda spec: spec.key)
 
+    def retire(self, key: str, successor: str | None) -> None:
+        """Record that ``key`` was deliberately dropped (or renamed to ``successor``)."""
+        with self._lock:
+            self._retired[key] = successor
+
+    def retired(self) -> dict[str, str | None]:
+        """Every retired key and its successor (None: dropped without one)."""
+        with self._lock:
+            return dict(self._retired)
+
     @contextlib.contextmanager
     def isolated(self) -> Iterator[Registry]:
         """An empty registry for the duration of the block (for tests); the previous content is restored."""
         with self._lock:
-            saved = (self._fixed, self._templates, self._origins, self._template_order)
+            saved = (self._fixed, self._templates, self._origins, self._template_order, self._retired)
             self._fixed, self._templates, self._origins, self._template_order = {}, {}, {}, ()
+            self._retired = {}
         try:
             yield self
         finally:
             with self._lock:
-                self._fixed, self._templates, self._origins, self._template_order = saved
+                self._fixed, self._templates, self._origins, self._template_order, self._retired = saved
 
     def _register(self, spec: PersistedSpec, origin: _Origin, template: _Template | None) -> None:
         with self._lock:

@@ -1,0 +1,634 @@
+"""Committed JSON Schemas per key and version, their differences, and the ``check`` gate.
+
+``generate`` writes ``schemas/<key>/v<N>.json`` for the declared version of every spec, in
+deterministic bytes so the files can be committed and reviewed; the older versions' files stay as
+history, since their classes no longer exist anywhere else. ``check`` compares the app against
+that history: a shape changed without a version bump, a bump without a migration, a migration
+whose output does not fit the next schema on the committed examples, or a key that vanished
+without being retired would each lose or corrupt some user's state on the next deploy.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import json
+import os
+import sys
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import jsonschema
+import orjson
+
+from . import migrations
+from .codec import type_name
+from .errors import MigrationError
+from .spec import PersistedSpec, Registry
+
+__all__ = [
+    "Change",
+    "CheckReport",
+    "GenerateReport",
+    "Problem",
+    "check",
+    "diff",
+    "generate",
+    "key_dirname",
+    "load_apps",
+    "read_committed",
+    "render",
+    "schema_document",
+]
+
+META = "x-solara-persisted"
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+_NOT_SHAPE = frozenset({"title", "description", "$comment", "examples", "$schema", "$id", "$defs", META})
+
+
+# --------------------------------------------------------------------------- loading the app
+
+
+def load_apps(targets: Iterable[str]) -> list[ModuleType]:
+    """Import each app module (a dotted name or a ``.py`` path) so its declarations register.
+
+    A file is executed afresh under a private module name each time, so a second load (``check``
+    after ``codegen`` in one process, a test) registers its specs again.
+    """
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)  # like ``python -m``: app packages are importable from where we run
+    modules = []
+    for target in targets:
+        path = Path(target)
+        if target.endswith(".py") or path.exists():
+            resolved = path.resolve()
+            name = f"_solara_persisted_app_{abs(hash(str(resolved))):x}"
+            spec = importlib.util.spec_from_file_location(name, resolved)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot import {target}: not a Python file")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module  # attrs and dataclasses resolve annotations through it
+            spec.loader.exec_module(module)
+        elif target in sys.modules:
+            module = importlib.reload(sys.modules[target])
+        else:
+            module = importlib.import_module(target)
+        modules.append(module)
+    return modules
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def key_dirname(key: str) -> str:
+    """A portable directory name for a key: unsafe characters (``:`` ``/`` braces...) percent-encoded."""
+    name = urllib.parse.quote(key, safe="-_.")
+    return "%2E" + name[1:] if name.startswith(".") else name
+
+
+def schema_document(spec: PersistedSpec, examples: Sequence[Any] = ()) -> dict[str, Any]:
+    """The committed JSON Schema of ``spec``'s declared version.
+
+    ``examples`` starts with the unstructured default; extra ones (kept from the committed file)
+    follow, so authors can add realistic values for ``check`` to migrate.
+    """
+    doc = spec.type_codec.json_schema()
+    default = spec.type_codec.unstructure(spec.default())
+    extra = [e for e in examples if e != default]
+    doc.update(
+        {
+            "$id": f"urn:solara-persisted:{key_dirname(spec.key)}:v{spec.version}",
+            "title": f"{spec.key} v{spec.version}",
+            "examples": [default, *extra],
+            META: {
+                "key": spec.key,
+                "version": spec.version,
+                "type": type_name(spec.type),
+                "codec": spec.codec_name,
+                "family": spec.is_template,
+            },
+        }
+    )
+    return doc
+
+
+def render(doc: dict[str, Any]) -> bytes:
+    """Deterministic bytes: sorted keys, two-space indent, UTF-8, trailing newline."""
+    return (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def read_committed(schemas_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
+    """Every committed schema, by key (from its metadata) and version."""
+    out: dict[str, dict[int, dict[str, Any]]] = {}
+    if not schemas_dir.is_dir():
+        return out
+    for path in sorted(schemas_dir.glob("*/v*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        meta = doc.get(META, {})
+        out.setdefault(meta["key"], {})[int(meta["version"])] = doc
+    return out
+
+
+# --------------------------------------------------------------------------- differences
+
+
+@attrs.frozen
+class Change:
+    """One difference between two versions' schemas, judged by whether old stored data still fits."""
+
+    path: str
+    breaking: bool
+    reason: str
+
+    @property
+    def verdict(self) -> str:
+        return "breaking" if self.breaking else "compatible"
+
+
+def _resolve(node: Any, doc: dict[str, Any]) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        node = doc.get("$defs", {})[node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _shape(node: Any, doc: dict[str, Any], stack: tuple[str, ...] = ()) -> Any:
+    """The node with references inlined (a recursive one as its name) and naming keywords dropped."""
+    while isinstance(node, dict) and "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in stack:
+            return {"recursive": stack.index(name)}
+        stack = (*stack, name)
+        node = doc.get("$defs", {})[name]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        if k in _NOT_SHAPE:
+            continue
+        if k == "properties":
+            v = {p: _shape(s, doc, stack) for p, s in v.items()}
+        elif isinstance(v, dict):
+            v = _shape(v, doc, stack)
+        elif k in ("anyOf", "prefixItems"):
+            v = [_shape(s, doc, stack) for s in v]
+        elif k == "required":
+            v = sorted(v)
+        out[k] = v
+    return out
+
+
+def _kind(node: dict[str, Any]) -> str:
+    if "type" in node:
+        return str(node["type"])
+    if "const" in node or "enum" in node:
+        return "value set"
+    return "schema"
+
+
+def diff(old_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[Change]:
+    """How the stored JSON form changed from ``old_doc`` to ``new_doc``, each change classified."""
+    changes: list[Change] = []
+    _walk(old_doc, new_doc, old_doc, new_doc, "", changes, set())
+    return changes
+
+
+def _walk(
+    old: Any,
+    new: Any,
+    old_doc: dict[str, Any],
+    new_doc: dict[str, Any],
+    path: str,
+    out: list[Change],
+    seen: set[tuple[int, int]],
+) -> None:
+    old, new = _resolve(old, old_doc), _resolve(new, new_doc)
+    if (id(old), id(new)) in seen:
+        return
+    seen.add((id(old), id(new)))
+    if _shape(old, old_doc) == _shape(new, new_doc):
+        return
+    where = path or "(root)"
+    if "anyOf" in old or "anyOf" in new:
+        _walk_alternatives(old, new, old_doc, new_doc, path, out, seen)
+        return
+    if _kind(old) != _kind(new):
+        if (old.get("type"), new.get("type")) == ("integer", "number"):
+            out.append(Change(where, False, "widened from integer to number"))
+        else:
+            out.append(Change(where, True, f"type changed from {_kind(old)} to {_kind(new)}"))
+        return
+    old_values, new_values = _values(old), _values(new)
+    if old_values is not None and new_values is not None:
+        if old_values - new_values:
+            out.append(Change(where, True, f"values removed: {', '.join(sorted(old_values - new_values))}"))
+        if new_values - old_values:
+            out.append(Change(where, False, f"values added: {', '.join(sorted(new_values - old_values))}"))
+        return
+    if old.get("type") == "object":
+        _walk_object(old, new, old_doc, new_doc, path, out, seen)
+    elif old.get("type") == "array":
+        _walk_array(old, new, old_doc, new_doc, path, out, seen)
+    else:
+        changed = sorted(k for k in set(old) | set(new) if k not in _NOT_SHAPE and old.get(k) != new.get(k))
+        out.append(Change(where, True, f"changed {', '.join(changed)}"))
+
+
+def _values(node: dict[str, Any]) -> set[str] | None:
+    if "const" in node:
+        return {json.dumps(node["const"])}
+    if "enum" in node:
+        return {json.dumps(v) for v in node["enum"]}
+    return None
+
+
+def _walk_alternatives(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_doc: dict[str, Any],
+    new_doc: dict[str, Any],
+    path: str,
+    out: list[Change],
+    seen: set[tuple[int, int]],
+) -> None:
+    where = path or "(root)"
+    old_alts = [_resolve(a, old_doc) for a in old.get("anyOf", [old])]
+    new_alts = [_resolve(a, new_doc) for a in new.get("anyOf", [new])]
+    new_shapes = [_shape(a, new_doc) for a in new_alts]
+    matched: set[int] = set()
+    for alt in old_alts:
+        shape = _shape(alt, old_doc)
+        if shape in new_shapes:
+            matched.add(new_shapes.index(shape))
+            continue
+        same_kind = [i for i, n in enumerate(new_alts) if _kind(n) == _kind(alt) and i not in matched]
+        if len(same_kind) == 1:
+            matched.add(same_kind[0])
+            _walk(alt, new_alts[same_kind[0]], old_doc, new_doc, path, out, seen)
+        else:
+            out.append(Change(where, True, f"alternative {_kind(alt)} removed"))
+    for i, alt in enumerate(new_alts):
+        if i not in matched:
+            out.append(Change(where, False, f"alternative {_kind(alt)} added"))
+
+
+def _walk_object(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_doc: dict[str, Any],
+    new_doc: dict[str, Any],
+    path: str,
+    out: list[Change],
+    seen: set[tuple[int, int]],
+) -> None:
+    old_props, new_props = old.get("properties", {}), new.get("properties", {})
+    old_req, new_req = set(old.get("required", ())), set(new.get("required", ()))
+    closed = new.get("additionalProperties") is False
+    for name in old_props:
+        sub = f"{path}{migrations.json_path([name])}"
+        if name not in new_props:
+            if closed:
+                out.append(Change(sub, True, "property removed: stored objects that have it are refused"))
+            else:
+                out.append(Change(sub, False, "property removed (extra properties are accepted)"))
+            continue
+        if name in new_req and name not in old_req:
+            out.append(Change(sub, True, "property became required: stored objects may lack it"))
+        elif name in old_req and name not in new_req:
+            out.append(Change(sub, False, "property became optional (has a default)"))
+        _walk(old_props[name], new_props[name], old_doc, new_doc, sub, out, seen)
+    for name in new_props:
+        if name not in old_props:
+            sub = f"{path}{migrations.json_path([name])}"
+            if name in new_req:
+                out.append(
+                    Change(sub, True, "new required property without a default: stored objects lack it")
+                )
+            else:
+                out.append(Change(sub, False, "added optional property (has a default)"))
+    old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+    if isinstance(old_extra, dict) and isinstance(new_extra, dict):
+        _walk(old_extra, new_extra, old_doc, new_doc, f"{path}[*]", out, seen)
+    elif old_extra != new_extra:
+        if new_extra is False or isinstance(new_extra, dict):
+            out.append(Change(f"{path}[*]", True, "other properties must now be absent or fit a new schema"))
+        else:
+            out.append(Change(f"{path}[*]", False, "other properties are now accepted"))
+
+
+def _walk_array(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_doc: dict[str, Any],
+    new_doc: dict[str, Any],
+    path: str,
+    out: list[Change],
+    seen: set[tuple[int, int]],
+) -> None:
+    where = path or "(root)"
+    old_fixed, new_fixed = old.get("prefixItems"), new.get("prefixItems")
+    if (old_fixed is None) != (new_fixed is None) or (old_fixed and len(old_fixed) != len(new_fixed or ())):
+        out.append(Change(where, True, "fixed tuple length or form changed"))
+        return
+    for i, (a, b) in enumerate(zip(old_fixed or (), new_fixed or (), strict=True)):
+        _walk(a, b, old_doc, new_doc, f"{path}[{i}]", out, seen)
+    if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
+        _walk(old["items"], new["items"], old_doc, new_doc, f"{path}[]", out, seen)
+    if new.get("uniqueItems") and not old.get("uniqueItems"):
+        out.append(Change(where, True, "items must now be unique (list became a set)"))
+    elif old.get("uniqueItems") and not new.get("uniqueItems"):
+        out.append(Change(where, False, "items need no longer be unique"))
+
+
+# --------------------------------------------------------------------------- codegen
+
+
+@attrs.frozen
+class Problem:
+    """One reason ``check`` (or ``codegen``) fails, with the fix."""
+
+    key: str
+    problem: str
+    fix: str
+
+
+@attrs.define
+class GenerateReport:
+    written: list[Path] = attrs.Factory(list)
+    unchanged: list[Path] = attrs.Factory(list)
+    stubs: list[Path] = attrs.Factory(list)
+    skipped: list[str] = attrs.Factory(list)
+    problems: list[Problem] = attrs.Factory(list)
+
+
+def _json_specs(registry: Registry, skipped: list[str]) -> list[PersistedSpec]:
+    out = []
+    for spec in registry.specs():
+        if spec.codec_name == "json":
+            out.append(spec)
+        else:
+            skipped.append(f"{spec.key} (pickle: no JSON form)")
+    return out
+
+
+def _previous(versions: dict[int, dict[str, Any]], version: int) -> int | None:
+    older = [v for v in versions if v < version]
+    return max(older) if older else None
+
+
+def generate(registry: Registry, schemas_dir: Path, *, force: bool = False) -> GenerateReport:
+    """Write the declared version's schema of every JSON spec, and a migration stub where one is missing.
+
+    A committed version whose shape changed is left alone (a problem: bump the version) unless
+    ``force``, for a version that was never deployed.
+    """
+    report = GenerateReport()
+    committed = read_committed(schemas_dir)
+    for spec in _json_specs(registry, report.skipped):
+        versions = committed.get(spec.key, {})
+        existing = versions.get(spec.version)
+        doc = schema_document(spec, existing.get("examples", ()) if existing else ())
+        directory = schemas_dir / key_dirname(spec.key)
+        path = directory / f"v{spec.version}.json"
+        if existing is not None and not force:
+            changes = diff(existing, doc)
+            if changes:
+                report.problems.append(_unbumped(spec, changes))
+                continue
+        data = render(doc)
+        if path.exists() and path.read_bytes() == data:
+            report.unchanged.append(path)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            report.written.append(path)
+        previous = _previous(versions, spec.version)
+        stub_path = directory / f"migrate_v{spec.version - 1}_to_v{spec.version}.py.txt"
+        if previous is not None and spec.version - 1 not in spec.steps:
+            stub_path.write_text(
+                migration_stub(spec, previous, diff(versions[previous], doc), doc), encoding="utf-8"
+            )
+            report.stubs.append(stub_path)
+        elif stub_path.exists():
+            stub_path.unlink()  # the migration is declared now
+    return report
+
+
+def _unbumped(spec: PersistedSpec, changes: list[Change]) -> Problem:
+    summary = "; ".join(f"{c.verdict} {c.path}: {c.reason}" for c in changes)
+    return Problem(
+        spec.key,
+        f"the shape of version {spec.version} changed without a version bump ({summary})",
+        f"declare version={spec.version + 1} with a migration from {spec.version}, "
+        "or (for a version never deployed) rerun codegen with --force",
+    )
+
+
+def migration_stub(spec: PersistedSpec, previous: int, changes: list[Change], doc: dict[str, Any]) -> str:
+    """Python source (as text) declaring the missing step, the schema difference as comments."""
+    step_from = spec.version - 1
+    lines = [
+        f"# Migration stub for {spec.key!r}, version {step_from} -> {spec.version}, written by",
+        "# `solara-persisted codegen`. Move it next to the spec, fill in the TODOs, delete this file.",
+        f"# The spec is declared at {spec.site.split(':')[0]}.",
+        "#",
+        f"# Schema difference (committed v{previous} -> declared v{spec.version}):",
+    ]
+    lines += [f"#   {c.verdict:<10}  {c.path}: {c.reason}" for c in changes] or ["#   (no shape change)"]
+    if previous != step_from:
+        lines.append(
+            f"# Versions {previous + 1}..{step_from} have no committed schema: declare their steps too."
+        )
+    default = doc["examples"][0]
+    ops = []
+    for c in changes:
+        name = c.path[1:] if c.path.startswith(".") and c.path[1:].isidentifier() else None
+        if name is None:
+            ops.append(f"        # TODO {c.path}: {c.reason}")
+        elif c.reason.startswith("property removed"):
+            ops.append(f"        RemoveField({name!r}),  # or Rename({name!r}, 'new_name')")
+        elif c.reason.startswith(("added optional", "new required")):
+            value = default.get(name) if isinstance(default, dict) else None
+            ops.append(f"        AddField({name!r}, {value!r}),")
+        else:
+            ops.append(f"        Convert({name!r}, to_new=..., to_old=...),  # TODO: {c.reason}")
+    lines += [
+        "",
+        "from solara_persisted.migrations import AddField, Convert, RemoveField, Rename, migration",
+        "",
+        "migration(",
+        f"    {spec.key!r},  # or the persisted reactive itself",
+        f"    from_version={step_from},",
+        "    ops=[",
+        *ops,
+        "    ],",
+        ")",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- check
+
+
+@attrs.define
+class KeyReport:
+    key: str
+    committed: list[int]
+    declared: int | None
+    #: (which versions, change): the last committed step, or the drift of the declared version.
+    changes: list[tuple[str, Change]] = attrs.Factory(list)
+
+
+@attrs.define
+class CheckReport:
+    keys: list[KeyReport] = attrs.Factory(list)
+    problems: list[Problem] = attrs.Factory(list)
+    skipped: list[str] = attrs.Factory(list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check(registry: Registry, schemas_dir: Path) -> CheckReport:
+    """Everything that would lose or corrupt stored state on the next deploy, as problems."""
+    report = CheckReport()
+    committed = read_committed(schemas_dir)
+    specs = _json_specs(registry, report.skipped)
+    for spec in specs:
+        versions = committed.get(spec.key, {})
+        key_report = KeyReport(spec.key, sorted(versions), spec.version)
+        report.keys.append(key_report)
+        _check_spec(spec, versions, key_report, report.problems)
+    declared = {spec.key for spec in registry.specs()}
+    retired = registry.retired()
+    for key in sorted(set(committed) - declared):
+        report.keys.append(KeyReport(key, sorted(committed[key]), None))
+        if key not in retired:
+            report.problems.append(
+                Problem(
+                    key,
+                    "has committed schemas but the app no longer declares it: stored values would be ignored",
+                    f'declare retired("{key}", successor="new.key") (or successor=None to drop it on purpose)',
+                )
+            )
+        elif retired[key] is not None and retired[key] not in declared:
+            report.problems.append(
+                Problem(
+                    key,
+                    f"is retired with successor {retired[key]!r}, which is not declared",
+                    "fix the successor key",
+                )
+            )
+    return report
+
+
+def _check_spec(
+    spec: PersistedSpec, versions: dict[int, dict[str, Any]], key_report: KeyReport, problems: list[Problem]
+) -> None:
+    current = versions.get(spec.version)
+    doc = schema_document(spec, current.get("examples", ()) if current else ())
+    if not versions:
+        problems.append(
+            Problem(spec.key, "has no committed schema", "run `solara-persisted codegen` and commit schemas/")
+        )
+        return
+    if current is not None:
+        changes = diff(current, doc)
+        if changes:
+            key_report.changes = [(f"v{spec.version} (unbumped)", c) for c in changes]
+            problems.append(_unbumped(spec, changes))
+            return
+        if render(current) != render(doc):
+            problems.append(
+                Problem(
+                    spec.key,
+                    f"v{spec.version}.json is out of date (same shape: names or examples changed)",
+                    "rerun codegen and commit",
+                )
+            )
+    newer = [v for v in versions if v > spec.version]
+    if newer:
+        problems.append(
+            Problem(
+                spec.key,
+                f"declares version {spec.version} but version {max(newer)} is committed",
+                "versions only go up: bump past the committed ones",
+            )
+        )
+    previous = _previous(versions, spec.version)
+    if previous is None:
+        return
+    key_report.changes = [(f"v{previous} -> v{spec.version}", c) for c in diff(versions[previous], doc)]
+    if current is None:
+        problems.append(
+            Problem(
+                spec.key,
+                f"v{spec.version}.json is not committed",
+                "run `solara-persisted codegen` and commit it",
+            )
+        )
+    missing = [v for v in range(min(versions), spec.version) if v not in spec.steps]
+    for v in missing:
+        problems.append(
+            Problem(
+                spec.key,
+                f"the bump from version {v} to {v + 1} has no migration",
+                f"declare migration(<reactive>, from_version={v}, ops=[...]) next to the spec "
+                f"(codegen writes a stub into schemas/{key_dirname(spec.key)}/)",
+            )
+        )
+    if missing:
+        return
+    schemas = {**versions, spec.version: doc}
+    problems.extend(_check_examples(spec, schemas))
+
+
+def _check_examples(spec: PersistedSpec, schemas: dict[int, dict[str, Any]]) -> list[Problem]:
+    """Run every committed example through each step, and the whole chain, forwards and (where reversible) back."""
+    problems = []
+    for version in sorted(schemas):
+        for i, example in enumerate(schemas[version].get("examples", ())):
+            label = f"example {i} of v{version}"
+            nxt, prv = version + 1, version - 1
+            step_problems = []
+            if version < spec.version and nxt in schemas:
+                step_problems += _step_fits(spec, version, nxt, example, schemas[nxt], label)
+            if prv in schemas and spec.steps[prv].reversible:
+                step_problems += _step_fits(spec, version, prv, example, schemas[prv], label)
+            problems += step_problems
+            if version < spec.version and not step_problems:  # else the same failure, once more
+                try:
+                    migrations.convert(spec, spec.key, version, orjson.dumps(example))
+                except MigrationError as error:
+                    problems.append(
+                        Problem(spec.key, f"{label} does not restore: {error}", "fix the migration chain")
+                    )
+    return problems
+
+
+def _step_fits(
+    spec: PersistedSpec, version: int, target: int, example: Any, schema: dict[str, Any], label: str
+) -> list[Problem]:
+    direction = "backwards " if target < version else ""
+    try:
+        obj = migrations.run_chain(spec, spec.key, version, copy.deepcopy(example), target)
+    except MigrationError as error:
+        return [Problem(spec.key, f"{label}: {error}", "fix the migration")]
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(obj))
+    if error is None:
+        return []
+    path = migrations.json_path(list(error.absolute_path)) or "the root"
+    return [
+        Problem(
+            spec.key,
+            f"{label} migrated {direction}to v{target} does not fit v{target}.json at {path}: {error.message}",
+            f"fix the migration between versions {min(version, target)} and {max(version, target)}",
+        )
+    ]
