@@ -161,3 +161,39 @@ def _print_problems(console: Console, problems: list[Problem]) -> None:
             f"[red]FAIL[/] [bold]{problem.key}[/] {problem.problem}", highlight=False, soft_wrap=True
         )
         console.print(f"     fix: {problem.fix}", highlight=False, soft_wrap=True)
+
+
+@main.command()
+@_APPS
+@click.option(
+    "--dir",
+    "goldens_dir",
+    default="goldens",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the committed goldens live.",
+)
+@_SCHEMAS_DIR
+def golden(apps: tuple[str, ...], goldens_dir: Path, schemas_dir: Path) -> None:
+    """Add goldens/<key>/v<N>.json, the stored payload of each spec's declared version; never overwrites.
+
+    The value is the last example of the committed schema of that version, else the default.
+    """
+    from . import codegen as generator
+    from . import snapshots
+    from .spec import registry
+
+    console = Console()
+    generator.load_apps(apps)
+    report = snapshots.write_goldens(registry, goldens_dir, schemas_dir)
+    for path, source in report.written:
+        console.print(
+            f"[green]wrote[/] {path} (from {source}); commit it: from now on it is history", soft_wrap=True
+        )
+    for path in report.kept:
+        console.print(f"[dim]kept {path}: goldens are never rewritten[/]", soft_wrap=True)
+    for skipped in report.skipped:
+        console.print(f"[dim]skipped {skipped}[/]")
+    _print_problems(console, report.problems)
+    if report.problems:
+        raise SystemExit(1)

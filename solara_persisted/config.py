@@ -44,6 +44,7 @@ _SIZE_UNITS = {
     "mib": 2**20,
     "gib": 2**30,
 }
+_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")  # the password of a URL, never echoed in an error
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
 
@@ -225,6 +226,10 @@ class Settings:
             raise ConfigError("SOLARA_STATE_CONNECT_TIMEOUT", "must be above zero", "use e.g. 300ms")
         if self.ttl <= 0:
             raise ConfigError("SOLARA_STATE_TTL", "must be above zero", "use e.g. 24h")
+        if self.orphan_cull_timeout <= 0:
+            raise ConfigError("SOLARA_STATE_ORPHAN_CULL_TIMEOUT", "must be above zero", "use e.g. 5m")
+        if self.breaker_window <= 0:
+            raise ConfigError("SOLARA_STATE_BREAKER_WINDOW", "must be above zero", "use e.g. 30s")
         if self.max_value_bytes and self.warn_value_bytes > self.max_value_bytes:
             raise ConfigError(
                 "SOLARA_STATE_WARN_VALUE_BYTES",
@@ -250,6 +255,10 @@ def _is_weak(key: str) -> bool:
     return key.lower() in PLACEHOLDER_SECRETS or len(key) < MIN_SECRET_LENGTH
 
 
+def _redact(url: str) -> str:
+    return _PASSWORD.sub(r"\1***@", url)
+
+
 def _validate_url(url: str) -> None:
     if not url:
         raise ConfigError(
@@ -261,7 +270,7 @@ def _validate_url(url: str) -> None:
     if not sep or scheme.lower() not in URL_SCHEMES:
         raise ConfigError(
             "SOLARA_STATE_URL",
-            f"{url!r} is not a supported URL",
+            f"{_redact(url)!r} is not a supported URL",
             f"use one of the schemes {', '.join(s + '://' for s in URL_SCHEMES)}",
         )
     if not rest:

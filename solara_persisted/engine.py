@@ -43,9 +43,8 @@ STORM_MAX_SAMPLES = 10_000
 RestoreResult = Literal["success", "miss", "bailout", "fresh-schema", "timeout", "skipped"]
 CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "evicted"]
 #: Evicting policies silently drop live sessions under memory pressure.
-SAFE_EVICTION_POLICIES = frozenset(
-    {"noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}
-)
+#: Every state key carries a TTL, so even the volatile-* policies evict live sessions.
+SAFE_EVICTION_POLICIES = frozenset({"noeviction"})
 
 
 @attrs.frozen
@@ -147,7 +146,10 @@ class Engine:
         self.stats.backend_ok()
         ours = self.ring.fingerprint()
         fingerprints = set(seen.values())
-        if len(fingerprints) > 1 and set(self._key_rings.values()) != fingerprints:
+        with self._lock:  # the background check and an explicit one must not both report a change
+            changed = set(self._key_rings.values()) != fingerprints
+            self._key_rings = seen
+        if len(fingerprints) > 1 and changed:
             others = sorted(instance for instance, theirs in seen.items() if theirs != ours)
             logger.warning(
                 "keyring mismatch ours=%s fleet=%s instances=%s: replicas sign with different "
@@ -156,7 +158,6 @@ class Engine:
                 ",".join(sorted(fingerprints)),
                 ",".join(others),
             )
-        self._key_rings = seen
         return seen
 
     def _log_eviction_policy(self) -> None:
@@ -164,6 +165,7 @@ class Engine:
             policy = self.backend.eviction_policy()
         except BackendError as error:
             self.stats.backend_error(str(error))
+            self.breaker.failure(str(error))
             logger.warning(
                 "state backend unreachable at start-up (%s); running degraded until it answers", error
             )
@@ -318,7 +320,7 @@ class Engine:
         """Final flush; a genuine tab close then deletes (fenced), every other reason leaves it for the TTL."""
         flushed = self.writer.close(session)
         deleted = False
-        if reason == "page-close" and session.generation and not session.rejected:
+        if reason == "page-close" and session.generation and not session.rejected and self.breaker.allow():
             try:
                 deleted = self.backend.delete(session.kernel_id, session.generation)
                 self.stats.backend_ok()

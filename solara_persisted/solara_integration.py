@@ -28,6 +28,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import attrs
+
 from .config import Settings
 from .engine import Engine, Restored
 from .errors import ConfigError
@@ -85,13 +87,17 @@ def activate(settings: Settings | None = None) -> Engine:
         import solara
 
         check_solara_version(solara.__version__)
-        settings = settings if settings is not None else Settings.from_env()
+        if settings is None:
+            import solara.server.settings as server_settings
+
+            # `solara run --production` decides the mode in-process, after the environment was read.
+            settings = attrs.evolve(Settings.from_env(), production=server_settings.main.mode == "production")
+        _show_state_logs()  # first: the engine's start-up warnings are for operators too
         active = Engine(settings)
         _silence_builtin_engine(active)
-        _show_state_logs()
         active.start()
         _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
-        _install_resourcez(active)
+        _install_routes(active)
         _engine = active
         logger.info(
             "solara-persisted active: backend=%s key ring fingerprint=%s",
@@ -150,17 +156,19 @@ def _show_state_logs() -> None:
         state_logger.setLevel(logging.INFO)
 
 
-def _install_resourcez(active: Engine) -> None:
-    """Put our ``/resourcez`` in front of Solara's (routes match in order)."""
+def _install_routes(active: Engine) -> None:
+    """Put our ``/resourcez`` and a guarded tab-close route in front of Solara's (routes match in order)."""
+    from solara.server import kernel_context, server
     from solara.server import starlette as solara_starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse
+    from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    builtin = solara_starlette.resourcez
+    builtin_resourcez = solara_starlette.resourcez
+    builtin_close = solara_starlette.close
 
     async def resourcez(request: Request) -> JSONResponse:
-        response = await builtin(request)
+        response = await builtin_resourcez(request)
         data = json.loads(bytes(response.body))
         data["state"] = active.state_block(
             verbose=request.query_params.get("verbose") not in (None, "", "0"),
@@ -168,10 +176,27 @@ def _install_resourcez(active: Engine) -> None:
         )
         return JSONResponse(data, status_code=response.status_code)
 
-    route = Route("/resourcez", endpoint=resourcez)
+    def close(request: Request) -> Response:
+        # A tab close deletes persisted state, so only the session that owns the kernel may ask.
+        # (Solara checks the cookie only while its own engine is on, which ours keeps off.)
+        context = kernel_context.contexts.get(request.path_params["kernel_id"])
+        if context is not None and server.get_session_id_cookie(request.cookies) != context.session_id:
+            logger.warning("refused tab close of kernel=%s: the session cookie does not own it", context.id)
+            return Response(status_code=200)
+        return builtin_close(request)
+
+    ours = [
+        Route("/resourcez", endpoint=resourcez),
+        Route("/_solara/api/close/{kernel_id}", endpoint=close, methods=["POST"]),
+    ]
     routes = solara_starlette.app.router.routes
-    routes.insert(0, route)
-    _undo.append(lambda: routes.remove(route))
+    routes[0:0] = ours
+
+    def remove() -> None:
+        for route in ours:
+            routes.remove(route)
+
+    _undo.append(remove)
 
 
 def _on_kernel_start() -> None:
@@ -267,7 +292,8 @@ class KernelPersistence:
             try:
                 result = self._takeover.result(timeout=self._engine.settings.connect_timeout + TAKEOVER_SLACK)
             except concurrent.futures.TimeoutError:
-                self._engine.events.restore("timeout", self._kernel_id)
+                # The engine counts and logs the takeover's own outcome; this page starts fresh.
+                logger.warning("takeover of kernel=%s is late; the page starts fresh", self._kernel_id)
                 result = Restored("timeout", generation=1)
             with self._lock:
                 if self._restored is None:

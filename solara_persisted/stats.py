@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -99,9 +100,14 @@ class _Table:
         return [(label, syncs, nbytes) for label, (syncs, nbytes) in ranked]
 
 
+#: Salts the hashed labels per process, so a guessed identifier (``user:42:filters``) cannot be
+#: confirmed by hashing it; a hot key still shows as the same hash on every scrape of this process.
+_LABEL_SALT = secrets.token_bytes(16)
+
+
 def hash_label(label: str) -> str:
     """A key label as shown without the token: the numbers stay visible, the identifier does not."""
-    return "sha256:" + hashlib.sha256(label.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return "sha256:" + hashlib.sha256(_LABEL_SALT + label.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def reveal_keys(*, production: bool, token: str, authorization: str | None) -> bool:

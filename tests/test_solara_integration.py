@@ -192,3 +192,22 @@ def test_live_kernels_per_session_are_capped(engine: Engine, monkeypatch: pytest
     with pytest.raises(RuntimeError, match="too many live kernels"):
         new_context(uuid.uuid4().hex, "one-cookie")
     new_context(uuid.uuid4().hex, "another-cookie")
+
+
+def test_a_tab_close_from_another_session_cannot_delete_state(engine: Engine, specs: dict[str, Any]) -> None:
+    kernel_id = uuid.uuid4().hex
+    context = new_context(kernel_id, "owner-cookie")
+    context.page_status["page-1"] = kernel_context.PageStatus.CONNECTED
+    with context:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] >= 1)
+    client = TestClient(solara.server.starlette.app)
+    client.cookies.set("solara-session-id", "attacker")
+    client.post(f"/_solara/api/close/{kernel_id}?session_id=page-1")
+    assert not context.closed_event.is_set()
+    assert engine.backend.peek_generation(kernel_id) is not None
+    owner = TestClient(solara.server.starlette.app)
+    owner.cookies.set("solara-session-id", "owner-cookie")
+    owner.post(f"/_solara/api/close/{kernel_id}?session_id=page-1")
+    wait_until(lambda: context.closed_event.is_set())
+    assert engine.backend.peek_generation(kernel_id) is None, "the owner's tab close deletes"
