@@ -289,6 +289,20 @@ class Engine:
         self.events.restore("bailout", kernel_id, key=field, cause=cause)
         return Restored("bailout", generation=generation, cause=cause)
 
+    def stored_generation(self, kernel_id: str) -> int | None:
+        """The generation the backend holds for a kernel, or None (none stored, or unknown right now)."""
+        if not self.breaker.allow():
+            return None
+        try:
+            stored = self.backend.peek_generation(kernel_id)
+        except BackendError as error:
+            self.breaker.failure(str(error))
+            self.stats.backend_error(str(error))
+            return None
+        self.breaker.success()
+        self.stats.backend_ok()
+        return stored
+
     # -- sessions -------------------------------------------------------------------------
 
     def open_session(

@@ -106,6 +106,7 @@ class PersistedRestores:
     def assert_match(self, snapshot: SnapshotAssertion, key: str | None = None) -> None:
         """Compare each restored value with its syrupy snapshot (JSON, named ``<key>@v<N>``)."""
         from syrupy.extensions.json import JSONSnapshotExtension
+        from syrupy.terminal import disable_color
 
         report = self.report(key)
         problems = list(report.problems)
@@ -114,7 +115,8 @@ class PersistedRestores:
             label = restored.golden.label
             matched = json_snapshot(name=label) == restored.document()
             if not matched:
-                diff = "\n".join(f"    {line}" for line in json_snapshot.get_assert_diff())
+                with disable_color():  # the diff goes into a plain-text failure message
+                    diff = "\n".join(f"    {line}" for line in json_snapshot.get_assert_diff())
                 problems.append(
                     f"{label} ({restored.golden.path}) restores to a value that differs from its snapshot "
                     f"[{label}]: fix the migration, or accept the new value with --snapshot-update\n{diff}"

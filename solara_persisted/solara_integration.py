@@ -207,7 +207,8 @@ def _on_kernel_start() -> None:
         return
     context = kernel_context.get_current_context()
     _limit_kernels_per_session(context)
-    context.state_persistence = KernelPersistence(active, context)
+    # One object in both slots: Solara asks the worker slot for new_epoch() on a reconnect.
+    context.state_persistence = context.state_flush_worker = KernelPersistence(active, context)
 
 
 def _limit_kernels_per_session(context: Any) -> None:
@@ -389,10 +390,31 @@ class KernelPersistence:
 
         return kernel_context.PageStatus.CONNECTED in self._context.page_status.values()
 
+    # -- a reconnect that reuses this live kernel ------------------------------------------------
+
+    def new_epoch(self) -> None:
+        """A reconnect landed on this still-live kernel: if another instance took it over meanwhile,
+        this copy is stale, so close it as superseded; the client's retry then restores fresh."""
+        self._retook = False  # the re-takeover budget is per connection
+        restored = self._restored
+        if restored is None or not self.generation or self.disabled:
+            return
+        stored = self._engine.stored_generation(self._kernel_id)
+        if stored is None or stored == self.generation:
+            return
+        self._context.close(reason="superseded")
+        raise RuntimeError(
+            f"kernel {self._kernel_id} was taken over by another instance (generation {stored}, "
+            f"ours {self.generation}); its stale copy here is closed and the reconnect restores it fresh"
+        )
+
     # -- close --------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Called by Solara outside the kernel lock, with the close reason set on the context."""
+    def close(self, timeout: float | None = None) -> None:
+        """Called by Solara outside the kernel lock, with the close reason set on the context.
+
+        ``timeout`` is Solara's bound for a flush worker's close; ours is bounded by the backend's.
+        """
         reason = getattr(self._context, "close_reason", "unknown")
         with self._lock:
             unsubscribe, self._unsubscribe = self._unsubscribe, []

@@ -162,3 +162,27 @@ def test_page_close_deletes_and_shutdown_leaves_state(
     a.stop()  # server shutdown: flush and leave the state for the TTL
     assert len(kernel_keys(redis_client, env)) == 1
     assert "reason=server-shutdown deleted=false" in a.logs()
+
+
+def test_a_reconnect_to_a_superseded_kernel_restores_the_newer_state(
+    fleet: Fleet, page: Page, env: dict[str, str]
+) -> None:
+    a = fleet.server("persisted_counter.py", env=env, name="a")
+    b = fleet.server("persisted_counter.py", env=env, name="b")
+    proxy = fleet.proxy(a)
+    page.goto(proxy.url)
+    change_and_flush(page, a)
+
+    proxy.target = b.port  # broken stickiness: the next reconnect goes to B while A still lives
+    proxy.drop_all()
+    count_on(page, 3, 0)
+    click(page, "Add persisted", 1)
+    count_on(page, 4, 0)
+    wait_until(lambda: state(b)["flush_ok"] >= 1, "B wrote the newer state")
+
+    proxy.target = a.port  # and back to A, whose copy of the kernel is now stale
+    proxy.drop_all()
+    count_on(page, 4, 0)  # A closed its stale copy and restored B's newer state
+    remounted_without_dialog(page, "success")
+    assert state(a)["superseded_closes"] == 1
+    assert "close reason=superseded" in a.logs()
