@@ -10,8 +10,8 @@ only need::
 
 Goldens (``goldens/<key>/v<N>.json``, the ini option ``persisted_goldens``) are the immutable
 inputs; the syrupy snapshot of each restored value is the output, updated with
-``--snapshot-update`` like any snapshot. The plugin puts back any golden that changed during the
-session and fails the run, so an update can never rewrite history.
+``--snapshot-update`` like any snapshot. In a session that uses ``persisted_restores``, the plugin
+puts back any golden that changed while it ran and fails the run, so nothing rewrites history.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def _configured_goldens(config: pytest.Config) -> Path:
     return base / str(config.getini(INI_GOLDENS))
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    session.config.stash[_GUARD].watch(_configured_goldens(session.config))
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before any test runs, remember the goldens, but only in a session that restores them."""
+    if any("persisted_restores" in getattr(item, "fixturenames", ()) for item in session.items):
+        session.config.stash[_GUARD].watch(_configured_goldens(session.config))
 
 
 @pytest.hookimpl(trylast=True)
@@ -118,7 +120,7 @@ class PersistedRestores:
                 with disable_color():  # the diff goes into a plain-text failure message
                     diff = "\n".join(f"    {line}" for line in json_snapshot.get_assert_diff())
                 problems.append(
-                    f"{label} ({restored.golden.path}) restores to a value that differs from its snapshot "
+                    f"{label} ({restored.golden.path}) restores to a value that does not match its snapshot "
                     f"[{label}]: fix the migration, or accept the new value with --snapshot-update\n{diff}"
                 )
         if problems:

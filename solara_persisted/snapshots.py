@@ -263,6 +263,8 @@ def restore_goldens(
                 report.problems.append(
                     f"{key!r} is not a declared persisted key; import the app that declares it"
                 )
+            elif spec.codec_name != "json":
+                report.problems.append(f"{key!r} is pickled, which has no JSON form to keep goldens of")
             else:
                 specs.append(spec)
     secret = secrets.token_urlsafe(32)

@@ -182,7 +182,13 @@ def test_a_reconnect_to_a_superseded_kernel_restores_the_newer_state(
 
     proxy.target = a.port  # and back to A, whose copy of the kernel is now stale
     proxy.drop_all()
-    count_on(page, 4, 0)  # A closed its stale copy and restored B's newer state
-    remounted_without_dialog(page, "success")
-    assert state(a)["superseded_closes"] == 1
+    wait_until(lambda: state(a)["superseded_closes"] == 1, "A closed its stale copy")
     assert "close reason=superseded" in a.logs()
+    wait_until(
+        lambda: state(a)["restore_success"] == 1 and _client(page, "connectionStatus") == "connected",
+        "the client's retry restored B's newer state on A",
+        timeout=30,
+    )
+    remounted_without_dialog(page, "success")
+    click(page, "Add persisted", 1)  # live on A, continuing from B's value
+    count_on(page, 5, 0)
