@@ -6,10 +6,12 @@ Nothing here is mocked. ``redis-server`` comes from Debian's package; the README
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -187,3 +189,16 @@ def redis_sentinel_url(
         yield f"redis+sentinel://127.0.0.1:{port}/{SENTINEL_SERVICE}/0"
     finally:
         _stop(processes)
+
+
+@pytest.fixture
+def env(redis_url: str) -> dict[str, str]:
+    """The environment of a fleet's instances: one Redis, one key ring, a prefix of this test's own."""
+    return {
+        "SOLARA_STATE_BACKEND": "redis",
+        "SOLARA_STATE_URL": redis_url,
+        "SOLARA_STATE_SECRET_KEYS": secrets.token_urlsafe(32),
+        "SOLARA_STATE_PREFIX": f"e{uuid.uuid4().hex[:6]}:",
+        "SOLARA_STATE_FLUSH_DEBOUNCE": "100ms",
+        "SOLARA_SESSION_HTTP_ONLY": "true",
+    }

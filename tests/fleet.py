@@ -63,7 +63,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+def wait_until(condition: Callable[[], object], what: str = "the condition", timeout: float = 10.0) -> None:
     """Poll `condition` until truthy; the assertion names `what` did not happen in time."""
     deadline = time.monotonic() + timeout
     while not condition():

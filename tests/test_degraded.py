@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fleet import wait_until
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
@@ -30,14 +30,6 @@ def page() -> Iterator[Any]:
             return 0
 
         yield page
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 def test_outage_opens_the_breaker_and_recovery_writes_everything(

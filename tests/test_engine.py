@@ -8,13 +8,13 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import pytest
+from fleet import wait_until
 
 from solara_persisted.backends import create_backend
 from solara_persisted.backends.base import Backend
@@ -104,14 +104,6 @@ def make_engine(settings: Settings, backend: Backend, **changes: Any) -> Engine:
     engine = Engine(attrs.evolve(settings, **changes), backend=backend)
     engine.start()
     return engine
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_failover_restores_typed_values(settings: Settings, backend: Backend, specs: dict[str, Any]) -> None:

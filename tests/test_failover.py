@@ -7,30 +7,14 @@ The browser talks to the proxy only; "the instance dies" is a SIGKILL of its pro
 from __future__ import annotations
 
 import json
-import secrets
 import urllib.request
-import uuid
 from typing import Any
 
-import pytest
 import redis
 from fleet import Fleet, SolaraServer, wait_until
 from playwright.sync_api import Page, expect
 
-SECRET = secrets.token_urlsafe(32)
 RESTORE_TIMEOUT = 20_000  # ms: the client's reconnect back-off plus the restore
-
-
-@pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
-    return {
-        "SOLARA_STATE_BACKEND": "redis",
-        "SOLARA_STATE_URL": redis_url,
-        "SOLARA_STATE_SECRET_KEYS": SECRET,
-        "SOLARA_STATE_PREFIX": f"f{uuid.uuid4().hex[:6]}:",
-        "SOLARA_STATE_FLUSH_DEBOUNCE": "100ms",
-        "SOLARA_SESSION_HTTP_ONLY": "true",
-    }
 
 
 def state(server: SolaraServer) -> dict[str, Any]:

@@ -22,7 +22,6 @@ from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.spec import persisted, registry
 
-SECRET = secrets.token_urlsafe(32)
 COOKIE = "solara-session-id"
 
 
@@ -57,23 +56,12 @@ def comm_reply(ws: ClientConnection, comm_id: str, method: str, seen: list[dict[
 
 
 @pytest.fixture
-def env(redis_url: str) -> dict[str, str]:
-    return {
-        "SOLARA_STATE_BACKEND": "redis",
-        "SOLARA_STATE_URL": redis_url,
-        "SOLARA_STATE_SECRET_KEYS": SECRET,
-        "SOLARA_STATE_PREFIX": f"w{uuid.uuid4().hex[:6]}:",
-        "SOLARA_SESSION_HTTP_ONLY": "true",
-    }
-
-
-@pytest.fixture
 def previous_instance(env: dict[str, str]) -> Iterator[Engine]:
     """The engine of the instance that died: same secrets, same Redis, same declared key."""
     settings = Settings(
         backend="redis",
         url=env["SOLARA_STATE_URL"],
-        secret_keys=(SECRET,),
+        secret_keys=(env["SOLARA_STATE_SECRET_KEYS"],),
         prefix=env["SOLARA_STATE_PREFIX"],
         session_http_only=True,
     )

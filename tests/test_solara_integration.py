@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ import solara
 import solara.server.settings as server_settings
 import solara.server.starlette  # a Solara server process: reactives scope per kernel
 import solara.state
+from fleet import wait_until
 from solara.server import kernel, kernel_context
 from starlette.testclient import TestClient
 
@@ -70,14 +70,6 @@ def new_context(kernel_id: str, session_id: str) -> kernel_context.VirtualKernel
     context = kernel_context.VirtualKernelContext(id=kernel_id, session_id=session_id, kernel=kernel.Kernel())
     kernel_context.contexts[kernel_id] = context
     return context
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def test_builtin_engine_stays_inert_and_ours_owns_the_settings(engine: Engine) -> None:
