@@ -275,6 +275,7 @@ class KernelPersistence:
         self._kernel_id: str = context.id
         self._session_id: str = context.session_id
         self._lock = threading.Lock()
+        self._restoring = threading.Lock()
         self._stores: dict[str, Any] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._values: dict[str, Any] | None = None
@@ -290,17 +291,25 @@ class KernelPersistence:
     def restored(self) -> Restored:
         """The takeover's outcome, waited for at most the backend's hard timeout plus slack."""
         if self._restored is None:
-            try:
-                result = self._takeover.result(timeout=self._engine.settings.connect_timeout + TAKEOVER_SLACK)
-            except concurrent.futures.TimeoutError:
-                # The engine counts and logs the takeover's own outcome; this page starts fresh.
-                logger.warning("takeover of kernel=%s is late; the page starts fresh", self._kernel_id)
-                result = Restored("timeout", generation=1)
-            with self._lock:
+            with self._restoring:  # one takeover per kernel, whichever thread asks first
                 if self._restored is None:
-                    self._restored = result
-                    self._values = dict(result.values)
+                    result = self._take_over()
+                    with self._lock:
+                        self._values = dict(result.values)
+                        self._restored = result
         return self._restored
+
+    def _take_over(self) -> Restored:
+        if self._takeover.cancel():
+            # Not started yet: run it here (outside Solara's global lock) instead of waiting
+            # for a pool thread to wake up; the pool still keeps concurrent connects apart.
+            return self._engine.restore(self._kernel_id, self._session_id)
+        try:
+            return self._takeover.result(timeout=self._engine.settings.connect_timeout + TAKEOVER_SLACK)
+        except concurrent.futures.TimeoutError:
+            # The engine counts and logs the takeover's own outcome; this page starts fresh.
+            logger.warning("takeover of kernel=%s is late; the page starts fresh", self._kernel_id)
+            return Restored("timeout", generation=1)
 
     @property
     def recovery_failed(self) -> bool:
