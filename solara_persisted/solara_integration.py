@@ -2,11 +2,14 @@
 
 Activation (automatic when an app imports solara_persisted inside a Solara server with
 ``SOLARA_STATE_BACKEND`` set) takes over the ``SOLARA_STATE_*`` settings from Solara's own
-engine and leaves that one inert, then hooks four seams Solara offers but does not document:
+engine and leaves that one inert, then hooks the seams Solara offers but does not document:
 
 - ``solara.lab.on_kernel_start``: every new kernel gets a ``KernelPersistence`` in its
-  ``state_persistence`` slot. The takeover runs on a small pool, not in the callback, because
-  the callback holds Solara's global init lock and would serialise every new connection.
+  ``state_persistence`` (and ``state_flush_worker``) slot. No I/O happens there: the callback
+  holds Solara's global init lock, and a takeover in it would serialise every new connection.
+  The takeover runs on the connection's own thread when the client first asks for anything.
+- ``new_epoch()``: Solara's call when a reconnect reuses a live kernel; a kernel another
+  instance took over meanwhile is closed as superseded so the retry restores it fresh.
 - ``state_persistence.pop_restored``: Solara asks it for a value the first time a reactive is
   read in a kernel, before the first render; that is where restored values are installed (no
   listener fires) and where the change listener that marks keys dirty is attached.
@@ -14,12 +17,12 @@ engine and leaves that one inert, then hooks four seams Solara offers but does n
   app-status reply, which decides between a soft re-mount and the refresh dialog.
 - ``close()``: called by Solara outside the kernel lock with ``context.close_reason`` set.
 
-The ``/resourcez`` route is replaced by one whose ``state`` block is ours.
+The ``/resourcez`` route is replaced by one whose ``state`` block is ours, and the tab-close
+beacon is checked against the session cookie before it may delete state.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
@@ -42,13 +45,10 @@ logger = logging.getLogger("solara.state")
 TESTED_SOLARA = ((1, 58), (1, 65))
 #: Bound on the whole shutdown drain (one batched pass over every session).
 DRAIN_TIMEOUT = 5.0
-#: Extra wait for a takeover beyond the backend's own hard timeout (decode, thread hop).
-TAKEOVER_SLACK = 0.5
 
 _lock = threading.Lock()
 _engine: Engine | None = None
 _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="solara-persisted-takeover")
 
 
 def check_solara_version(version: str) -> None:
@@ -282,34 +282,26 @@ class KernelPersistence:
         self._session: Session | None = None
         self._retook = False
         self._restored: Restored | None = None
-        self._takeover = _pool.submit(active.restore, self._kernel_id, self._session_id)
         self.disabled = False
 
     # -- what Solara reads ------------------------------------------------------------------
 
     @property
     def restored(self) -> Restored:
-        """The takeover's outcome, waited for at most the backend's hard timeout plus slack."""
+        """The takeover's outcome, run by the first thread that needs it.
+
+        That is the connection's own thread answering the client's first message (app-status or
+        the first render), never Solara's kernel-creation callback, which holds a global lock.
+        Every backend call is bounded by ``SOLARA_STATE_CONNECT_TIMEOUT``.
+        """
         if self._restored is None:
             with self._restoring:  # one takeover per kernel, whichever thread asks first
                 if self._restored is None:
-                    result = self._take_over()
+                    result = self._engine.restore(self._kernel_id, self._session_id)
                     with self._lock:
                         self._values = dict(result.values)
                         self._restored = result
         return self._restored
-
-    def _take_over(self) -> Restored:
-        if self._takeover.cancel():
-            # Not started yet: run it here (outside Solara's global lock) instead of waiting
-            # for a pool thread to wake up; the pool still keeps concurrent connects apart.
-            return self._engine.restore(self._kernel_id, self._session_id)
-        try:
-            return self._takeover.result(timeout=self._engine.settings.connect_timeout + TAKEOVER_SLACK)
-        except concurrent.futures.TimeoutError:
-            # The engine counts and logs the takeover's own outcome; this page starts fresh.
-            logger.warning("takeover of kernel=%s is late; the page starts fresh", self._kernel_id)
-            return Restored("timeout", generation=1)
 
     @property
     def recovery_failed(self) -> bool:
@@ -382,7 +374,9 @@ class KernelPersistence:
             self._engine.events.superseded_while_connected(self._kernel_id)
             return
         self._retook = True
-        _pool.submit(self._retake, session)
+        threading.Thread(
+            target=self._retake, args=(session,), name=f"retake-{self._kernel_id}", daemon=True
+        ).start()
 
     def _retake(self, session: Session) -> None:
         again = self._engine.restore(self._kernel_id, self._session_id)

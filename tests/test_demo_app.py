@@ -1,0 +1,42 @@
+"""The README's main job in a real browser: the shop on the memory backend, "Simulate failover"."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from fleet import Fleet, wait_until
+from playwright.sync_api import Page, expect
+
+SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop_app.py"
+
+
+def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: Fleet, page: Page) -> None:
+    env = {
+        "SOLARA_STATE_BACKEND": "memory",
+        "SOLARA_STATE_SECRET_KEYS": secrets.token_urlsafe(32),
+        "SOLARA_STATE_TEST_EVICTION": "true",
+        "SOLARA_STATE_FLUSH_DEBOUNCE": "100ms",
+        "SOLARA_SESSION_HTTP_ONLY": "true",
+        "SOLARA_MODE": "development",
+    }
+    server = fleet.server(SHOP, env=env, production=False, name="shop")
+    page.goto(server.url)
+    page.get_by_role("checkbox", name="In stock only").check()
+    page.get_by_role("button", name="b2").click()
+    expect(page.get_by_text("Selected: Designing Data-Intensive Applications")).to_be_visible()
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
+    page.get_by_role("button", name="Unsaved clicks: 0").click()
+    expect(page.get_by_role("button", name="Unsaved clicks: 1")).to_be_visible()
+    expect(page.get_by_text("Persistence generation: 1")).to_be_visible()
+
+    page.get_by_role("button", name="Simulate failover").click()
+    # the kernel is gone, the page re-mounts on a fresh one restored from the backend
+    expect(page.get_by_text("Persistence generation: 2")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Selected: Designing Data-Intensive Applications")).to_be_visible()
+    expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
+    expect(page.get_by_role("checkbox", name="In stock only")).to_be_checked()
+    expect(page.get_by_role("button", name="Unsaved clicks: 0")).to_be_visible()  # not persisted
+    wait_until(lambda: "close reason=evicted deleted=false" in server.logs(), "the evicted close line")
+    assert "restore result=success" in server.logs()
