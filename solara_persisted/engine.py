@@ -112,6 +112,7 @@ class Engine:
     def start(self) -> None:
         """Check the eviction policy and the fleet's key rings (at start-up, not first use); start writing."""
         self._log_eviction_policy()
+        self.check_key_rings()
         self.writer.start()
         self._fleet_thread = threading.Thread(
             target=self._watch_key_rings, name="solara-persisted-fleet", daemon=True
@@ -127,10 +128,8 @@ class Engine:
         self.backend.close()
 
     def _watch_key_rings(self) -> None:
-        while True:
+        while not self._closing.wait(KEY_RING_INTERVAL):
             self.check_key_rings()
-            if self._closing.wait(KEY_RING_INTERVAL):
-                return
 
     def check_key_rings(self) -> dict[str, str]:
         """Publish our key-ring fingerprint and compare the fleet's; one warning when they start to differ."""

@@ -224,6 +224,10 @@ class RedisBackend(Backend):
             if self._client is None:
                 client, self._closers = self._connect()
                 self._scripts = {name: client.register_script(text) for name, text in SCRIPTS.items()}
+                for text in SCRIPTS.values():
+                    # Loaded now, at start-up, so the first takeover after a Redis restart is one
+                    # round trip, not a NOSCRIPT miss plus a load plus a retry.
+                    client.script_load(text)
                 self._client = client
             return self._client
 
