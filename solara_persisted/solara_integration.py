@@ -154,6 +154,10 @@ def _show_state_logs() -> None:
     state_logger = logging.getLogger("solara.state")
     if state_logger.getEffectiveLevel() > logging.INFO:
         state_logger.setLevel(logging.INFO)
+    if not state_logger.hasHandlers():  # plain uvicorn or an embedding app configured no logging
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(name)s: %(message)s"))
+        state_logger.addHandler(handler)
 
 
 def _install_routes(active: Engine) -> None:
