@@ -26,18 +26,26 @@ def main() -> None:
 
 @main.command()
 @click.option("--scripted", is_flag=True, help="Run the narrated in-process failover instead of the app.")
+@click.option(
+    "--fleet",
+    is_flag=True,
+    help="A real fleet: local redis-server, two instances, a proxy on --port; Enter kills the serving one.",
+)
 @click.option("--app", "app", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True)
 @click.option("--debounce", default=0.2, show_default=True, help="Write-behind debounce in seconds.")
-def demo(scripted: bool, app: Path | None, host: str, port: int, debounce: float) -> None:
+def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, debounce: float) -> None:
     """Click through a failover: the shop app on the in-process memory backend.
 
     Change the filters, pick a product, fill in a step of the checkout, then press
     "Simulate failover": the kernel is dropped as if its instance died, the browser
     reconnects, and the page re-mounts in place with everything that was persisted.
+    With --fleet the instance really dies: press Enter in the terminal to SIGKILL it.
     """
     console = Console()
+    if scripted and fleet:
+        raise click.UsageError("--scripted and --fleet are two different demos; pick one")
     if scripted:
         from . import demo as scenario
 
@@ -48,6 +56,11 @@ def demo(scripted: bool, app: Path | None, host: str, port: int, debounce: float
         raise click.UsageError(
             f"the example app {app} is not here (installed from a wheel?); pass --app PATH"
         )
+    if fleet:
+        from . import devfleet
+
+        devfleet.run(console, app=app, host=host, port=port, debounce=debounce)
+        return
     env = {
         **os.environ,
         "SOLARA_STATE_BACKEND": "memory",

@@ -14,7 +14,6 @@ for the whole suite) imports all five, e.g. `from fleet import fleet_fixture, ..
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -22,17 +21,17 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from solara_persisted.devproxy import LoopbackProxy
 
 REPO = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -51,8 +50,6 @@ CHROMIUM_ARGS = (
 )
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-PROXY_TIMEOUT = 5.0
-T = TypeVar("T")
 SETUP_HINT = "run the README's test command, bash .ci/test, which installs the test prerequisites"
 
 
@@ -213,120 +210,6 @@ class SolaraServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class LoopbackProxy:
-    """A TCP proxy on 127.0.0.1 in its own thread: the fleet's load balancer.
-
-    `target` picks the instance new connections go to (None refuses them); `drop_all()` resets
-    every live connection, as a balancer does when its health check marks an instance dead.
-    """
-
-    def __init__(self, target: int | None = None) -> None:
-        self.target = target
-        self.port = 0
-        self.accepted = 0  # client connections accepted so far (a reconnect shows up here)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-proxy", daemon=True)
-        self._server: asyncio.Server | None = None
-        self._live: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def live_connections(self) -> int:
-        return len(self._live)
-
-    def start(self) -> LoopbackProxy:
-        self._thread.start()
-        self._call(self._listen())
-        return self
-
-    def drop_all(self) -> int:
-        """Reset every open connection (both sides get an RST); returns how many were cut."""
-        return self._call(self._drop_all())
-
-    def close(self) -> None:
-        """Stop listening, cut everything, stop the thread; safe to call twice."""
-        if self._loop.is_closed():
-            return
-        if self._thread.is_alive():
-            try:
-                self._call(self._shutdown())
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join(PROXY_TIMEOUT)
-        self._loop.close()
-
-    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(PROXY_TIMEOUT)
-
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        target = self.target
-        try:
-            if target is None:
-                raise ConnectionRefusedError("no target")
-            upstream_reader, upstream_writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", target), PROXY_TIMEOUT
-            )
-        except (OSError, asyncio.TimeoutError):
-            client_writer.transport.abort()
-            return
-        pair = (client_writer, upstream_writer)
-        self._live.add(pair)
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await asyncio.gather(
-                self._pump(client_reader, upstream_writer),
-                self._pump(upstream_reader, client_writer),
-            )
-        finally:
-            self._live.discard(pair)
-            self._tasks.discard(task)
-            for writer in pair:
-                writer.transport.abort()
-
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # one side ending (EOF or error) ends the pair: abort the writer so the other pump stops too
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.transport.abort()
-
-    async def _drop_all(self) -> int:
-        pairs = list(self._live)
-        for client, upstream in pairs:
-            client.transport.abort()
-            upstream.transport.abort()
-        return len(pairs)
-
-    async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        await self._drop_all()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=PROXY_TIMEOUT / 2)
-
-    def __enter__(self) -> LoopbackProxy:
-        return self.start() if not self._thread.is_alive() else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class Fleet:

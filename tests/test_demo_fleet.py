@@ -1,0 +1,151 @@
+"""`solara-persisted demo --fleet` as a person uses it: Enter kills the serving instance, q quits.
+
+The command runs as its own process with stdin a pipe (the person's keyboard); chromium clicks
+through the shop behind its proxy. After a failover the page shows the same selections, restored
+from the fleet's redis-server, and after `q` nothing the command started is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from fleet import free_port, server_env, wait_until
+from playwright.sync_api import Page, expect
+
+CLI = Path(sys.executable).with_name("solara-persisted")
+PERSISTED_KEYS = {"shop.filters", "shop.selected", "shop.checkout"}
+RESTORE_TIMEOUT = 20_000  # ms: the client's reconnect back-off plus the restore
+
+
+def _proc_stat(pid: int) -> tuple[int, str, str] | None:
+    """(parent pid, state, start time) of a live process, None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    return int(fields[1]), fields[0], fields[19]
+
+
+def _children(pid: int) -> dict[int, tuple[str, str]]:
+    """The direct children of `pid`: pid -> (start time, command line)."""
+    found: dict[int, tuple[str, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) and stat[0] == pid:
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found[int(entry.name)] = (stat[2], cmdline)
+    return found
+
+
+def _alive(pid: int, started: str) -> bool:
+    stat = _proc_stat(pid)
+    return stat is not None and stat[2] == started and stat[1] != "Z"
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _state(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "/resourcez", timeout=5) as response:
+        return json.load(response)["state"]
+
+
+def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
+    solara_cdn_assets: None, page: Page, tmp_path: Path
+) -> None:
+    port = free_port()
+    out_path = tmp_path / "demo.out"
+    command = [str(CLI), "demo", "--fleet", "--port", str(port), "--debounce", "0.1"]
+    with open(out_path, "wb") as out:
+        demo = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**server_env(), "COLUMNS": "200"},
+            start_new_session=True,
+        )
+    assert demo.stdin is not None
+    children: dict[int, tuple[str, str]] = {}
+
+    def output() -> str:
+        return out_path.read_text(encoding="utf-8", errors="replace")
+
+    def up() -> bool:
+        if demo.poll() is not None:
+            raise AssertionError(f"the demo exited with {demo.returncode}:\n{output()}")
+        return _answers(f"http://127.0.0.1:{port}/readyz")
+
+    try:
+        wait_until(up, "the demo's proxy answering", timeout=90)
+        children.update(_children(demo.pid))
+        a_url = re.search(r"instance A ready on (http://\S+)", output())
+        assert a_url, output()
+
+        page.goto(f"http://127.0.0.1:{port}")
+        page.get_by_role("checkbox", name="In stock only").check()
+        page.get_by_role("button", name="b2").click()
+        expect(page.get_by_text("Selected: Designing Data-Intensive Applications")).to_be_visible()
+        page.get_by_role("button", name="Next").click()
+        expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
+        page.get_by_role("button", name="Unsaved clicks: 0").click()
+        expect(page.get_by_role("button", name="Unsaved clicks: 1")).to_be_visible()
+        wait_until(
+            lambda: {row["key"] for row in _state(a_url[1])["sync_by_key"]} >= PERSISTED_KEYS,
+            "A writing all three persisted inputs to redis",
+        )
+
+        demo.stdin.write(b"\n")  # the person presses Enter: A is SIGKILLed, the proxy goes to B
+        demo.stdin.flush()
+        wait_until(lambda: "killed A" in output(), "the demo killing A")
+        # the unpersisted counter starting again proves the page re-mounted on B's fresh kernel
+        expect(page.get_by_role("button", name="Unsaved clicks: 0")).to_be_visible(timeout=RESTORE_TIMEOUT)
+        expect(page.get_by_text("Selected: Designing Data-Intensive Applications")).to_be_visible()
+        expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
+        expect(page.get_by_role("checkbox", name="In stock only")).to_be_checked()
+        wait_until(
+            lambda: re.search(r"B \(serving\) /resourcez state: .*restore_success=1", output()),
+            "the demo printing B's restore",
+        )
+        wait_until(lambda: "A is back" in output(), "A restarted as the standby", timeout=60)
+        children.update(_children(demo.pid))
+
+        demo.stdin.write(b"q\n")
+        demo.stdin.flush()
+        assert demo.wait(timeout=40) == 0, output()
+        # the command waited for every child before exiting, so none may be left even for a moment
+        left = [cmdline for pid, (started, cmdline) in children.items() if _alive(pid, started)]
+        assert not left, f"still running after q: {left}"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGTERM)  # the command's own clean-up path
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait(timeout=10)
+        for pid, (started, _) in children.items():
+            if _alive(pid, started):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+
+    commands = [cmdline for _, cmdline in children.values()]
+    assert sum("redis-server" in c for c in commands) == 1, commands
+    assert sum("solara run" in c for c in commands) == 3, commands  # A, B, and A again after the kill
+    assert "fleet stopped" in output()
