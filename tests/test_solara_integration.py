@@ -203,3 +203,41 @@ def test_a_tab_close_from_another_session_cannot_delete_state(engine: Engine, sp
     owner.post(f"/_solara/api/close/{kernel_id}?session_id=page-1")
     wait_until(lambda: context.closed_event.is_set())
     assert engine.backend.peek_generation(kernel_id) is None, "the owner's tab close deletes"
+
+
+def test_the_development_evict_route_drops_a_kernel_and_leaves_its_state(
+    redis_url: str, specs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_settings.main, "mode", "development")
+    settings = Settings(
+        backend="redis",
+        url=redis_url,
+        prefix=f"v{uuid.uuid4().hex[:6]}:",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=60.0,  # only the eviction's final flush can write
+        session_http_only=True,
+        production=False,
+        test_eviction=True,
+    )
+    active = solara_integration.activate(settings)
+    try:
+        kernel_id = uuid.uuid4().hex
+        context = new_context(kernel_id, "owner")
+        with context:
+            specs["page"].value = 8
+        client = TestClient(solara.server.starlette.app)
+        client.cookies.set("solara-session-id", "someone-else")
+        assert client.post(f"/_solara/api/evict/{kernel_id}").status_code == 403
+        client.cookies.set("solara-session-id", "owner")
+        assert client.post(f"/_solara/api/evict/{kernel_id}").status_code == 200
+        assert context.closed_event.is_set()
+        restored = active.restore(kernel_id, "owner")
+        assert restored.values == {"i.page": 8}, "evicted: flushed and left for the reconnect"
+    finally:
+        solara_integration.deactivate()
+
+
+def test_simulated_failover_is_refused_unless_enabled(engine: Engine) -> None:
+    context = new_context(uuid.uuid4().hex, "cookie")
+    with context, pytest.raises(ConfigError, match="SOLARA_STATE_TEST_EVICTION"):
+        solara_integration.simulate_failover()
