@@ -193,50 +193,9 @@ def _kind(node: dict[str, Any]) -> str:
 
 def diff(old_doc: dict[str, Any], new_doc: dict[str, Any]) -> list[Change]:
     """How the stored JSON form changed from ``old_doc`` to ``new_doc``, each change classified."""
-    changes: list[Change] = []
-    _walk(old_doc, new_doc, old_doc, new_doc, "", changes, set())
-    return changes
-
-
-def _walk(
-    old: Any,
-    new: Any,
-    old_doc: dict[str, Any],
-    new_doc: dict[str, Any],
-    path: str,
-    out: list[Change],
-    seen: set[tuple[int, int]],
-) -> None:
-    old, new = _resolve(old, old_doc), _resolve(new, new_doc)
-    if (id(old), id(new)) in seen:
-        return
-    seen.add((id(old), id(new)))
-    if _shape(old, old_doc) == _shape(new, new_doc):
-        return
-    where = path or "(root)"
-    if "anyOf" in old or "anyOf" in new:
-        _walk_alternatives(old, new, old_doc, new_doc, path, out, seen)
-        return
-    if _kind(old) != _kind(new):
-        if (old.get("type"), new.get("type")) == ("integer", "number"):
-            out.append(Change(where, False, "widened from integer to number"))
-        else:
-            out.append(Change(where, True, f"type changed from {_kind(old)} to {_kind(new)}"))
-        return
-    old_values, new_values = _values(old), _values(new)
-    if old_values is not None and new_values is not None:
-        if old_values - new_values:
-            out.append(Change(where, True, f"values removed: {', '.join(sorted(old_values - new_values))}"))
-        if new_values - old_values:
-            out.append(Change(where, False, f"values added: {', '.join(sorted(new_values - old_values))}"))
-        return
-    if old.get("type") == "object":
-        _walk_object(old, new, old_doc, new_doc, path, out, seen)
-    elif old.get("type") == "array":
-        _walk_array(old, new, old_doc, new_doc, path, out, seen)
-    else:
-        changed = sorted(k for k in set(old) | set(new) if k not in _NOT_SHAPE and old.get(k) != new.get(k))
-        out.append(Change(where, True, f"changed {', '.join(changed)}"))
+    walk = _SchemaDiff(old_doc, new_doc)
+    walk.node(old_doc, new_doc, "")
+    return walk.changes
 
 
 def _values(node: dict[str, Any]) -> set[str] | None:
@@ -247,102 +206,118 @@ def _values(node: dict[str, Any]) -> set[str] | None:
     return None
 
 
-def _walk_alternatives(
-    old: dict[str, Any],
-    new: dict[str, Any],
-    old_doc: dict[str, Any],
-    new_doc: dict[str, Any],
-    path: str,
-    out: list[Change],
-    seen: set[tuple[int, int]],
-) -> None:
-    where = path or "(root)"
-    old_alts = [_resolve(a, old_doc) for a in old.get("anyOf", [old])]
-    new_alts = [_resolve(a, new_doc) for a in new.get("anyOf", [new])]
-    new_shapes = [_shape(a, new_doc) for a in new_alts]
-    matched: set[int] = set()
-    for alt in old_alts:
-        shape = _shape(alt, old_doc)
-        if shape in new_shapes:
-            matched.add(new_shapes.index(shape))
-            continue
-        same_kind = [i for i, n in enumerate(new_alts) if _kind(n) == _kind(alt) and i not in matched]
-        if len(same_kind) == 1:
-            matched.add(same_kind[0])
-            _walk(alt, new_alts[same_kind[0]], old_doc, new_doc, path, out, seen)
-        else:
-            out.append(Change(where, True, f"alternative {_kind(alt)} removed"))
-    for i, alt in enumerate(new_alts):
-        if i not in matched:
-            out.append(Change(where, False, f"alternative {_kind(alt)} added"))
+class _SchemaDiff:
+    """One walk over two schema documents in step, collecting classified changes."""
 
+    def __init__(self, old_doc: dict[str, Any], new_doc: dict[str, Any]) -> None:
+        self.old_doc, self.new_doc = old_doc, new_doc
+        self.changes: list[Change] = []
+        self._seen: set[tuple[int, int]] = set()  # recursive $refs are compared once
 
-def _walk_object(
-    old: dict[str, Any],
-    new: dict[str, Any],
-    old_doc: dict[str, Any],
-    new_doc: dict[str, Any],
-    path: str,
-    out: list[Change],
-    seen: set[tuple[int, int]],
-) -> None:
-    old_props, new_props = old.get("properties", {}), new.get("properties", {})
-    old_req, new_req = set(old.get("required", ())), set(new.get("required", ()))
-    closed = new.get("additionalProperties") is False
-    for name in old_props:
-        sub = f"{path}{migrations.json_path([name])}"
-        if name not in new_props:
-            if closed:
-                out.append(Change(sub, True, "property removed: stored objects that have it are refused"))
+    def _add(self, path: str, breaking: bool, reason: str) -> None:
+        self.changes.append(Change(path or "(root)", breaking, reason))
+
+    def node(self, old: Any, new: Any, path: str) -> None:
+        old, new = _resolve(old, self.old_doc), _resolve(new, self.new_doc)
+        if (id(old), id(new)) in self._seen:
+            return
+        self._seen.add((id(old), id(new)))
+        if _shape(old, self.old_doc) == _shape(new, self.new_doc):
+            return
+        if "anyOf" in old or "anyOf" in new:
+            self.alternatives(old, new, path)
+            return
+        if _kind(old) != _kind(new):
+            if (old.get("type"), new.get("type")) == ("integer", "number"):
+                self._add(path, False, "widened from integer to number")
             else:
-                out.append(Change(sub, False, "property removed (extra properties are accepted)"))
-            continue
-        if name in new_req and name not in old_req:
-            out.append(Change(sub, True, "property became required: stored objects may lack it"))
-        elif name in old_req and name not in new_req:
-            out.append(Change(sub, False, "property became optional (has a default)"))
-        _walk(old_props[name], new_props[name], old_doc, new_doc, sub, out, seen)
-    for name in new_props:
-        if name not in old_props:
+                self._add(path, True, f"type changed from {_kind(old)} to {_kind(new)}")
+            return
+        old_values, new_values = _values(old), _values(new)
+        if old_values is not None and new_values is not None:
+            if old_values - new_values:
+                self._add(path, True, f"values removed: {', '.join(sorted(old_values - new_values))}")
+            if new_values - old_values:
+                self._add(path, False, f"values added: {', '.join(sorted(new_values - old_values))}")
+            return
+        if old.get("type") == "object":
+            self.object(old, new, path)
+        elif old.get("type") == "array":
+            self.array(old, new, path)
+        else:
+            changed = sorted(
+                k for k in set(old) | set(new) if k not in _NOT_SHAPE and old.get(k) != new.get(k)
+            )
+            self._add(path, True, f"changed {', '.join(changed)}")
+
+    def alternatives(self, old: dict[str, Any], new: dict[str, Any], path: str) -> None:
+        old_alts = [_resolve(a, self.old_doc) for a in old.get("anyOf", [old])]
+        new_alts = [_resolve(a, self.new_doc) for a in new.get("anyOf", [new])]
+        new_shapes = [_shape(a, self.new_doc) for a in new_alts]
+        matched: set[int] = set()
+        for alt in old_alts:
+            shape = _shape(alt, self.old_doc)
+            if shape in new_shapes:
+                matched.add(new_shapes.index(shape))
+                continue
+            same_kind = [i for i, n in enumerate(new_alts) if _kind(n) == _kind(alt) and i not in matched]
+            if len(same_kind) == 1:
+                matched.add(same_kind[0])
+                self.node(alt, new_alts[same_kind[0]], path)
+            else:
+                self._add(path, True, f"alternative {_kind(alt)} removed")
+        for i, alt in enumerate(new_alts):
+            if i not in matched:
+                self._add(path, False, f"alternative {_kind(alt)} added")
+
+    def object(self, old: dict[str, Any], new: dict[str, Any], path: str) -> None:
+        old_props, new_props = old.get("properties", {}), new.get("properties", {})
+        old_req, new_req = set(old.get("required", ())), set(new.get("required", ()))
+        closed = new.get("additionalProperties") is False
+        for name in old_props:
             sub = f"{path}{migrations.json_path([name])}"
-            if name in new_req:
-                out.append(
-                    Change(sub, True, "new required property without a default: stored objects lack it")
-                )
+            if name not in new_props:
+                if closed:
+                    self._add(sub, True, "property removed: stored objects that have it are refused")
+                else:
+                    self._add(sub, False, "property removed (extra properties are accepted)")
+                continue
+            if name in new_req and name not in old_req:
+                self._add(sub, True, "property became required: stored objects may lack it")
+            elif name in old_req and name not in new_req:
+                self._add(sub, False, "property became optional (has a default)")
+            self.node(old_props[name], new_props[name], sub)
+        for name in new_props:
+            if name not in old_props:
+                sub = f"{path}{migrations.json_path([name])}"
+                if name in new_req:
+                    self._add(sub, True, "new required property without a default: stored objects lack it")
+                else:
+                    self._add(sub, False, "added optional property (has a default)")
+        old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(old_extra, dict) and isinstance(new_extra, dict):
+            self.node(old_extra, new_extra, f"{path}[*]")
+        elif old_extra != new_extra:
+            if new_extra is False or isinstance(new_extra, dict):
+                self._add(f"{path}[*]", True, "other properties must now be absent or fit a new schema")
             else:
-                out.append(Change(sub, False, "added optional property (has a default)"))
-    old_extra, new_extra = old.get("additionalProperties"), new.get("additionalProperties")
-    if isinstance(old_extra, dict) and isinstance(new_extra, dict):
-        _walk(old_extra, new_extra, old_doc, new_doc, f"{path}[*]", out, seen)
-    elif old_extra != new_extra:
-        if new_extra is False or isinstance(new_extra, dict):
-            out.append(Change(f"{path}[*]", True, "other properties must now be absent or fit a new schema"))
-        else:
-            out.append(Change(f"{path}[*]", False, "other properties are now accepted"))
+                self._add(f"{path}[*]", False, "other properties are now accepted")
 
-
-def _walk_array(
-    old: dict[str, Any],
-    new: dict[str, Any],
-    old_doc: dict[str, Any],
-    new_doc: dict[str, Any],
-    path: str,
-    out: list[Change],
-    seen: set[tuple[int, int]],
-) -> None:
-    where = path or "(root)"
-    old_fixed, new_fixed = old.get("prefixItems"), new.get("prefixItems")
-    if (old_fixed is None) != (new_fixed is None) or (old_fixed and len(old_fixed) != len(new_fixed or ())):
-        out.append(Change(where, True, "fixed tuple length or form changed"))
-        return
-    for i, (a, b) in enumerate(zip(old_fixed or (), new_fixed or (), strict=True)):
-        _walk(a, b, old_doc, new_doc, f"{path}[{i}]", out, seen)
-    if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
-        _walk(old["items"], new["items"], old_doc, new_doc, f"{path}[]", out, seen)
-    if new.get("uniqueItems") and not old.get("uniqueItems"):
-        out.append(Change(where, True, "items must now be unique (list became a set)"))
-    elif old.get("uniqueItems") and not new.get("uniqueItems"):
-        out.append(Change(where, False, "items need no longer be unique"))
+    def array(self, old: dict[str, Any], new: dict[str, Any], path: str) -> None:
+        old_fixed, new_fixed = old.get("prefixItems"), new.get("prefixItems")
+        if (old_fixed is None) != (new_fixed is None) or (
+            old_fixed and len(old_fixed) != len(new_fixed or ())
+        ):
+            self._add(path, True, "fixed tuple length or form changed")
+            return
+        for i, (a, b) in enumerate(zip(old_fixed or (), new_fixed or (), strict=True)):
+            self.node(a, b, f"{path}[{i}]")
+        if isinstance(old.get("items"), dict) and isinstance(new.get("items"), dict):
+            self.node(old["items"], new["items"], f"{path}[]")
+        if new.get("uniqueItems") and not old.get("uniqueItems"):
+            self._add(path, True, "items must now be unique (list became a set)")
+        elif old.get("uniqueItems") and not new.get("uniqueItems"):
+            self._add(path, False, "items need no longer be unique")
 
 
 # --------------------------------------------------------------------------- codegen
