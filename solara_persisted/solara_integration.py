@@ -23,6 +23,7 @@ beacon is checked against the session cookie before it may delete state.
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ DRAIN_TIMEOUT = 5.0
 _lock = threading.Lock()
 _engine: Engine | None = None
 _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
+_live_kernels: collections.Counter[str] = collections.Counter()  # live kernels per session cookie
 
 
 def check_solara_version(version: str) -> None:
@@ -216,23 +218,33 @@ def _on_kernel_start() -> None:
 
 
 def _limit_kernels_per_session(context: Any) -> None:
-    """``SOLARA_KERNEL_MAX_PER_SESSION``: each kernel may create a backend key, so one cookie is bounded."""
+    """``SOLARA_KERNEL_MAX_PER_SESSION``: each kernel may create a backend key, so one cookie is bounded.
+
+    Counted per session as kernels start and close, so a connect costs no scan of every kernel
+    while Solara's global init lock is held.
+    """
     import solara.server.settings as server_settings
-    from solara.server import kernel_context
 
     limit = server_settings.kernel.max_per_session
-    if not limit:
-        return
-    live = sum(
-        1 for other in list(kernel_context.contexts.values()) if other.session_id == context.session_id
-    )
-    if live >= limit:
-        logger.warning(
-            "refused kernel=%s: its session already has %d live kernels (SOLARA_KERNEL_MAX_PER_SESSION)",
-            context.id,
-            live,
-        )
-        raise RuntimeError("too many live kernels for this session")
+    with _lock:
+        live = _live_kernels[context.session_id]
+        if limit and live >= limit:
+            logger.warning(
+                "refused kernel=%s: its session already has %d live kernels (SOLARA_KERNEL_MAX_PER_SESSION)",
+                context.id,
+                live,
+            )
+            raise RuntimeError("too many live kernels for this session")
+        _live_kernels[context.session_id] = live + 1
+
+
+def _kernel_closed(session_id: str) -> None:
+    with _lock:
+        left = _live_kernels[session_id] - 1
+        if left > 0:
+            _live_kernels[session_id] = left
+        else:
+            del _live_kernels[session_id]
 
 
 def simulate_failover() -> None:
@@ -280,6 +292,7 @@ class KernelPersistence:
         self._session_id: str = context.session_id
         self._lock = threading.Lock()
         self._restoring = threading.Lock()
+        self._closed = False
         self._stores: dict[str, Any] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._values: dict[str, Any] | None = None
@@ -423,6 +436,9 @@ class KernelPersistence:
         ``timeout`` is Solara's bound for a flush worker's close; ours is bounded by the backend's.
         """
         reason = getattr(self._context, "close_reason", "unknown")
+        if not self._closed:
+            self._closed = True
+            _kernel_closed(self._session_id)
         with self._lock:
             unsubscribe, self._unsubscribe = self._unsubscribe, []
         for stop in unsubscribe:
