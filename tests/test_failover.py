@@ -7,13 +7,18 @@ The browser talks to the proxy only; "the instance dies" is a SIGKILL of its pro
 from __future__ import annotations
 
 import json
+import shutil
 import urllib.request
 from typing import Any
 
 import redis
 from fleet import Fleet, SolaraServer, wait_until
 from playwright.sync_api import Page, expect
+from pytest_redis import factories
+from pytest_redis.executor import RedisExecutor
 
+# A server of its own for the outage test: stopping it must not disturb the shared one.
+outage_redis = factories.redis_proc(executable=shutil.which("redis-server") or "redis-server", port=None)
 RESTORE_TIMEOUT = 20_000  # ms: the client's reconnect back-off plus the restore
 
 
@@ -198,3 +203,37 @@ def test_with_force_refresh_a_bailout_reloads_into_a_working_page(
     click(page, "Add persisted", 1)
     count_on(page, 1, 0)
     assert state(b)["restore_bailout"] == 1
+
+
+def test_a_redis_outage_degrades_quietly_and_recovery_writes_everything(
+    fleet: Fleet, page: Page, env: dict[str, str], outage_redis: RedisExecutor
+) -> None:
+    env = {
+        **env,
+        "SOLARA_STATE_URL": f"redis://{outage_redis.host}:{outage_redis.port}/0",
+        "SOLARA_STATE_CONNECT_TIMEOUT": "0.2",  # Solara parses this one too: plain seconds
+        "SOLARA_STATE_BREAKER_FAILURES": "2",
+        "SOLARA_STATE_BREAKER_WINDOW": "1s",
+    }
+    a = fleet.server("persisted_counter.py", env=env, name="a")
+    b = fleet.server("persisted_counter.py", env=env, name="b")
+    proxy = fleet.proxy(a)
+    page.goto(proxy.url)
+    change_and_flush(page, a)
+    written = state(a)["flush_ok"]
+
+    outage_redis.stop()
+    try:
+        click(page, "Add persisted", 2)  # the page stays live: writes are off the interaction path
+        count_on(page, 5, 2)
+        wait_until(lambda: state(a)["circuit_breaker"] == "open", "A's breaker opens", timeout=20)
+        assert state(a)["status"] == "degraded"
+        assert "breaker transition=open" in a.logs()
+    finally:
+        outage_redis.start()
+    wait_until(lambda: state(a)["status"] == "healthy", "A recovers", timeout=20)
+    wait_until(lambda: state(a)["flush_ok"] > written, "the changes of the outage written")
+
+    proxy.target = b.port
+    a.kill()
+    count_on(page, 5, 0)  # what changed during the outage was written once Redis was back
