@@ -176,10 +176,10 @@ class Writer:
             session.closed = True
             self._sessions.discard(session)
             keys, session.dirty, session.due = session.dirty, set(), None
-        if not keys:
-            return True
+        # Even with nothing left to write, wait for a batch in flight: a tab close deletes next,
+        # and a write landing after that delete would bring the state back for a whole TTL.
         with self._io:
-            return self._write([(session, keys)]) == 0
+            return not keys or self._write([(session, keys)]) == 0
 
     def drain(self, timeout: float) -> int:
         """Flush every session's dirty keys in pipelined batches until ``timeout``; return what is left.
