@@ -288,12 +288,13 @@ class Engine:
         self.events.restore("bailout", kernel_id, key=field, cause=cause)
         return Restored("bailout", generation=generation, cause=cause)
 
-    def stored_generation(self, kernel_id: str) -> int | None:
-        """The generation the backend holds for a kernel, or None (none stored, or unknown right now)."""
+    def touch(self, kernel_id: str) -> int | None:
+        """A reconnect to a live kernel: refresh its state's TTL; the stored generation, or None
+        (none stored, or the backend cannot be asked right now)."""
         if not self.breaker.allow():
             return None
         try:
-            stored = self.backend.peek_generation(kernel_id)
+            stored = self.backend.touch(kernel_id, self.settings.ttl)
         except BackendError as error:
             self.breaker.failure(str(error))
             self.stats.backend_error(str(error))

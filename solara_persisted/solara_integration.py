@@ -419,7 +419,7 @@ class KernelPersistence:
         restored = self._restored
         if restored is None or not self.generation or self.disabled:
             return
-        stored = self._engine.stored_generation(self._kernel_id)
+        stored = self._engine.touch(self._kernel_id)  # a connect refreshes the TTL too
         if stored is None or stored == self.generation:
             return
         self._context.close(reason="superseded")

@@ -224,6 +224,19 @@ def test_takeover_and_flush_refresh_the_ttl(backend: Backend) -> None:
     assert backend.peek_generation(kernel_id) == generation
 
 
+def test_touch_refreshes_the_ttl_and_reports_the_generation(backend: Backend, raw: Raw) -> None:
+    kernel_id = kernel()
+    assert backend.touch(kernel_id, TTL) is None
+    assert raw(kernel_id) is None, "touching a kernel without state writes nothing"
+    ttl = 0.8
+    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, ttl=ttl))
+    before = raw(kernel_id)
+    time.sleep(0.5)
+    assert backend.touch(kernel_id, ttl) == 1
+    time.sleep(0.5)  # past the flush's expiry: only the touch keeps it
+    assert raw(kernel_id) == before, "touch changes nothing but the expiry"
+
+
 def test_delete_is_fenced_by_generation(backend: Backend, raw: Raw) -> None:
     kernel_id = kernel()
     assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
@@ -271,6 +284,7 @@ def test_invalid_kernel_ids_are_refused_by_every_verb(backend: Backend, bad: str
             [flush_request(kernel(), 1, {"k": b"v"}), flush_request(bad, 1, {"k": b"v"})]
         ),
         lambda: backend.peek_generation(bad),
+        lambda: backend.touch(bad, TTL),
         lambda: backend.delete(bad),
     ]
     for call in calls:

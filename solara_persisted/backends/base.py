@@ -132,6 +132,13 @@ class Backend(abc.ABC):
         """The stored generation, or None when the kernel has no state; writes nothing."""
 
     @abc.abstractmethod
+    def touch(self, kernel_id: str, ttl: float) -> int | None:
+        """A reconnect is activity: refresh the state's TTL and return its generation.
+
+        None when the kernel has no state; then nothing is written.
+        """
+
+    @abc.abstractmethod
     def delete(self, kernel_id: str, generation: int | None = None) -> bool:
         """Delete a kernel's state; with a generation, only while it is still current (fenced)."""
 

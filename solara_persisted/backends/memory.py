@@ -104,6 +104,15 @@ class MemoryBackend(Backend):
             stored = self._live(key)
             return None if stored is None else Meta.unpack(stored.fields[META_FIELD]).generation
 
+    def touch(self, kernel_id: str, ttl: float) -> int | None:
+        key = self._prefix + validate_kernel_id(kernel_id)
+        with self._lock:
+            stored = self._live(key)
+            if stored is None:
+                return None
+            stored.expires_at = self._expiry(ttl)
+            return Meta.unpack(stored.fields[META_FIELD]).generation
+
     def delete(self, kernel_id: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_kernel_id(kernel_id)
         with self._lock:

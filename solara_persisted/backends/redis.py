@@ -180,6 +180,15 @@ class RedisBackend(Backend):
             stored = self._client_or_connect().hget(key, META_FIELD)
         return None if stored is None else Meta.unpack(stored).generation
 
+    def touch(self, kernel_id: str, ttl: float) -> int | None:
+        key = self._prefix + validate_kernel_id(kernel_id)
+        with self._failing("touch"):
+            pipe = self._client_or_connect().pipeline(transaction=False)  # one round trip, one key
+            pipe.hget(key, META_FIELD)
+            pipe.pexpire(key, ttl_milliseconds(ttl))  # a no-op when the key does not exist
+            stored, _ = pipe.execute()
+        return None if stored is None else Meta.unpack(stored).generation
+
     def delete(self, kernel_id: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_kernel_id(kernel_id)
         with self._failing("delete"):
