@@ -77,6 +77,32 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
+def launch_solara(
+    app: str | Path,
+    port: int,
+    *,
+    workdir: Path,
+    env: Mapping[str, str],
+    log_path: Path,
+    production: bool = False,
+) -> subprocess.Popen[bytes]:
+    """``solara run`` on a loopback port in its own session (one killpg takes all of it),
+    stdout and stderr appended to ``log_path``; not yet ready when this returns."""
+    args = [sys.executable, "-m", "solara", "run", str(app), "--host", "127.0.0.1"]
+    args += ["--port", str(port), "--no-open", "--no-check-version"]
+    args += ["--production"] if production else []
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            args,
+            cwd=workdir,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 class Instance:
     """One ``solara run`` of the app on a fixed loopback port, restartable after a kill."""
 
@@ -98,18 +124,9 @@ class Instance:
         """Start the process (in its own session, so one killpg takes all of it); not yet ready."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready = False
-        args = [sys.executable, "-m", "solara", "run", str(self.app), "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), "--no-open", "--no-check-version"]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                args,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = launch_solara(
+            self.app, self.port, workdir=self.workdir, env=self.env, log_path=self.log_path
+        )
 
     def wait_ready(self, cancelled: threading.Event) -> bool:
         """Poll ``/readyz`` until it answers; False when the process died, it took too long or we quit."""

@@ -31,6 +31,7 @@ from types import TracebackType
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
+from solara_persisted.devfleet import launch_solara
 from solara_persisted.devproxy import LoopbackProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,19 +133,14 @@ class SolaraServer:
         if self.process is not None:
             raise RuntimeError(f"{self.name} was already started")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "solara", "run", self.app, "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), "--no-open", "--no-check-version"]
-        args += ["--production"] if self.production else []
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                args,
-                cwd=self.workdir,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = launch_solara(
+            self.app,
+            self.port,
+            workdir=self.workdir,
+            env=self.env,
+            log_path=self.log_path,
+            production=self.production,
+        )
         self.wait_ready(timeout)
         return self
 

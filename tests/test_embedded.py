@@ -100,13 +100,7 @@ def test_mounted_solara_persists_and_drains_on_shutdown(
         def count() -> int:
             return 0
 
-        settings = Settings(
-            backend="redis",
-            url=env["SOLARA_STATE_URL"],
-            secret_keys=(env["SOLARA_STATE_SECRET_KEYS"],),
-            prefix=env["SOLARA_STATE_PREFIX"],
-            session_http_only=True,
-        )
+        settings = Settings.from_env(env)  # the instances' own environment
         other = Engine(settings)
         (kernel_id,) = [
             key.decode()[len(settings.prefix) :] for key in other_keys(env) if b"fleet:" not in key

@@ -18,6 +18,8 @@ from playwright.sync_api import Page, expect
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
+from solara_persisted.devproxy import LoopbackProxy
+
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
@@ -61,6 +63,18 @@ def _dirty(server: SolaraServer) -> bool:
     return "flush result=error" in server.logs()
 
 
+def two_instances(
+    fleet: Fleet, page: Page, env: dict[str, str]
+) -> tuple[SolaraServer, SolaraServer, LoopbackProxy]:
+    """Instances A and B on one Redis, the page on A behind the proxy, with changes written."""
+    a = fleet.server("persisted_counter.py", env=env, name="a")
+    b = fleet.server("persisted_counter.py", env=env, name="b")
+    proxy = fleet.proxy(a)
+    page.goto(proxy.url)
+    change_and_flush(page, a)
+    return a, b, proxy
+
+
 def _client(page: Page, expression: str) -> Any:
     return page.evaluate(f"solara.debug.{expression}")
 
@@ -73,11 +87,7 @@ def remounted_without_dialog(page: Page, status: str) -> None:
 
 
 def test_sigkill_failover_restores_in_place(fleet: Fleet, page: Page, env: dict[str, str]) -> None:
-    a = fleet.server("persisted_counter.py", env=env, name="a")
-    b = fleet.server("persisted_counter.py", env=env, name="b")
-    proxy = fleet.proxy(a)
-    page.goto(proxy.url)
-    change_and_flush(page, a)
+    a, b, proxy = two_instances(fleet, page, env)
     url = page.url
 
     proxy.target = b.port
@@ -113,11 +123,7 @@ def test_schema_tag_bump_is_a_fresh_start_without_dialog(
 def test_tampered_state_bails_out_with_the_dialog(
     fleet: Fleet, page: Page, env: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    a = fleet.server("persisted_counter.py", env=env, name="a")
-    b = fleet.server("persisted_counter.py", env=env, name="b")
-    proxy = fleet.proxy(a)
-    page.goto(proxy.url)
-    change_and_flush(page, a)
+    a, b, proxy = two_instances(fleet, page, env)
     (key,) = kernel_keys(redis_client, env)
     envelope = bytearray(redis_client.hget(key, "e2e.count"))
     envelope[-1] ^= 0xFF
@@ -161,11 +167,7 @@ def test_page_close_deletes_and_shutdown_leaves_state(
 def test_a_reconnect_to_a_superseded_kernel_restores_the_newer_state(
     fleet: Fleet, page: Page, env: dict[str, str]
 ) -> None:
-    a = fleet.server("persisted_counter.py", env=env, name="a")
-    b = fleet.server("persisted_counter.py", env=env, name="b")
-    proxy = fleet.proxy(a)
-    page.goto(proxy.url)
-    change_and_flush(page, a)
+    a, b, proxy = two_instances(fleet, page, env)
 
     proxy.target = b.port  # broken stickiness: the next reconnect goes to B while A still lives
     proxy.drop_all()
@@ -193,11 +195,7 @@ def test_with_force_refresh_a_bailout_reloads_into_a_working_page(
 ) -> None:
     # The documented remedy while Solara's vuetify-3 page does not render its refresh alert.
     env = {**env, "SOLARA_THEME_FORCE_REFRESH": "true"}
-    a = fleet.server("persisted_counter.py", env=env, name="a")
-    b = fleet.server("persisted_counter.py", env=env, name="b")
-    proxy = fleet.proxy(a)
-    page.goto(proxy.url)
-    change_and_flush(page, a)
+    a, b, proxy = two_instances(fleet, page, env)
     (key,) = kernel_keys(redis_client, env)
     redis_client.hset(key, "e2e.count", b"\x01" * 40)  # garbage where an envelope should be
 
@@ -220,11 +218,7 @@ def test_a_redis_outage_degrades_quietly_and_recovery_writes_everything(
         "SOLARA_STATE_BREAKER_FAILURES": "2",
         "SOLARA_STATE_BREAKER_WINDOW": "1s",
     }
-    a = fleet.server("persisted_counter.py", env=env, name="a")
-    b = fleet.server("persisted_counter.py", env=env, name="b")
-    proxy = fleet.proxy(a)
-    page.goto(proxy.url)
-    change_and_flush(page, a)
+    a, b, proxy = two_instances(fleet, page, env)
     written = state(a)["flush_ok"]
 
     outage_redis.stop()

@@ -62,13 +62,7 @@ def comm_reply(ws: ClientConnection, comm_id: str, method: str, seen: list[dict[
 @pytest.fixture
 def previous_instance(env: dict[str, str]) -> Iterator[Engine]:
     """The engine of the instance that died: same secrets, same Redis, same declared key."""
-    settings = Settings(
-        backend="redis",
-        url=env["SOLARA_STATE_URL"],
-        secret_keys=(env["SOLARA_STATE_SECRET_KEYS"],),
-        prefix=env["SOLARA_STATE_PREFIX"],
-        session_http_only=True,
-    )
+    settings = Settings.from_env(env)  # the instances' own environment
     with registry.isolated():
 
         @persisted(key="e2e.count")
