@@ -17,8 +17,9 @@ engine and leaves that one inert, then hooks the seams Solara offers but does no
   app-status reply, which decides between a soft re-mount and the refresh dialog.
 - ``close()``: called by Solara outside the kernel lock with ``context.close_reason`` set.
 
-The ``/resourcez`` route is replaced by one whose ``state`` block is ours, and the tab-close
-beacon is checked against the session cookie before it may delete state.
+The ``/resourcez`` route is replaced by one whose ``state`` block is ours, the tab-close beacon
+is checked against the session cookie before it may delete state, and every page gets a small
+banner script that shows the client's give-up verdict (Solara's vuetify-3 page does not).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def activate(settings: Settings | None = None) -> Engine:
         active.start()
         _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
         _install_routes(active)
+        _install_refresh_banner()
         _engine = active
         logger.info(
             "solara-persisted active: backend=%s key ring fingerprint=%s",
@@ -201,6 +203,30 @@ def _install_routes(active: Engine) -> None:
     def remove() -> None:
         for route in ours:
             routes.remove(route)
+
+    _undo.append(remove)
+
+
+def _install_refresh_banner() -> None:
+    """Append our give-up banner to every page Solara renders (its vuetify-3 page shows none)."""
+    from importlib.resources import files
+
+    from solara.server import server
+
+    script = "<script>\n" + files(__package__).joinpath("client/refresh-banner.js").read_text() + "</script>\n"
+    builtin_read_root = server.read_root
+
+    def read_root(*args: Any, **kwargs: Any) -> str | None:
+        page = builtin_read_root(*args, **kwargs)
+        if page is None:
+            return None
+        head, end, tail = page.rpartition("</html>")  # Solara's page has no </body>
+        return head + script + end + tail if end else page + script
+
+    server.read_root = read_root
+
+    def remove() -> None:
+        server.read_root = builtin_read_root
 
     _undo.append(remove)
 

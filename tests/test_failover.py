@@ -131,17 +131,22 @@ def test_tampered_state_bails_out_with_the_dialog(
 
     proxy.target = b.port
     a.kill()
-    # The client's verdict: it read the bail-out, did not re-mount and shut the kernel down (its
-    # give-up path). Solara 1.64's vuetify-3 page does not render its refresh alert for it, so
-    # the verdict is read from the client's own debug state rather than from the screen.
-    wait_until(
-        lambda: _client(page, "lastRestore && solara.debug.lastRestore.status") == "bailout", "the verdict"
-    )
-    wait_until(lambda: _client(page, "connectionStatus") != "connected", "the client gave the kernel up")
-    count_on(page, 3, 2)  # nothing was restored into the page, and it was not re-mounted fresh
+    # The client's verdict: it read the bail-out, did not re-mount and gave the kernel up; the
+    # refresh alert is up (ours: Solara 1.64's vuetify-3 page renders none of its own).
+    alert = page.get_by_role("alert").filter(has_text="Could not restore session. Please refresh the page.")
+    expect(alert).to_be_visible(timeout=RESTORE_TIMEOUT)
+    assert _client(page, "lastRestore.status") == "bailout"
+    assert _client(page, "connectionStatus") != "connected"
+    expect(page.get_by_text("Persisted: 3")).to_be_visible()  # nothing restored, nothing re-mounted
     assert state(b)["restore_bailout"] == 1
     assert "restore result=bailout" in b.logs() and "cause=hmac" in b.logs()
     assert kernel_keys(redis_client, env) == [], "the poisoned hash is deleted"
+
+    alert.get_by_role("button", name="Refresh").click()  # the person follows the alert
+    count_on(page, 0, 0)  # a fresh session on B that works
+    expect(alert).not_to_be_visible()
+    click(page, "Add persisted", 1)
+    count_on(page, 1, 0)
 
 
 def test_page_close_deletes_and_shutdown_leaves_state(
@@ -193,7 +198,7 @@ def test_a_reconnect_to_a_superseded_kernel_restores_the_newer_state(
 def test_with_force_refresh_a_bailout_reloads_into_a_working_page(
     fleet: Fleet, page: Page, env: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    # The documented remedy while Solara's vuetify-3 page does not render its refresh alert.
+    # The page reloads itself on the give-up verdict instead of showing the refresh alert.
     env = {**env, "SOLARA_THEME_FORCE_REFRESH": "true"}
     a, b, proxy = two_instances(fleet, page, env)
     (key,) = kernel_keys(redis_client, env)
@@ -202,6 +207,7 @@ def test_with_force_refresh_a_bailout_reloads_into_a_working_page(
     proxy.target = b.port
     a.kill()
     count_on(page, 0, 0)  # the client gave up and reloaded: a fresh page on B that works
+    expect(page.get_by_role("alert")).not_to_be_visible()
     assert _client(page, "connectionStatus") == "connected"
     click(page, "Add persisted", 1)
     count_on(page, 1, 0)
