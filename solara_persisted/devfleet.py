@@ -11,6 +11,7 @@ fail over again and again. Every child is killed on the way out, however the com
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -139,7 +140,7 @@ class Instance:
                     if response.status == 200:
                         self.ready = True
                         return True
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
                 pass
             cancelled.wait(0.2)
         return False
@@ -156,13 +157,17 @@ class Instance:
             _stop(self.process)
 
     def state(self) -> dict[str, Any] | None:
-        """The ``state`` block of this instance's ``/resourcez``, or None while it cannot answer."""
+        """The ``state`` block of this instance's ``/resourcez``, or None while it cannot answer.
+
+        A failover SIGKILLs the instance at any moment, also halfway through this response
+        (``http.client.IncompleteRead``): that is an instance that cannot answer, too.
+        """
         if not self.ready:
             return None
         try:
             with urllib.request.urlopen(f"{self.url}/resourcez", timeout=2) as response:
                 block = json.load(response).get("state")
-        except (urllib.error.URLError, OSError, ValueError):
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
             return None
         return block if isinstance(block, dict) else None
 
@@ -294,10 +299,16 @@ class DemoFleet:
             )
             return
         pid = dead.process.pid if dead.process else None
-        self.proxy.target = standby.port  # first, so a reconnect racing the kill already lands there
-        dead.kill()
-        self.proxy.drop_all()  # the balancer's health check noticed: cut what still points at the dead one
+        # The standby serves from the moment the proxy points at it: the browser reconnects as
+        # soon as the dying instance's sockets close, well before kill() has reaped it, and can
+        # restore on the standby meanwhile. So `serving` switches first, and _watch reports
+        # that restore as the serving instance's rather than the standby's.
         self.serving = standby
+        self.proxy.target = standby.port  # before the kill, so a reconnect racing it lands there
+        dead.kill()
+        # the balancer's health check noticed: cut what still points at the dead one, and only
+        # that (a reconnect that already landed on the standby during the kill stays up)
+        self.proxy.drop(dead.port)
         self.console.print(
             f"[bold red]killed {dead.name}[/] (SIGKILL, pid {pid}); the proxy now → [bold]{standby.name}[/]. "
             f"Watch the page reconnect and restore. Restarting {dead.name} as the standby."

@@ -19,8 +19,9 @@ T = TypeVar("T")
 class LoopbackProxy:
     """A TCP proxy on 127.0.0.1 (or `host`) in its own thread: the fleet's load balancer.
 
-    `target` picks the instance new connections go to (None refuses them); `drop_all()` resets
-    every live connection, as a balancer does when its health check marks an instance dead.
+    `target` picks the instance new connections go to (None refuses them); `drop(port)` resets
+    the live connections to one instance, as a balancer does when its health check marks that
+    instance dead, and `drop_all()` resets every one of them.
     """
 
     def __init__(self, target: int | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -31,7 +32,8 @@ class LoopbackProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-proxy", daemon=True)
         self._server: asyncio.Server | None = None
-        self._live: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
+        # each live (client, upstream) pair -> the instance port it was connected to
+        self._live: dict[tuple[asyncio.StreamWriter, asyncio.StreamWriter], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -49,7 +51,15 @@ class LoopbackProxy:
 
     def drop_all(self) -> int:
         """Reset every open connection (both sides get an RST); returns how many were cut."""
-        return self._call(self._drop_all())
+        return self._call(self._drop(None))
+
+    def drop(self, target: int) -> int:
+        """Reset the open connections to the instance on port `target`; returns how many were cut.
+
+        Connections to any other instance stay up: after `target` was switched away from a dead
+        instance, a client that already reconnected to the new one keeps that connection.
+        """
+        return self._call(self._drop(target))
 
     def close(self) -> None:
         """Stop listening, cut everything, stop the thread; safe to call twice."""
@@ -83,7 +93,7 @@ class LoopbackProxy:
             client_writer.transport.abort()
             return
         pair = (client_writer, upstream_writer)
-        self._live.add(pair)
+        self._live[pair] = target
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
@@ -93,7 +103,7 @@ class LoopbackProxy:
                 self._pump(upstream_reader, client_writer),
             )
         finally:
-            self._live.discard(pair)
+            self._live.pop(pair, None)
             self._tasks.discard(task)
             for writer in pair:
                 writer.transport.abort()
@@ -110,8 +120,8 @@ class LoopbackProxy:
         finally:
             writer.transport.abort()
 
-    async def _drop_all(self) -> int:
-        pairs = list(self._live)
+    async def _drop(self, target: int | None) -> int:
+        pairs = [pair for pair, port in self._live.items() if target is None or port == target]
         for client, upstream in pairs:
             client.transport.abort()
             upstream.transport.abort()
@@ -120,7 +130,7 @@ class LoopbackProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        await self._drop_all()
+        await self._drop(None)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=PROXY_TIMEOUT / 2)
 

@@ -15,6 +15,7 @@ for the whole suite) imports all five, e.g. `from fleet import fleet_fixture, ..
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -153,7 +154,7 @@ class SolaraServer:
                 with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
                     if response.status == 200:
                         return
-            except (urllib.error.URLError, OSError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):
                 pass
             if time.monotonic() > deadline:
                 self.kill()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fleet import free_port, server_env, wait_until
+from fleet import server_env, wait_until
 from playwright.sync_api import Page, expect
 
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
@@ -74,9 +74,10 @@ def _state(url: str) -> dict[str, Any]:
 def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
     solara_cdn_assets: None, page: Page, tmp_path: Path
 ) -> None:
-    port = free_port()
     out_path = tmp_path / "demo.out"
-    command = [str(CLI), "demo", "--fleet", "--port", str(port), "--debounce", "0.1"]
+    # port 0: the proxy binds a free port itself and the demo prints it, so no other process can
+    # take a port picked here while the demo is still starting redis-server and both instances
+    command = [str(CLI), "demo", "--fleet", "--port", "0", "--debounce", "0.1"]
     with open(out_path, "wb") as out:
         demo = subprocess.Popen(
             command,
@@ -92,18 +93,23 @@ def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
     def output() -> str:
         return out_path.read_text(encoding="utf-8", errors="replace")
 
-    def up() -> bool:
+    def proxy_url() -> str | None:
+        """The proxy's URL once the demo printed it (it listens by then), else None."""
         if demo.poll() is not None:
             raise AssertionError(f"the demo exited with {demo.returncode}:\n{output()}")
-        return _answers(f"http://127.0.0.1:{port}/readyz")
+        printed = re.search(r"Open (http://\S+)", output())
+        return printed[1] if printed else None
 
     try:
-        wait_until(up, "the demo's proxy answering", timeout=90)
+        wait_until(proxy_url, "the demo printing its proxy's address", timeout=90)
+        url = proxy_url()
+        assert url is not None
+        wait_until(lambda: _answers(f"{url}/readyz"), "the demo's proxy answering")
         children.update(_children(demo.pid))
         a_url = re.search(r"instance A ready on (http://\S+)", output())
         assert a_url, output()
 
-        page.goto(f"http://127.0.0.1:{port}")
+        page.goto(url)
         page.get_by_role("checkbox", name="In stock only").check()
         page.get_by_role("button", name="b2").click()
         expect(page.get_by_text("Selected: Designing Data-Intensive Applications")).to_be_visible()
@@ -137,6 +143,10 @@ def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
         # the command waited for every child before exiting, so none may be left even for a moment
         left = [cmdline for pid, (started, cmdline) in children.items() if _alive(pid, started)]
         assert not left, f"still running after q: {left}"
+    except BaseException:
+        # the assertions name what did not happen; the demo's own narration tells why
+        print(f"--- the demo's output ---\n{output()}")
+        raise
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGTERM)  # the command's own clean-up path
