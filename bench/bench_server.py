@@ -14,16 +14,12 @@ What each measure includes (both sides do the same work):
   value", for a session of five small values of mixed types, written beforehand by the parent
   process through each engine's own write path. Ours: ``solara_integration.activate(Settings(...))``, then
   a ``VirtualKernelContext`` is built (its ``on_kernel_start`` hook starts the takeover) and the
-  reactives are read inside ``with context:``. As in our server, where the kernel websocket route
-  calls it before Solara builds the kernel, ``engine.restore_ahead`` starts the takeover when the
-  connection "arrives", before the ``Kernel`` is built; Solara: its engine active through
+  reactives are read inside ``with context:``. Solara: its engine active through
   ``solara.server.settings.state``; the context is built and handed to
   ``kernel_context._restore_on_connect(context, backend, session_id)`` as ``initialize_virtual_kernel``
   does for a new context (takeover on its executor, ``attach``, its flush worker started), then the
-  same reads. The ``Kernel`` object (~7 ms, the same for both) is built before the step's clock
-  starts, so our takeover's round trip overlaps it as it does in the server. A second row times
-  the whole connect, from arrival to the values read with the ``Kernel`` included, so the overlap is
-  shown rather than assumed. Cold is the first restore in a fresh process (imports done, engine and
+  same reads. The ``Kernel`` object is built before the clock starts on both sides (it costs ~7 ms
+  and is the same for both). Cold is the first restore in a fresh process (imports done, engine and
   backend connected), the median over a few processes; warm is the median of the later ones. Each
   context is closed (reason ``cull``) after its sample, off the clock, so few kernels are live.
 - shutdown drain: N kernel contexts, each with two persisted values changed inside the context,
@@ -262,7 +258,7 @@ def seed_restore(port: int, prefix: str, kernels: Mapping[str, list[tuple[str, s
 
 
 def profiled(call: Callable[..., Any], profiles: list[cProfile.Profile]) -> Callable[..., Any]:
-    """``call`` under a profiler of its own: the takeover runs on a prefetch thread, out of the caller's sight."""
+    """``call`` under a profiler of its own: the takeover runs on a pool thread, out of the caller's sight."""
 
     def wrapper(*args: Any) -> Any:
         profiler = cProfile.Profile()
@@ -296,9 +292,8 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
 
         reactives = list(declare_ours(RESTORE_VALUES).values())
         active = solara_integration.activate(ours_settings(port, prefix + "ours:"))
-        if profile:  # looked up per call, also on the prefetch thread
-            active.backend.takeover = profiled(active.backend.takeover, takeovers)  # type: ignore[method-assign]
-            active._settle = profiled(active._settle, takeovers)  # type: ignore[method-assign]
+        if profile:
+            active.restore = profiled(active.restore, takeovers)  # type: ignore[method-assign]
 
         def restore(kernel_id: str, session_id: str, kern: Any) -> Any:
             context = new_context(kernel_id, session_id, kern)
@@ -320,12 +315,8 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
 
     quiet_state_logs()
     times = []
-    connects = []
     profiler = cProfile.Profile()
     for number, (kernel_id, session_id) in enumerate(restore_kernels(side, process, samples)):
-        arrived = time.perf_counter()
-        if side == "ours":
-            active.restore_ahead(kernel_id, session_id)  # our websocket route, before Solara's kernel
         kern = kernel.Kernel()
         profiling = profile and number > 0  # the warm restores only
         start = time.perf_counter()
@@ -334,24 +325,15 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
         context, values = restore(kernel_id, session_id, kern)
         if profiling:
             profiler.disable()
-        done = time.perf_counter()
-        times.append((done - start) * 1e3)
-        connects.append((done - arrived) * 1e3)
+        times.append((time.perf_counter() - start) * 1e3)
         status = context.state_persistence.last_restore["status"]
         if values != expected or status != "success":
             raise AssertionError(f"{side}: restore of {kernel_id} gave {status} with {values}")
         context.close(reason="cull")  # off the clock; the process holds as few live kernels as a quiet server
     if profile:
         print_profile("the connecting thread: context creation to the last value read", [profiler])
-        print_profile("the takeover thread: backend.takeover and decoding, every restore", takeovers)
-    emit(
-        {
-            "cold_ms": times[0],
-            "warm_ms": times[1:],
-            "connect_cold_ms": connects[0],
-            "connect_warm_ms": connects[1:],
-        }
-    )
+        print_profile("the takeover pool thread: engine.restore, every restore", takeovers)
+    emit({"cold_ms": times[0], "warm_ms": times[1:]})
 
 
 def bench_restore(
@@ -362,9 +344,7 @@ def bench_restore(
         for side in ("ours", "solara")
     }
     seed_restore(port, prefix, kernels)
-    out: dict[str, Any] = {
-        side: {"cold": [], "warm": [], "connect_cold": [], "connect_warm": []} for side in kernels
-    }
+    out: dict[str, Any] = {side: {"cold": [], "warm": []} for side in kernels}
     for process in range(processes):
         for side in ("solara", "ours"):  # interleaved: a noisy neighbour hits both alike
             result = run_child(
@@ -373,14 +353,10 @@ def bench_restore(
             )  # fmt: skip
             out[side]["cold"].append(result["cold_ms"])
             out[side]["warm"].extend(result["warm_ms"])
-            out[side]["connect_cold"].append(result["connect_cold_ms"])
-            out[side]["connect_warm"].extend(result["connect_warm_ms"])
     return {
         side: {
             "cold": statistics.median(v["cold"]),
             "warm": statistics.median(v["warm"]),
-            "connect_cold": statistics.median(v["connect_cold"]),
-            "connect_warm": statistics.median(v["connect_warm"]),
             "cold_samples": v["cold"],
             "warm_p90": statistics.quantiles(v["warm"], n=10)[-1],
         }
@@ -643,13 +619,6 @@ def report(results: dict[str, Any]) -> Table:
             ".3f",
             "≤ 0.5×",
             ratio(ours, theirs) <= 0.5,
-        )
-    for label, key in (("cold", "connect_cold"), ("warm", "connect_warm")):
-        row(
-            f"whole connect, Kernel built + restore step, {label} (ms)",
-            restore["ours"][key],
-            restore["solara"][key],
-            ".3f",
         )
     table.add_section()
     for count, sides in results["drain"].items():

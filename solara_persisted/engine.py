@@ -24,16 +24,8 @@ from .backends.base import Takeover, validate_kernel_id
 from .breaker import Breaker
 from .config import Settings
 from .envelope import KeyRing, open_envelope
-from .errors import (
-    BackendError,
-    CodecError,
-    EnvelopeError,
-    InvalidIdentifierError,
-    MigrationError,
-    TamperedError,
-)
+from .errors import BackendError, CodecError, EnvelopeError, MigrationError, TamperedError
 from .events import Events
-from .prefetch import Prefetcher
 from .spec import Registry
 from .spec import registry as default_registry
 from .stats import Stats, reveal_keys
@@ -101,7 +93,6 @@ class Engine:
         self._key_rings: dict[str, str] = {}
         self._closing = threading.Event()
         self._fleet_thread: threading.Thread | None = None
-        self._ahead: Prefetcher[Restored] = Prefetcher(self._restore_now)
         self.writer = Writer(
             backend=self.backend,
             ring=self.ring,
@@ -131,7 +122,6 @@ class Engine:
     def close(self) -> None:
         """Stop the background threads and release the backend (after ``drain``)."""
         self._closing.set()
-        self._ahead.close()
         self.writer.stop()
         if self._fleet_thread is not None:
             self._fleet_thread.join()
@@ -193,26 +183,9 @@ class Engine:
 
     # -- restore --------------------------------------------------------------------------
 
-    def restore_ahead(self, kernel_id: str, session_id: str) -> bool:
-        """Start ``restore`` now on a pool thread (a connection for an unknown kernel arrived).
-
-        The next ``restore`` of the same kernel and session takes this result instead of making
-        its own round trip. False when nothing was started: an invalid kernel id (``restore``
-        will say so), one already pending, or too many pending.
-        """
-        try:
-            validate_kernel_id(kernel_id)
-        except InvalidIdentifierError:
-            return False
-        return self._ahead.start(kernel_id, session_id)
-
     def restore(self, kernel_id: str, session_id: str) -> Restored:
         """Take over ``kernel_id`` for ``session_id``: all-or-nothing, never raising."""
         validate_kernel_id(kernel_id)
-        ahead = self._ahead.claim(kernel_id, session_id)
-        return ahead if ahead is not None else self._restore_now(kernel_id, session_id)
-
-    def _restore_now(self, kernel_id: str, session_id: str) -> Restored:
         if not self.breaker.allow():
             return Restored("skipped", generation=1)  # degraded: no read, no connect-time tax
         try:

@@ -165,28 +165,15 @@ def _show_state_logs() -> None:
 
 
 def _install_routes(active: Engine) -> None:
-    """Put our routes in front of Solara's (routes match in order).
-
-    ``/resourcez`` with our ``state`` block, the tab close guarded by the session cookie, and the
-    kernel websocket, which starts the takeover for a kernel this process does not hold.
-    """
+    """Put our ``/resourcez`` and a guarded tab-close route in front of Solara's (routes match in order)."""
     from solara.server import kernel_context, server
     from solara.server import starlette as solara_starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route, WebSocketRoute
-    from starlette.websockets import WebSocket
+    from starlette.routing import Route
 
     builtin_resourcez = solara_starlette.resourcez
     builtin_close = solara_starlette.close
-    builtin_connection = solara_starlette.kernel_connection
-
-    async def kernel_connection(websocket: WebSocket) -> None:
-        # Before Solara builds the kernel: the takeover's round trip overlaps that work.
-        _restore_ahead(
-            active, websocket.path_params["kernel_id"], server.get_session_id_cookie(websocket.cookies)
-        )
-        await builtin_connection(websocket)
 
     async def resourcez(request: Request) -> JSONResponse:
         response = await builtin_resourcez(request)
@@ -209,7 +196,6 @@ def _install_routes(active: Engine) -> None:
     ours = [
         Route("/resourcez", endpoint=resourcez),
         Route("/_solara/api/close/{kernel_id}", endpoint=close, methods=["POST"]),
-        WebSocketRoute("/jupyter/api/kernels/{kernel_id}/{name}", endpoint=kernel_connection),
     ]
     routes = solara_starlette.app.router.routes
     routes[0:0] = ours
@@ -227,9 +213,7 @@ def _install_refresh_banner() -> None:
 
     from solara.server import server
 
-    script = (
-        "<script>\n" + files(__package__).joinpath("client/refresh-banner.js").read_text() + "</script>\n"
-    )
+    script = "<script>\n" + files(__package__).joinpath("client/refresh-banner.js").read_text() + "</script>\n"
     builtin_read_root = server.read_root
 
     def read_root(*args: Any, **kwargs: Any) -> str | None:
@@ -257,21 +241,6 @@ def _on_kernel_start() -> None:
     _limit_kernels_per_session(context)
     # One object in both slots: Solara asks the worker slot for new_epoch() on a reconnect.
     context.state_persistence = context.state_flush_worker = KernelPersistence(active, context)
-
-
-def _restore_ahead(active: Engine, kernel_id: str, session_id: str | None) -> bool:
-    """Start the takeover of a kernel this process does not hold, unless Solara will refuse it."""
-    import solara.server.settings as server_settings
-    from solara.server import kernel_context
-
-    context = kernel_context.contexts.get(kernel_id)
-    if not session_id or (context is not None and not context.closed_event.is_set()):
-        return False  # no cookie: a fresh session, nothing to restore; a live kernel is reused as is
-    limit = server_settings.kernel.max_per_session
-    with _lock:
-        if limit and _live_kernels[session_id] >= limit:
-            return False
-    return active.restore_ahead(kernel_id, session_id)
 
 
 def _limit_kernels_per_session(context: Any) -> None:

@@ -137,27 +137,6 @@ def test_failover_restores_typed_values(settings: Settings, backend: Backend, sp
     assert second.restored.generation > first.restored.generation
 
 
-def test_a_takeover_started_ahead_is_the_one_restore_uses(
-    settings: Settings, backend: Backend, specs: dict[str, Any]
-) -> None:
-    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
-    a = make_engine(settings, backend)
-    first = Kernel(a, kernel_id, cookie)
-    first.set("t.page", 5)
-    wait_until(lambda: a.stats.block(enabled=True, breaker_state="closed")["flush_ok"] >= 1)
-    a.writer.stop()
-
-    b = make_engine(settings, backend)
-    assert b.restore_ahead(kernel_id, cookie)  # the websocket arrived; Solara is building the kernel
-    wait_until(lambda: backend.peek_generation(kernel_id) == first.restored.generation + 1, "the takeover ran")
-    second = Kernel(b, kernel_id, cookie)
-    assert (second.restored.result, second.restored.values) == ("success", {"t.page": 5})
-    assert second.restored.generation == first.restored.generation + 1, "one takeover, not two"
-    assert b.state_block()["restore_attempts"] == 1
-    assert not b.restore_ahead("../not-a-kernel", cookie), "an invalid id is left to restore() to refuse"
-    b.close()
-
-
 def test_superseded_instance_is_fenced_out(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:

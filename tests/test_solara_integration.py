@@ -105,31 +105,6 @@ def test_restore_installs_values_before_the_first_read(engine: Engine, specs: di
     assert engine.backend.peek_generation(kernel_id) is None, "a genuine tab close deletes"
 
 
-def test_a_websocket_for_an_unknown_kernel_starts_its_takeover_ahead(
-    engine: Engine, specs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    kernel_id = uuid.uuid4().hex
-    first = new_context(kernel_id, "owner")
-    with first:
-        specs["page"].value = 6
-    wait_until(lambda: engine.state_block()["flush_ok"] >= 1 and not engine.writer.pending())
-    assert not solara_integration._restore_ahead(engine, kernel_id, "owner"), "a live kernel is reused"
-    first.close(reason="cull")
-    assert not solara_integration._restore_ahead(engine, kernel_id, None), "no cookie, nothing to restore"
-    monkeypatch.setattr(server_settings.kernel, "max_per_session", 1)
-    other = new_context(uuid.uuid4().hex, "owner")
-    assert not solara_integration._restore_ahead(engine, kernel_id, "owner"), "Solara will refuse it"
-    other.close(reason="cull")
-
-    attempts = engine.state_block()["restore_attempts"]
-    assert solara_integration._restore_ahead(engine, kernel_id, "owner")
-    second = new_context(kernel_id, "owner")  # what Solara does next, while the takeover runs
-    with second:
-        assert specs["page"].value == 6
-        assert state_generation() == 2, "the prefetched takeover is the only one"
-    assert engine.state_block()["restore_attempts"] == attempts + 1
-
-
 def test_another_session_cookie_restores_nothing(engine: Engine, specs: dict[str, Any]) -> None:
     kernel_id = uuid.uuid4().hex
     owner = new_context(kernel_id, "owner")
