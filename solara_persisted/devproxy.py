@@ -82,6 +82,18 @@ class LoopbackProxy:
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # from the start: a shutdown must also end a connection still being opened
+        try:
+            await self._serve(client_reader, client_writer)
+        except asyncio.CancelledError:
+            pass  # the proxy is shutting down: this handler task is the top of its connection
+        finally:
+            self._tasks.discard(task)
+            client_writer.transport.abort()  # a no-op unless cancelled before its pair existed
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         target = self.target
         try:
             if target is None:
@@ -94,9 +106,6 @@ class LoopbackProxy:
             return
         pair = (client_writer, upstream_writer)
         self._live[pair] = target
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
         try:
             await asyncio.gather(
                 self._pump(client_reader, upstream_writer),
@@ -104,7 +113,6 @@ class LoopbackProxy:
             )
         finally:
             self._live.pop(pair, None)
-            self._tasks.discard(task)
             for writer in pair:
                 writer.transport.abort()
 
@@ -131,6 +139,8 @@ class LoopbackProxy:
         if self._server is not None:
             self._server.close()
         await self._drop(None)
+        for task in self._tasks:  # also those still connecting upstream, which no drop reaches
+            task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=PROXY_TIMEOUT / 2)
 
