@@ -104,6 +104,16 @@ def launch_solara(
         )
 
 
+def answers_ready(url: str) -> bool:
+    """Whether the server at ``url`` answers ``/readyz``; False while it cannot (starting, dying,
+    or SIGKILLed halfway through the response, which is an ``http.client.IncompleteRead``)."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+    except (OSError, http.client.HTTPException):  # URLError is an OSError
+        return False
+
+
 class Instance:
     """One ``solara run`` of the app on a fixed loopback port, restartable after a kill."""
 
@@ -135,13 +145,9 @@ class Instance:
         while not cancelled.is_set() and time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        self.ready = True
-                        return True
-            except (urllib.error.URLError, OSError, http.client.HTTPException):
-                pass
+            if answers_ready(self.url):
+                self.ready = True
+                return True
             cancelled.wait(0.2)
         return False
 
@@ -167,7 +173,7 @@ class Instance:
         try:
             with urllib.request.urlopen(f"{self.url}/resourcez", timeout=2) as response:
                 block = json.load(response).get("state")
-        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException):
+        except (OSError, ValueError, http.client.HTTPException):  # URLError is an OSError
             return None
         return block if isinstance(block, dict) else None
 

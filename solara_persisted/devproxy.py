@@ -102,8 +102,7 @@ class LoopbackProxy:
                 asyncio.open_connection("127.0.0.1", target), PROXY_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError):
-            client_writer.transport.abort()
-            return
+            return  # _handle resets the client
         pair = (client_writer, upstream_writer)
         self._live[pair] = target
         try:

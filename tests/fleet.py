@@ -15,7 +15,6 @@ for the whole suite) imports all five, e.g. `from fleet import fleet_fixture, ..
 from __future__ import annotations
 
 import contextlib
-import http.client
 import os
 import re
 import signal
@@ -23,8 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -32,7 +29,7 @@ from types import TracebackType
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from solara_persisted.devfleet import launch_solara
+from solara_persisted.devfleet import answers_ready, launch_solara
 from solara_persisted.devproxy import LoopbackProxy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,12 +147,8 @@ class SolaraServer:
         while True:
             if self.process is None or self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited before it was ready:\n{self._tail()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError, http.client.HTTPException):
-                pass
+            if answers_ready(self.url):
+                return
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"{self.name} was not ready within {timeout:.0f} s:\n{self._tail()}")

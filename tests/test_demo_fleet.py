@@ -23,6 +23,8 @@ import pytest
 from fleet import server_env, wait_until
 from playwright.sync_api import Page, expect
 
+from solara_persisted.devfleet import answers_ready
+
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
@@ -56,14 +58,6 @@ def _children(pid: int) -> dict[int, tuple[str, str]]:
 def _alive(pid: int, started: str) -> bool:
     stat = _proc_stat(pid)
     return stat is not None and stat[2] == started and stat[1] != "Z"
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _state(url: str) -> dict[str, Any]:
@@ -104,7 +98,7 @@ def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
         wait_until(proxy_url, "the demo printing its proxy's address", timeout=90)
         url = proxy_url()
         assert url is not None
-        wait_until(lambda: _answers(f"{url}/readyz"), "the demo's proxy answering")
+        wait_until(lambda: answers_ready(url), "the demo's proxy answering")
         children.update(_children(demo.pid))
         a_url = re.search(r"instance A ready on (http://\S+)", output())
         assert a_url, output()
