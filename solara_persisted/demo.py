@@ -63,7 +63,7 @@ class Instance:
         restored = self.engine.restore(kernel_id, session_id)
         with self.lock:
             self.store = dict(restored.values)
-        self.session = self.engine.open_session(kernel_id, session_id, restored, self.snapshot)
+        self.session = self.engine.open_session(kernel_id, restored, self.snapshot)
         return restored
 
     def snapshot(self, keys: Iterable[str]) -> Mapping[str, Any]:

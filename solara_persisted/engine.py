@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -19,13 +20,22 @@ from typing import Any, Literal
 import attrs
 
 from . import migrations
+from .address import session_address
 from .backends import Backend, create_backend
-from .backends.base import Takeover, validate_kernel_id
+from .backends.base import FlushRequest, Meta, SessionBudget, Takeover, tag_digest, validate_kernel_id
 from .breaker import Breaker
 from .config import Settings
-from .envelope import KeyRing, open_envelope
-from .errors import BackendError, CodecError, EnvelopeError, MigrationError, TamperedError
-from .events import Events
+from .envelope import Codec, KeyRing, envelope_tag, open_envelope, seal
+from .errors import (
+    BackendError,
+    CodecError,
+    EnvelopeError,
+    InvalidIdentifierError,
+    MalformedEnvelopeError,
+    MigrationError,
+    TamperedError,
+)
+from .events import Events, quote
 from .spec import Registry
 from .spec import registry as default_registry
 from .stats import Stats, reveal_keys
@@ -41,6 +51,9 @@ STORM_WINDOW = 60.0
 STORM_MIN_RESTORES = 10
 STORM_MAX_SAMPLES = 10_000
 RestoreResult = Literal["success", "miss", "bailout", "fresh-schema", "timeout", "skipped"]
+#: A session that starts from nothing stored gets a random generation, not 1: two connections of
+#: one session that both miss must not share write rights (the first write then fences the other).
+FRESH_GENERATIONS = (1 << 32, 1 << 33)
 CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "evicted"]
 #: Evicting policies silently drop live sessions under memory pressure.
 #: Every state key carries a TTL, so even the volatile-* policies evict live sessions.
@@ -51,8 +64,10 @@ SAFE_EVICTION_POLICIES = frozenset({"noeviction"})
 class Restored:
     """What a takeover gave this process: values to install and the write rights it holds.
 
-    ``generation`` 0 means no write rights (the state belongs to another session).
-    ``resign`` are keys verified under a non-primary secret; they are rewritten on open.
+    ``generation`` 0 means no write rights (a refused kernel id, or state signed with secrets
+    this instance lacks). ``resign`` are keys verified under a non-primary secret; they are
+    rewritten on open. ``stored`` (field -> (envelope tag, size)) and ``counter`` describe the hash
+    as stored, which the writer's manifests continue from.
     """
 
     result: RestoreResult
@@ -60,10 +75,29 @@ class Restored:
     values: Mapping[str, Any] = attrs.field(factory=dict)
     resign: frozenset[str] = frozenset()
     cause: str | None = None
+    address: str = ""
+    stored: Mapping[str, tuple[bytes, int]] = attrs.field(factory=dict)
+    counter: int = 0
 
     @property
     def bailed_out(self) -> bool:
         return self.result == "bailout"
+
+
+def fresh_generation() -> int:
+    """A random generation for a session that has nothing stored yet (see ``FRESH_GENERATIONS``)."""
+    low, high = FRESH_GENERATIONS
+    return low + secrets.randbelow(high - low)
+
+
+def _cause(error: Exception) -> str:
+    """The ``cause=`` of a bail-out: ``hmac`` for a failed MAC, ``envelope`` for broken framing
+    (never ``codec``, which the runbook reads as a type change), else the decoder's own cause."""
+    if isinstance(error, TamperedError):
+        return "hmac"
+    if isinstance(error, EnvelopeError):
+        return "envelope"
+    return getattr(error, "cause", "codec")
 
 
 class Engine:
@@ -86,6 +120,7 @@ class Engine:
         self.events = Events(self.stats)
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_window, self.events)
         self.schema_tag = settings.schema_tag or "default"
+        self.budget = SessionBudget(settings.max_session_keys, settings.max_session_bytes)
         self._lock = threading.Lock()
         self._drained = False
         self._recent: collections.deque[tuple[float, bool]] = collections.deque()
@@ -99,10 +134,11 @@ class Engine:
             registry=registry,
             events=self.events,
             breaker=self.breaker,
-            schema_tag=self.schema_tag,
+            tag=tag_digest(self.schema_tag),
             ttl=settings.ttl,
             debounce=settings.flush_debounce,
             default_budget=Budget(settings.warn_value_bytes, settings.max_value_bytes),
+            session_budget=self.budget,
         )
 
     @classmethod
@@ -184,22 +220,30 @@ class Engine:
     # -- restore --------------------------------------------------------------------------
 
     def restore(self, kernel_id: str, session_id: str) -> Restored:
-        """Take over ``kernel_id`` for ``session_id``: all-or-nothing, never raising."""
-        validate_kernel_id(kernel_id)
-        if not self.breaker.allow():
-            return Restored("skipped", generation=1)  # degraded: no read, no connect-time tax
+        """Take over ``kernel_id``'s state for the session cookie ``session_id``: all-or-nothing, never raising.
+
+        The state lives at the digest of both (``session_address``), so another cookie presenting
+        the same kernel id addresses another, empty hash: a kernel id alone gets nothing.
+        """
         try:
-            takeover = self.backend.takeover(
-                kernel_id, self.ring.identities(session_id), self.schema_tag, self.settings.ttl
-            )
+            validate_kernel_id(kernel_id)
+        except InvalidIdentifierError as error:
+            logger.warning("restore skipped kernel=%s: %s", quote(kernel_id[:128]), error)
+            return Restored("skipped", generation=0)
+        address = session_address(session_id, kernel_id)
+        if not self.breaker.allow():
+            # degraded: no read, no connect-time tax
+            return Restored("skipped", generation=fresh_generation(), address=address)
+        try:
+            takeover = self.backend.takeover(address, self.schema_tag, self.settings.ttl, self.budget)
         except BackendError as error:
             self.breaker.failure(str(error))
             self.stats.backend_error(str(error))
             self.events.restore("timeout", kernel_id)
-            return Restored("timeout", generation=1)
+            return Restored("timeout", generation=fresh_generation(), address=address)
         self.breaker.success()
         self.stats.backend_ok()
-        return self._remember(self._settle(kernel_id, takeover))
+        return self._remember(self._settle(kernel_id, address, takeover))
 
     def bailout_storm(self) -> bool:
         """Whether most recent restores bailed out: a fleet-wide cause (secrets, a bad deploy).
@@ -222,35 +266,58 @@ class Engine:
                 self._recent.popleft()
         return restored
 
-    def _settle(self, kernel_id: str, takeover: Takeover) -> Restored:
+    def _settle(self, kernel_id: str, address: str, takeover: Takeover) -> Restored:
         if takeover.reason == "miss":
             self.events.restore("miss", kernel_id)
-            return Restored("miss", generation=takeover.generation)
-        if takeover.reason == "identity-mismatch":
-            stored = takeover.stored_identity or b""
-            if not self.ring.owns(stored[:4]):
-                # Signed under a secret this instance lacks: the runbook's #1 cause, so be loud.
-                self.events.restore("bailout", kernel_id, cause="hmac")
-                return Restored("bailout", generation=0, cause="hmac")
-            # Another session's state: nothing leaks, nothing is written (no write rights).
-            self.events.restore("miss", kernel_id)
-            return Restored("miss", generation=0)
+            return Restored("miss", generation=fresh_generation(), address=address)
+        if takeover.reason == "corrupt":
+            return self._bail_out(kernel_id, address, None, None, "manifest", "its meta field is not ours")
+        meta = takeover.meta
+        assert meta is not None
+        if not self.ring.owns(meta.key_id):
+            # Signed under a secret this instance lacks: the runbook's #1 cause, so be loud. The state
+            # is left as it is (no write rights here) for the instances that hold that secret.
+            self.events.restore("bailout", kernel_id, cause="hmac")
+            return Restored("bailout", generation=0, cause="hmac", address=address)
         if takeover.reason == "schema-reset":
+            # Nothing is read; the first write wipes the old tag's fields (so the manifest starts empty).
             self.events.restore("fresh-schema", kernel_id)
-            return Restored("fresh-schema", generation=takeover.generation)
-        return self._decode_all(kernel_id, takeover)
+            return Restored("fresh-schema", generation=takeover.generation, address=address, counter=meta.counter)
+        if takeover.reason == "over-budget":
+            limit = self.budget.max_keys if takeover.over == "keys" else self.budget.max_bytes
+            problem = f"the session holds {takeover.amount} {takeover.over}, over its budget of {limit}"
+            return self._bail_out(kernel_id, address, takeover.generation, None, "budget", problem)
+        tags = {name: envelope_tag(data) for name, data in takeover.fields.items()}
+        if not self.ring.verify_manifest(
+            key_id=meta.key_id, mac=meta.mac, address=address, tag=meta.tag, counter=meta.counter, fields=tags
+        ):
+            problem = "its fields are not the set its manifest signs (a field was rolled back, removed or added)"
+            return self._bail_out(kernel_id, address, takeover.generation, None, "manifest", problem)
+        return self._decode_all(kernel_id, address, takeover)
 
-    def _decode_all(self, kernel_id: str, takeover: Takeover) -> Restored:
+    def _decode_all(self, kernel_id: str, address: str, takeover: Takeover) -> Restored:
         values: dict[str, Any] = {}
         resign: set[str] = set()
+        stored: dict[str, tuple[bytes, int]] = {}
         nbytes = 0
-        for field, data in takeover.fields.items():
+        for raw, data in takeover.fields.items():
+            try:
+                field = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                error = MalformedEnvelopeError(f"a field name of {len(raw)} bytes is not UTF-8")
+                return self._bail_out(kernel_id, address, takeover.generation, None, "envelope", error)
+            stored[field] = (envelope_tag(data), len(data))
             spec = self.registry.resolve(field)
             if spec is None:
-                logger.info("restore skipped undeclared key=%s kernel=%s", field, kernel_id)
+                logger.info("restore skipped undeclared key=%s kernel=%s", quote(field), quote(kernel_id))
+                continue
+            cap = spec.max_bytes if spec.max_bytes is not None else self.settings.max_value_bytes
+            if cap and len(data) > cap:
+                # Over the cap it was written under (a lowered cap, or not ours): never decoded.
+                self.events.oversize(field, kernel_id, len(data), cap, dropped=True)
                 continue
             try:
-                opened = open_envelope(self.ring, data, kernel_id=kernel_id, field=field)
+                opened = open_envelope(self.ring, data, address=address, field=field)
                 if opened.codec != spec.codec_id:
                     raise CodecError(
                         field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}"
@@ -262,39 +329,63 @@ class Engine:
                         values[field] = migrations.convert(spec, field, opened.version, opened.payload)
                     except MigrationError as error:
                         logger.info(
-                            "restore of key=%s kernel=%s at a newer version: %s", field, kernel_id, error
+                            "restore of key=%s kernel=%s at a newer version: %s",
+                            quote(field),
+                            quote(kernel_id),
+                            error,
                         )
                         self.events.restore("fresh-schema", kernel_id, key=field, cause="newer-version")
-                        return Restored("fresh-schema", generation=takeover.generation, cause="newer-version")
+                        return Restored(
+                            "fresh-schema", generation=takeover.generation, cause="newer-version", address=address
+                        )
                 elif opened.version < spec.version:
                     values[field] = migrations.convert(spec, field, opened.version, opened.payload)
                 else:
                     values[field] = spec.type_codec.loads(opened.payload)
             except (EnvelopeError, CodecError) as error:
-                return self._bail_out(kernel_id, takeover.generation, field, error)
+                return self._bail_out(kernel_id, address, takeover.generation, field, _cause(error), error)
             nbytes += len(data)
             if opened.key_index:
                 resign.add(field)
         self.events.restore("success", kernel_id, nbytes=nbytes)
-        return Restored("success", generation=takeover.generation, values=values, resign=frozenset(resign))
+        meta = takeover.meta
+        assert meta is not None
+        return Restored(
+            "success",
+            generation=takeover.generation,
+            values=values,
+            resign=frozenset(resign),
+            address=address,
+            stored=stored,
+            counter=meta.counter,
+        )
 
-    def _bail_out(self, kernel_id: str, generation: int, field: str, error: Exception) -> Restored:
-        cause = "hmac" if isinstance(error, TamperedError) else getattr(error, "cause", "codec")
-        logger.warning("restore of key=%s kernel=%s failed: %s", field, kernel_id, error)
+    def _bail_out(
+        self,
+        kernel_id: str,
+        address: str,
+        generation: int | None,
+        field: str | None,
+        cause: str,
+        error: Exception | str,
+    ) -> Restored:
+        """Give up on this session's stored state: log, delete it (poisoned) and count the bail-out."""
+        logger.warning("restore of key=%s kernel=%s failed: %s", quote(field or "*"), quote(kernel_id), error)
         try:
-            self.backend.delete(kernel_id, generation)  # poisoned: the next connect starts clean
+            # Fenced when we bumped the generation; a corrupt meta field has none to fence on.
+            self.backend.delete(address, generation)
         except BackendError as delete_error:
             self.breaker.failure(str(delete_error))
         self.events.restore("bailout", kernel_id, key=field, cause=cause)
-        return Restored("bailout", generation=generation, cause=cause)
+        return Restored("bailout", generation=generation or fresh_generation(), cause=cause, address=address)
 
-    def touch(self, kernel_id: str) -> int | None:
+    def touch(self, address: str) -> int | None:
         """A reconnect to a live kernel: refresh its state's TTL; the stored generation, or None
         (none stored, or the backend cannot be asked right now)."""
-        if not self.breaker.allow():
+        if not self.breaker.allow() or not address:
             return None
         try:
-            stored = self.backend.touch(kernel_id, self.settings.ttl)
+            stored = self.backend.touch(address, self.settings.ttl)
         except BackendError as error:
             self.breaker.failure(str(error))
             self.stats.backend_error(str(error))
@@ -308,7 +399,6 @@ class Engine:
     def open_session(
         self,
         kernel_id: str,
-        session_id: str,
         restored: Restored,
         snapshot: Snapshot,
         *,
@@ -317,33 +407,56 @@ class Engine:
         """Start tracking a kernel; keys restored under an old secret are re-signed right away."""
         session = Session(
             kernel_id=kernel_id,
-            identity=self.ring.identities(session_id)[0],
+            address=restored.address,
             generation=restored.generation,
             snapshot=snapshot,
             on_rejected=on_rejected,
             dirty=set(restored.resign),
+            stored=dict(restored.stored),
+            counter=restored.counter,
         )
         self.writer.add(session)
         return session
+
+    def store_payloads(self, kernel_id: str, session_id: str, payloads: Mapping[str, tuple[Codec, int, bytes]]) -> bool:
+        """Store already-encoded payloads (field -> codec, spec version, bytes) as a session's whole state.
+
+        For replaying golden payloads of older versions and for tests: the writer only ever
+        encodes values at the declared version. Returns False if the session holds state already.
+        """
+        address = session_address(session_id, kernel_id)
+        tag = tag_digest(self.schema_tag)
+        fields = {
+            field: seal(self.ring, address=address, field=field, codec=codec, version=version, payload=payload)
+            for field, (codec, version, payload) in payloads.items()
+        }
+        key_id, mac = self.ring.sign_manifest(
+            address=address, tag=tag, counter=1, fields={name: envelope_tag(data) for name, data in fields.items()}
+        )
+        meta = Meta(tag, key_id, 1, mac, fresh_generation())
+        return self.backend.flush(FlushRequest(address, meta, fields, self.settings.ttl))
 
     def mark_dirty(self, session: Session, key: str) -> None:
         if session.generation:
             self.writer.mark_dirty(session, key)
 
     def close_session(self, session: Session, reason: CloseReason) -> None:
-        """Final flush; a genuine tab close then deletes (fenced), every other reason leaves it for the TTL."""
+        """Final flush; a genuine tab close then deletes (fenced), every other reason leaves it for the TTL.
+
+        A stale session (fenced out since) writes and deletes nothing: its copy is older than the store's.
+        """
         flushed = self.writer.close(session)
         deleted = False
-        if reason == "page-close" and session.generation and not session.rejected and self.breaker.allow():
+        if reason == "page-close" and session.generation and not session.stale and self.breaker.allow():
             try:
-                deleted = self.backend.delete(session.kernel_id, session.generation)
+                deleted = self.backend.delete(session.address, session.generation)
                 self.stats.backend_ok()
             except BackendError as error:
                 self.stats.backend_error(str(error))
                 self.breaker.failure(str(error))
         elif not flushed:
             logger.warning(
-                "final flush of kernel=%s incomplete; state may be a debounce behind", session.kernel_id
+                "final flush of kernel=%s incomplete; state may be a debounce behind", quote(session.kernel_id)
             )
         self.events.close(reason, session.kernel_id, deleted)
 

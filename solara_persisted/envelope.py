@@ -1,11 +1,14 @@
-"""Signed envelopes: the only bytes solara-persisted ever stores for a value.
+"""Signed envelopes and session manifests: the only bytes solara-persisted ever stores.
 
 An envelope is a 4-byte header (3 bytes plus a one-byte varint for versions below 128), the
 payload and a 32-byte HMAC-SHA-256 tag: 36 bytes of overhead, so a small value plus its envelope
-stays under Redis's 64-byte compact-hash limit. The tag covers the signing key id, kernel id,
-field name, codec, spec version and payload in a length-prefixed encoding, so an envelope cannot
-be replayed into another kernel or field, nor have its codec or version swapped.
-``open_envelope`` checks the tag before anything is decoded. Layout: ``docs/envelope.md``.
+stays under Redis's 64-byte compact-hash limit. The tag covers the signing key id, the session's
+storage address (a digest of session cookie and kernel id), field name, codec, spec version and
+payload in a length-prefixed encoding, so an envelope cannot be replayed into another session or
+field, nor have its codec or version swapped. A session's manifest signs the set of its fields
+(each by its envelope tag) with a write counter, so a field rolled back, removed or added alone
+is detected. ``open_envelope`` and ``KeyRing.verify_manifest`` run before anything is decoded.
+Layout: ``docs/envelope.md``.
 """
 
 from __future__ import annotations
@@ -22,27 +25,28 @@ import attrs
 
 from .errors import ConfigError, MalformedEnvelopeError, TamperedError
 
-FORMAT = 1
+FORMAT = 2
 TAG_SIZE = 32
 KEY_ID_SIZE = 4
-#: A session identity: the key id plus this much of the session HMAC. 128 bits are plenty for an
-#: equality check against a MAC only the server can compute, and a short identity keeps the
-#: kernel's hash small.
-IDENTITY_MAC_SIZE = 16
-IDENTITY_SIZE = KEY_ID_SIZE + IDENTITY_MAC_SIZE
+#: A manifest's MAC is truncated to 128 bits: it is recomputed by the server and compared, and
+#: forging it means a 2^128 search, one takeover per guess; 16 saved bytes keep a small session's
+#: hash in a smaller allocation.
+MANIFEST_MAC_SIZE = 16
 #: Envelope size of an empty payload at a version below 128 (header of 4 bytes plus the tag).
 OVERHEAD = 4 + TAG_SIZE
 #: Versions are an unsigned LEB128 varint of at most this many bytes.
 MAX_VARINT_BYTES = 5
 MAX_VERSION = 1 << (7 * MAX_VARINT_BYTES)
 
-ENVELOPE_DOMAIN = b"solara-persisted/envelope/v1"
-SESSION_DOMAIN = b"solara-persisted/session/v1"
+ENVELOPE_DOMAIN = b"solara-persisted/envelope/v2"
+MANIFEST_DOMAIN = b"solara-persisted/manifest/v1"
 KEY_ID_DOMAIN = b"solara-persisted/key-id/v1"
 RING_DOMAIN = b"solara-persisted/ring/v1"
 
 _SHA256_BLOCK = 64
 _u32 = struct.Struct(">I").pack
+#: The manifest's write counter wraps at 32 bits (it orders writes; it is not a security bound).
+COUNTER_MODULUS = 1 << 32
 _SMALL_VARINTS = tuple(bytes((n,)) for n in range(0x80))
 
 
@@ -123,7 +127,7 @@ class KeyRing:
     key_ids: tuple[bytes, ...]
     _secrets: tuple[bytes, ...] = attrs.field(repr=False)
     _signers: tuple[tuple[Any, Any], ...] = attrs.field(repr=False, eq=False)
-    _identifiers: tuple[tuple[Any, Any], ...] = attrs.field(repr=False, eq=False)
+    _manifests: tuple[tuple[Any, Any], ...] = attrs.field(repr=False, eq=False)
     # The keys to try per key-hint byte: those whose id starts with it (almost always exactly one).
     _by_hint: Mapping[int, tuple[int, ...]] = attrs.field(repr=False, eq=False)
 
@@ -143,11 +147,14 @@ class KeyRing:
             _keyed(secret, _lp(ENVELOPE_DOMAIN) + _lp(key_id))
             for secret, key_id in zip(unique, key_ids, strict=True)
         )
-        identifiers = tuple(_keyed(secret, _lp(SESSION_DOMAIN)) for secret in unique)
+        manifests = tuple(
+            _keyed(secret, _lp(MANIFEST_DOMAIN) + _lp(key_id))
+            for secret, key_id in zip(unique, key_ids, strict=True)
+        )
         by_hint: dict[int, tuple[int, ...]] = {}
         for index, key_id in enumerate(key_ids):
             by_hint[key_id[0]] = (*by_hint.get(key_id[0], ()), index)
-        return cls(key_ids, unique, signers, identifiers, by_hint)
+        return cls(key_ids, unique, signers, manifests, by_hint)
 
     @property
     def primary_id(self) -> bytes:
@@ -157,13 +164,30 @@ class KeyRing:
         """Whether ``key_id`` names a secret of this ring (a foreign id means mismatched fleet secrets)."""
         return key_id in self.key_ids
 
-    def identities(self, session_id: str) -> tuple[bytes, ...]:
-        """The session's identity under each key, primary first: key id (4) + first 16 bytes of the HMAC."""
-        part = _lp(session_id.encode("utf-8"))
-        return tuple(
-            key_id + _mac(keyed, part)[:IDENTITY_MAC_SIZE]
-            for key_id, keyed in zip(self.key_ids, self._identifiers, strict=True)
-        )
+    def sign_manifest(
+        self, *, address: str, tag: bytes, counter: int, fields: Mapping[str, bytes]
+    ) -> tuple[bytes, bytes]:
+        """The primary key's id and the manifest MAC over ``fields`` (name -> envelope tag)."""
+        return self.key_ids[0], self._manifest(0, address, tag, counter, _encoded(fields))
+
+    def verify_manifest(
+        self, *, key_id: bytes, mac: bytes, address: str, tag: bytes, counter: int, fields: Mapping[bytes, bytes]
+    ) -> bool:
+        """Whether the key ``key_id`` names signed exactly these fields (raw name -> envelope tag)."""
+        try:
+            index = self.key_ids.index(key_id)
+        except ValueError:
+            return False
+        return hmac.compare_digest(self._manifest(index, address, tag, counter, fields), mac)
+
+    def _manifest(
+        self, index: int, address: str, tag: bytes, counter: int, fields: Mapping[bytes, bytes]
+    ) -> bytes:
+        parts = [_lp(address.encode("utf-8")), _lp(tag), _u32(counter % COUNTER_MODULUS), _u32(len(fields))]
+        for name in sorted(fields):
+            parts.append(_lp(name))
+            parts.append(_lp(fields[name]))
+        return _mac(self._manifests[index], b"".join(parts))[:MANIFEST_MAC_SIZE]
 
     def fingerprint(self) -> str:
         """A short hex digest of the ordered key ids, equal on every instance holding the same ring."""
@@ -180,8 +204,17 @@ class Opened:
     key_index: int
 
 
-def seal(ring: KeyRing, *, kernel_id: str, field: str, codec: Codec, version: int, payload: bytes) -> bytes:
-    """Sign ``payload`` with the ring's primary key, bound to this kernel, field, codec and version."""
+def envelope_tag(envelope: bytes) -> bytes:
+    """The part of an envelope a manifest signs for it: its own tag (which covers every other byte)."""
+    return envelope[-TAG_SIZE:]
+
+
+def _encoded(fields: Mapping[str, bytes]) -> dict[bytes, bytes]:
+    return {name.encode("utf-8"): tag for name, tag in fields.items()}
+
+
+def seal(ring: KeyRing, *, address: str, field: str, codec: Codec, version: int, payload: bytes) -> bytes:
+    """Sign ``payload`` with the ring's primary key, bound to this session address, field, codec and version."""
     if type(codec) is not Codec:
         codec = Codec(codec)
     if 0 <= version < 0x80:
@@ -192,30 +225,30 @@ def seal(ring: KeyRing, *, kernel_id: str, field: str, codec: Codec, version: in
         tail = _tail(codec, varint)
     else:
         raise ValueError(f"spec version {version} is outside 0..{MAX_VERSION - 1}; declare a small version")
-    tag = _mac(ring._signers[0], b"".join((_bound(kernel_id, field), tail, _u32(len(payload)), payload)))
+    tag = _mac(ring._signers[0], b"".join((_bound(address, field), tail, _u32(len(payload)), payload)))
     return b"".join((_HEADERS[codec][ring.key_ids[0][0]], varint, payload, tag))
 
 
-def open_envelope(ring: KeyRing, data: bytes, *, kernel_id: str, field: str) -> Opened:
+def open_envelope(ring: KeyRing, data: bytes, *, address: str, field: str) -> Opened:
     """Check framing, then the tag against the ring's keys; nothing is decoded here."""
     size = len(data)
     if size < OVERHEAD:
-        raise _malformed(kernel_id, field, f"is truncated ({size} bytes, an envelope has {OVERHEAD} or more)")
+        raise _malformed(field, f"is truncated ({size} bytes, an envelope has {OVERHEAD} or more)")
     if data[0] != FORMAT:
-        raise _malformed(kernel_id, field, f"has unknown format {data[0]} (this version reads {FORMAT})")
+        raise _malformed(field, f"has unknown format {data[0]} (this version reads {FORMAT})")
     if data[1] >= len(_CODECS):
-        raise _malformed(kernel_id, field, f"names unknown codec {data[1]}")
+        raise _malformed(field, f"names unknown codec {data[1]}")
     codec = _CODECS[data[1]]
     version = data[3]
     if version < 0x80:
         end = 4
         tail = _SMALL_TAILS[codec][version]
     else:
-        version, end = _read_varint(data, kernel_id, field)
+        version, end = _read_varint(data, field)
         tail = _tail(codec, data[3:end])
     tag_at = size - TAG_SIZE
     payload = data[end:tag_at]
-    signed = b"".join((_bound(kernel_id, field), tail, _u32(len(payload)), payload))
+    signed = b"".join((_bound(address, field), tail, _u32(len(payload)), payload))
     tag = data[tag_at:]
     # Any key of the ring may have signed it, but only one whose id starts with the hint byte: the
     # full key id is signed, so an honest hint always matches, and an altered one is refused too.
@@ -224,19 +257,19 @@ def open_envelope(ring: KeyRing, data: bytes, *, kernel_id: str, field: str) -> 
         if hmac.compare_digest(_mac(signers[index], signed), tag):
             return Opened(codec, version, payload, index)
     raise TamperedError(
-        f"stored value of key {field!r} in kernel {kernel_id!r} matches none of the {len(signers)} key(s) in "
-        "SOLARA_STATE_SECRET_KEYS: it was altered, copied from another kernel or key, or signed by an "
+        f"stored value of key {field!r} matches none of the {len(signers)} key(s) in "
+        "SOLARA_STATE_SECRET_KEYS: it was altered, copied from another session or key, or signed by an "
         "instance with different secrets. Fix: give every instance the same SOLARA_STATE_SECRET_KEYS"
     )
 
 
 @functools.lru_cache(maxsize=4096)
-def _bound(kernel_id: str, field: str) -> bytes:
-    """The signed kernel id and field name; cached because a session signs the same pairs over and over."""
-    return _lp(kernel_id.encode("utf-8")) + _lp(field.encode("utf-8"))
+def _bound(address: str, field: str) -> bytes:
+    """The signed address and field name; cached because a session signs the same pairs over and over."""
+    return _lp(address.encode("utf-8")) + _lp(field.encode("utf-8"))
 
 
-def _read_varint(data: bytes, kernel_id: str, field: str) -> tuple[int, int]:
+def _read_varint(data: bytes, field: str) -> tuple[int, int]:
     """Decode a multi-byte version varint; overlong, non-minimal and unterminated forms are refused."""
     limit = min(3 + MAX_VARINT_BYTES, len(data) - TAG_SIZE)
     value = 0
@@ -245,14 +278,14 @@ def _read_varint(data: bytes, kernel_id: str, field: str) -> tuple[int, int]:
         value |= (byte & 0x7F) << (7 * (position - 3))
         if byte < 0x80:
             if byte == 0:
-                raise _malformed(kernel_id, field, "has a non-minimal version varint")
+                raise _malformed(field, "has a non-minimal version varint")
             return value, position + 1
-    raise _malformed(kernel_id, field, "has an unterminated or overlong version varint")
+    raise _malformed(field, "has an unterminated or overlong version varint")
 
 
-def _malformed(kernel_id: str, field: str, problem: str) -> MalformedEnvelopeError:
+def _malformed(field: str, problem: str) -> MalformedEnvelopeError:
     return MalformedEnvelopeError(
-        f"stored value of key {field!r} in kernel {kernel_id!r} {problem}. Fix: if every instance runs the "
+        f"stored value of key {field!r} {problem}. Fix: if every instance runs the "
         "same solara-persisted, something else writes under SOLARA_STATE_PREFIX; give the state its own "
         "prefix or database (a newer format means this instance needs upgrading)"
     )

@@ -91,3 +91,18 @@ class MigrationError(DecodeError):
         super().__init__(key, path, problem)
         self.version = version
         self.args = (f"persisted key {key} stored at version {version}, at {path or 'the root'}: {problem}",)
+
+
+class OversizeError(EncodeError):
+    """A value's encoded payload is over the size cap; refused while encoding, before it is built in full.
+
+    ``size`` is the payload's length in bytes when ``exact``, else a lower bound (the bytes known
+    when encoding stopped); ``limit`` is the cap it exceeded.
+    """
+
+    def __init__(self, key: str, path: str, size: int, limit: int, *, exact: bool) -> None:
+        self.size = size
+        self.limit = limit
+        self.exact = exact
+        amount = f"{size} bytes" if exact else f"at least {size} bytes"
+        super().__init__(key, path, f"the encoded value is {amount}, over the limit of {limit} bytes")

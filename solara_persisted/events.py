@@ -123,6 +123,22 @@ class Events:
             },
         )
 
+    def over_budget(self, keys: list[str], kernel_id: str, budget: str, limit: int) -> None:
+        """Values not written because the session would exceed its key count or byte budget."""
+        self.stats.count("sync_budget_dropped", len(keys))
+        self._emit(
+            logging.WARNING,
+            "budget",
+            {
+                "action": "dropped",
+                "kernel": kernel_id,
+                "over": budget,
+                "limit": limit,
+                "n_keys": len(keys),
+                "key": keys[0] if len(keys) == 1 else ",".join(keys[:5]) + (",..." if len(keys) > 5 else ""),
+            },
+        )
+
     def superseded_while_connected(self, kernel_id: str) -> None:
         """Another connection took over a kernel whose own websocket was still open: broken
         stickiness, cross-instance multi-tab, or an attack."""

@@ -26,11 +26,10 @@ from typing import Any
 import attrs
 
 from .backends import create_backend
-from .backends.base import FlushRequest
 from .codegen import Problem, key_dirname, read_committed
 from .config import Settings
 from .engine import Engine
-from .envelope import Codec, seal
+from .envelope import Codec
 from .errors import CodecError
 from .spec import PersistedSpec, Registry
 
@@ -200,21 +199,8 @@ def _restore_one(engine: Engine, spec: PersistedSpec, golden: Golden) -> Restore
     if engine.registry.resolve(field) is not spec:
         return f"{where}: its stored key {field!r} resolves to another declaration; make the keys distinct"
     kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
-    identities = engine.ring.identities(cookie)
-    sealed = seal(
-        engine.ring,
-        kernel_id=kernel_id,
-        field=field,
-        codec=Codec.JSON,
-        version=golden.version,
-        payload=golden.payload,
-    )
-    takeover = engine.backend.takeover(kernel_id, identities, engine.schema_tag, engine.settings.ttl)
-    request = FlushRequest(
-        kernel_id, takeover.generation, identities[0], engine.schema_tag, {field: sealed}, engine.settings.ttl
-    )
-    if not engine.backend.flush(request):
-        return f"{where}: the memory backend refused to store it (generation {takeover.generation})"
+    if not engine.store_payloads(kernel_id, cookie, {field: (Codec.JSON, golden.version, golden.payload)}):
+        return f"{where}: the memory backend refused to store it"
     logger = logging.getLogger(_STATE_LOGGER)
     warnings = _Warnings()
     logger.addHandler(warnings)

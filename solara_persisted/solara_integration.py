@@ -38,6 +38,7 @@ import attrs
 from .config import Settings
 from .engine import Engine, Restored
 from .errors import ConfigError
+from .events import quote
 from .spec import key_from_storage_key
 from .worker import Session
 
@@ -100,6 +101,7 @@ def activate(settings: Settings | None = None) -> Engine:
         _silence_builtin_engine(active)
         active.start()
         _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
+        _install_message_hook()
         _install_routes(active)
         _install_refresh_banner()
         _engine = active
@@ -185,11 +187,19 @@ def _install_routes(active: Engine) -> None:
         return JSONResponse(data, status_code=response.status_code)
 
     def close(request: Request) -> Response:
-        # A tab close deletes persisted state, so only the session that owns the kernel may ask.
-        # (Solara checks the cookie only while its own engine is on, which ours keeps off.)
-        context = kernel_context.contexts.get(request.path_params["kernel_id"])
+        # A tab close deletes persisted state, so only the session that owns the kernel may ask,
+        # from the page itself. (Solara checks the cookie only while its own engine is on, which
+        # ours keeps off.)
+        kernel_id = request.path_params["kernel_id"]
+        if not request.query_params.get("session_id"):
+            return Response("the tab-close beacon needs ?session_id=<page id>\n", status_code=400)
+        problem = _cross_site(request)
+        if problem:
+            logger.warning("refused tab close of kernel=%s: %s", quote(kernel_id[:128]), problem)
+            return Response(status_code=403)
+        context = kernel_context.contexts.get(kernel_id)
         if context is not None and server.get_session_id_cookie(request.cookies) != context.session_id:
-            logger.warning("refused tab close of kernel=%s: the session cookie does not own it", context.id)
+            logger.warning("refused tab close of kernel=%s: the session cookie does not own it", quote(context.id))
             return Response(status_code=200)
         return builtin_close(request)
 
@@ -203,6 +213,49 @@ def _install_routes(active: Engine) -> None:
     def remove() -> None:
         for route in ours:
             routes.remove(route)
+
+    _undo.append(remove)
+
+
+def _cross_site(request: Any) -> str | None:
+    """Why a request did not come from a page of this site, or None (a beacon always does).
+
+    Browsers send ``Sec-Fetch-Site``, which survives proxies that rewrite ``Host``; ``Origin``
+    is compared with the (forwarded) host only for clients that send no ``Sec-Fetch-Site``.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return None if fetch_site in ("same-origin", "none") else f"Sec-Fetch-Site is {quote(fetch_site[:40])}"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")} - {""}
+    if origin == "null" or origin.split("://", 1)[-1].rstrip("/") not in hosts:
+        return f"Origin {quote(origin[:100])} is not this site"
+    return None
+
+
+def _install_message_hook() -> None:
+    """Run the takeover when the client's first message arrives, on the connection's thread.
+
+    Solara's websocket loop hands every client message to ``server.process_kernel_messages``
+    (looked up by name on each call), inside the kernel's context. A connection that never
+    speaks takes nothing over, and a stale kernel drops what it is sent and closes instead.
+    """
+    from solara.server import kernel_context, server
+
+    builtin = server.process_kernel_messages
+
+    def process_kernel_messages(kernel: Any, msg: dict[str, Any]) -> bool:
+        manager = kernel_context.get_current_context().state_persistence
+        if isinstance(manager, KernelPersistence) and not manager.on_client_message():
+            return True  # dropped: the kernel is closing as superseded (False would mean a tab close)
+        return builtin(kernel, msg)
+
+    server.process_kernel_messages = process_kernel_messages
+
+    def remove() -> None:
+        server.process_kernel_messages = builtin
 
     _undo.append(remove)
 
@@ -309,7 +362,13 @@ def state_generation() -> int | None:
 
 
 class KernelPersistence:
-    """One kernel's persistence, in the slot Solara consults: restore at first read, writes on change."""
+    """One kernel's persistence, in the slot Solara consults: restore at first use, writes on change.
+
+    The takeover runs once, on the connection's own thread, when the client's first message
+    arrives or a reactive is first read (``ensure_restored``). What Solara reads on its status and
+    close paths (``generation``, ``last_restore``, ``recovery_failed``, ``close``) never starts
+    backend I/O: a connection that sends nothing, or closes at once, takes nothing over.
+    """
 
     def __init__(self, active: Engine, context: Any) -> None:
         self._engine = active
@@ -321,53 +380,73 @@ class KernelPersistence:
         self._closed = False
         self._stores: dict[str, Any] = {}
         self._unsubscribe: list[Callable[[], None]] = []
-        self._values: dict[str, Any] | None = None
+        self._values: dict[str, Any] = {}
         self._session: Session | None = None
-        self._retook = False
         self._restored: Restored | None = None
         self.disabled = False
 
-    # -- what Solara reads ------------------------------------------------------------------
+    # -- the takeover ---------------------------------------------------------------------------
 
-    @property
-    def restored(self) -> Restored:
-        """The takeover's outcome, run by the first thread that needs it.
-
-        That is the connection's own thread answering the client's first message (app-status or
-        the first render), never Solara's kernel-creation callback, which holds a global lock.
-        Every backend call is bounded by ``SOLARA_STATE_CONNECT_TIMEOUT``.
-        """
-        if self._restored is None:
+    def ensure_restored(self) -> Restored:
+        """The takeover's outcome, run by the first thread that needs it (bounded by the backend's timeout)."""
+        restored = self._restored
+        if restored is None:
             with self._restoring:  # one takeover per kernel, whichever thread asks first
-                if self._restored is None:
-                    result = self._engine.restore(self._kernel_id, self._session_id)
+                restored = self._restored
+                if restored is None:
+                    restored = self._engine.restore(self._kernel_id, self._session_id)
                     with self._lock:
-                        self._values = dict(result.values)
-                        self._restored = result
-        return self._restored
+                        self._values = dict(restored.values)
+                        self._restored = restored
+                    if not restored.generation:
+                        self.disabled = True  # a refused kernel id, or state signed with other secrets
+        return restored
+
+    def on_client_message(self) -> bool:
+        """A message from the client: restore if this is the first; False if it must be dropped.
+
+        A stale kernel (fenced out: another instance holds newer state) never serves its old
+        values: the message is proof the page is live here, so the kernel is closed as
+        superseded and the client's reconnect restores the newer state.
+        """
+        self.ensure_restored()
+        session = self._session
+        if session is not None and session.stale:
+            self._close_superseded()
+            return False
+        return True
+
+    # -- what Solara reads (never backend I/O) --------------------------------------------------
 
     @property
     def recovery_failed(self) -> bool:
         """A bail-out shows the refresh dialog, except in a storm, where a fresh soft re-mount is kinder."""
-        if not self.restored.bailed_out:
+        restored = self._restored
+        if restored is None or not restored.bailed_out:
             return False
         if self._engine.bailout_storm():
             logger.warning(
                 "bail-out storm: kernel=%s re-mounts fresh instead of showing the refresh dialog",
-                self._kernel_id,
+                quote(self._kernel_id),
             )
             return False
         return True
 
     @property
     def generation(self) -> int:
+        """The write right this kernel holds; 0 before the takeover and when it holds none."""
         session = self._session
-        return session.generation if session is not None else self.restored.generation
+        if session is not None:
+            return 0 if session.stale else session.generation
+        restored = self._restored
+        return restored.generation if restored is not None else 0
 
     @property
     def last_restore(self) -> dict[str, Any]:
-        restored = self.restored
-        status = "fresh-schema" if restored.result == "fresh-schema" else restored.result
+        restored = self._restored
+        if restored is None:
+            return {"status": "miss", "failedKey": None, "cause": None, "nFields": 0}
+        status = restored.result
         if status not in ("success", "bailout", "fresh-schema"):
             status = "miss"
         return {"status": status, "failedKey": None, "cause": restored.cause, "nFields": len(restored.values)}
@@ -377,9 +456,8 @@ class KernelPersistence:
         key = key_from_storage_key(storage_key)
         if key is None:
             return False, None
-        self.restored  # noqa: B018 - waits for the takeover; values must be in place before render
+        self.ensure_restored()  # values must be in place before the first render
         with self._lock:
-            assert self._values is not None
             found = key in self._values
             value = self._values.pop(key, None)
             if key not in self._stores:
@@ -395,11 +473,11 @@ class KernelPersistence:
         self._engine.mark_dirty(self._open_session(), key)
 
     def _open_session(self) -> Session:
-        restored = self.restored
+        restored = self.ensure_restored()
         with self._lock:
             if self._session is None:
                 self._session = self._engine.open_session(
-                    self._kernel_id, self._session_id, restored, self._snapshot, on_rejected=self._rejected
+                    self._kernel_id, restored, self._snapshot, on_rejected=self._rejected
                 )
             return self._session
 
@@ -408,28 +486,24 @@ class KernelPersistence:
             return {key: self._stores[key].peek() for key in keys if key in self._stores}
 
     def _rejected(self, session: Session) -> None:
-        """Fenced out: another instance took this kernel over. Re-take once per kernel, then concede."""
-        if not self._connected():
-            self.disabled = True
-            return
-        if self._retook:
-            self.disabled = True
-            self._engine.events.superseded_while_connected(self._kernel_id)
-            return
-        self._retook = True
-        threading.Thread(
-            target=self._retake, args=(session,), name=f"retake-{self._kernel_id}", daemon=True
-        ).start()
+        """Fenced out: another instance took this kernel over, so this copy is stale for good.
 
-    def _retake(self, session: Session) -> None:
-        again = self._engine.restore(self._kernel_id, self._session_id)
-        if not again.generation:
-            self.disabled = True
-            return
-        session.generation = again.generation
-        session.rejected = False
-        for key in list(self._stores):
-            self._engine.mark_dirty(session, key)  # the live page's values win over what was stored
+        It never writes again (the writer sees to that). The kernel is closed as superseded: if
+        its page is in fact live here, the client reconnects and restores the newer state.
+        """
+        self.disabled = True
+        if self._connected():
+            self._engine.events.superseded_while_connected(self._kernel_id)
+        self._close_superseded()
+
+    def _close_superseded(self) -> None:
+        # close() takes the kernel lock, which the calling thread may hold: close from a thread.
+        threading.Thread(
+            target=self._context.close,
+            kwargs={"reason": "superseded"},
+            name=f"superseded-{self._kernel_id}",
+            daemon=True,
+        ).start()
 
     def _connected(self) -> bool:
         from solara.server import kernel_context
@@ -441,13 +515,15 @@ class KernelPersistence:
     def new_epoch(self) -> None:
         """A reconnect landed on this still-live kernel: if another instance took it over meanwhile,
         this copy is stale, so close it as superseded; the client's retry then restores fresh."""
-        self._retook = False  # the re-takeover budget is per connection
         restored = self._restored
-        if restored is None or not self.generation or self.disabled:
+        if restored is None or not restored.generation:
             return
-        stored = self._engine.touch(self._kernel_id)  # a connect refreshes the TTL too
-        if stored is None or stored == self.generation:
-            return
+        session = self._session
+        stored = None
+        if session is None or not session.stale:
+            stored = self._engine.touch(restored.address)  # a connect refreshes the TTL too
+            if stored is None or stored == self.generation:
+                return
         self._context.close(reason="superseded")
         raise RuntimeError(
             f"kernel {self._kernel_id} was taken over by another instance (generation {stored}, "
@@ -460,6 +536,7 @@ class KernelPersistence:
         """Called by Solara outside the kernel lock, with the close reason set on the context.
 
         ``timeout`` is Solara's bound for a flush worker's close; ours is bounded by the backend's.
+        A kernel that never took over starts no backend I/O here.
         """
         reason = getattr(self._context, "close_reason", "unknown")
         if not self._closed:
@@ -472,11 +549,8 @@ class KernelPersistence:
         if reason == "server-shutdown":
             self._engine.drain_once(DRAIN_TIMEOUT)  # the first shutdown close writes every session
         session = self._session
-        if (
-            session is None
-            and self._restored is not None
-            and self._restored.result in ("success", "fresh-schema")
-        ):
+        restored = self._restored
+        if session is None and restored is not None and restored.result in ("success", "fresh-schema"):
             session = self._open_session()  # restored but never changed: a tab close still deletes it
         if session is not None:
             known = (
@@ -485,5 +559,5 @@ class KernelPersistence:
                 else "cull"
             )
             if self.disabled:
-                session.rejected = True  # no write rights left: never delete another owner's state
+                session.stale = True  # no write rights left: never write or delete
             self._engine.close_session(session, known)

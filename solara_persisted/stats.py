@@ -42,9 +42,10 @@ SPEC_FIELDS = (
     "sync_by_key",
     "sync_by_kernel",
 )
-#: Counted too, appended after the guide's fields: oversize skips (named in its Sizing section)
-#: and restore timeouts (attempts that are neither success, bail-out nor miss).
-EXTRA_FIELDS = ("sync_oversize_dropped", "restore_timeout")
+#: Counted too, appended after the guide's fields: oversize skips (named in its Sizing section),
+#: values dropped because their session is over its budget (``SOLARA_STATE_MAX_SESSION_*``) and
+#: restore timeouts (attempts that are neither success, bail-out nor miss).
+EXTRA_FIELDS = ("sync_oversize_dropped", "sync_budget_dropped", "restore_timeout")
 #: What ``Stats.count`` accepts.
 COUNTERS = frozenset(
     {
@@ -62,6 +63,7 @@ COUNTERS = frozenset(
         "superseded_closes",
         "superseded_while_connected",
         "sync_oversize_dropped",
+        "sync_budget_dropped",
     }
 )
 TABLE_LABELS = 500

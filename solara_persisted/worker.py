@@ -4,8 +4,11 @@ A change only marks a key dirty (no I/O on the interaction path). Each session's
 mark starts its debounce; when it expires, the writer collects every session that is due and
 sends all their fenced writes in one pipelined round trip, so 10,000 sessions cost one thread
 and one round trip per tick, not 10,000 of each. Keys stay dirty until the backend
-acknowledges them: a failed write puts them back, a fenced-out write is reported to the owner.
-The same batched path, bounded by a deadline, is the shutdown drain.
+acknowledges them: a failed write puts them back. A fenced-out write makes the session stale
+for good: its copy is older than the store's, so it never writes again (not even on close) and
+its owner is told. Each write carries a new signed manifest of the whole hash and keeps the
+session within its key and byte budget. The same batched path, bounded by a deadline, is the
+shutdown drain.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from typing import Any
 
 import attrs
 
-from .backends.base import Backend, FlushRequest
+from .backends.base import Backend, FlushRequest, Meta, SessionBudget
 from .breaker import Breaker
-from .envelope import KeyRing, seal
-from .errors import BackendError, EncodeError
-from .events import Events
+from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal
+from .errors import BackendError, EncodeError, OversizeError
+from .events import Events, quote
 from .spec import Registry
 
 logger = logging.getLogger("solara.state")
@@ -43,17 +46,22 @@ class Session:
 
     ``snapshot`` returns the current values of the given concrete keys; it is called from the
     writer thread and must take whatever lock guards those values (the kernel's store lock).
+    ``stored`` mirrors the hash as acknowledged (field -> (envelope tag, size)): the next
+    manifest signs it, and the budgets are checked against it. ``stale``: fenced out, never
+    written again.
     """
 
     kernel_id: str
-    identity: bytes
+    address: str
     generation: int
     snapshot: Snapshot
     on_rejected: Callable[[Session], None] | None = None
     dirty: set[str] = attrs.field(factory=set)
+    stored: dict[str, tuple[bytes, int]] = attrs.field(factory=dict)
+    counter: int = 0
     due: float | None = None
     closed: bool = False
-    rejected: bool = False
+    stale: bool = False
 
 
 @attrs.frozen
@@ -75,10 +83,11 @@ class Writer:
         registry: Registry,
         events: Events,
         breaker: Breaker,
-        schema_tag: str,
+        tag: bytes,
         ttl: float,
         debounce: float,
         default_budget: Budget,
+        session_budget: SessionBudget,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
@@ -86,10 +95,11 @@ class Writer:
         self._registry = registry
         self._events = events
         self._breaker = breaker
-        self._schema_tag = schema_tag
+        self._tag = tag
         self._ttl = ttl
         self._debounce = debounce
         self._budget = default_budget
+        self._session_budget = session_budget
         self._clock = clock
         self._cond = threading.Condition()
         self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
@@ -109,7 +119,7 @@ class Writer:
 
     def mark_dirty(self, session: Session, key: str) -> None:
         with self._cond:
-            if session.closed:
+            if session.closed or session.stale:
                 return
             session.dirty.add(key)
             if session.due is None:
@@ -161,8 +171,8 @@ class Writer:
         batch: list[tuple[Session, set[str]]] = []
         while self._heap and self._heap[0][0] <= now and len(batch) < BATCH_SIZE:
             due, _, session = heapq.heappop(self._heap)
-            if session.due != due or session.closed:
-                continue  # a stale heap entry: rescheduled or closed since
+            if session.due != due or session.closed or session.stale:
+                continue  # an outdated heap entry: rescheduled, closed or fenced out since
             session.due = None
             batch.append((session, session.dirty))
             session.dirty = set()
@@ -179,7 +189,7 @@ class Writer:
         # Even with nothing left to write, wait for a batch in flight: a tab close deletes next,
         # and a write landing after that delete would bring the state back for a whole TTL.
         with self._io:
-            return not keys or self._write([(session, keys)]) == 0
+            return not keys or session.stale or self._write([(session, keys)]) == 0
 
     def drain(self, timeout: float) -> int:
         """Flush every session's dirty keys in pipelined batches until ``timeout``; return what is left.
@@ -189,7 +199,7 @@ class Writer:
         self.stop()
         deadline = self._clock() + timeout
         with self._cond:
-            pending = [(s, s.dirty) for s in self._sessions if s.dirty]
+            pending = [(s, s.dirty) for s in self._sessions if s.dirty and not s.stale]
             for session, _ in pending:
                 session.dirty, session.due = set(), None
         left = 0
@@ -217,12 +227,14 @@ class Writer:
             self._requeue(batch, when=self._clock() + RETRY_DELAY)
             return sum(len(keys) for _, keys in batch)
         requests: list[FlushRequest] = []
-        written: list[tuple[Session, set[str], dict[str, int]]] = []
+        written: list[tuple[Session, set[str], dict[str, int], dict[str, tuple[bytes, int]]]] = []
         for session, keys in batch:
-            request, sizes = self._request(session, keys)
+            if session.stale:
+                continue  # fenced out while queued: its values are older than the store's
+            request, sizes, stored = self._request(session, keys)
             if request is not None:
                 requests.append(request)
-                written.append((session, keys, sizes))
+                written.append((session, keys, sizes, stored))
         if not requests:
             return 0
         try:
@@ -231,14 +243,18 @@ class Writer:
             results = [error] * len(requests)
         left = 0
         failure: BackendError | None = None
-        for (session, keys, sizes), result in zip(written, results, strict=True):
+        for (session, keys, sizes, stored), request, result in zip(written, requests, results, strict=True):
             if result is True:
+                session.stored = stored
+                session.counter = request.meta.counter
                 self._events.flush("ok", session.kernel_id, len(sizes))
                 for key, nbytes in sizes.items():
                     self._events.synced(key, session.kernel_id, nbytes)
             elif result is False:
                 self._events.flush("rejected", session.kernel_id, len(sizes))
-                session.rejected = True
+                with self._cond:
+                    session.stale = True
+                    session.dirty, session.due = set(), None
                 if session.on_rejected is not None:
                     session.on_rejected(session)
             else:
@@ -254,7 +270,10 @@ class Writer:
             self._events.stats.backend_error(str(failure))
         return left
 
-    def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int]]:
+    def _request(
+        self, session: Session, keys: set[str]
+    ) -> tuple[FlushRequest | None, dict[str, int], dict[str, tuple[bytes, int]]]:
+        """The fenced write of ``keys``, the sizes written, and the hash as it will be after it."""
         values = session.snapshot(sorted(keys))
         fields: dict[str, bytes] = {}
         removed: list[str] = []
@@ -265,40 +284,91 @@ class Writer:
             else:
                 fields[key] = envelope
         if not fields and not removed:
-            return None, {}
+            return None, {}, session.stored
+        stored = dict(session.stored)
+        for key in removed:
+            stored.pop(key, None)
+        self._fit(session, fields, removed, stored)
+        if not fields and not removed:
+            return None, {}, session.stored
+        counter = (session.counter + 1) % COUNTER_MODULUS
+        key_id, mac = self._ring.sign_manifest(
+            address=session.address,
+            tag=self._tag,
+            counter=counter,
+            fields={name: tag for name, (tag, _) in stored.items()},
+        )
         request = FlushRequest(
-            kernel_id=session.kernel_id,
-            generation=session.generation,
-            identity=session.identity,
-            schema_tag=self._schema_tag,
+            address=session.address,
+            meta=Meta(self._tag, key_id, counter, mac, session.generation),
             fields=fields,
             ttl=self._ttl,
             removed=tuple(removed),
+            must_exist=bool(session.stored),
         )
-        return request, {key: len(data) for key, data in fields.items()}
+        return request, {key: len(data) for key, data in fields.items()}, stored
+
+    def _fit(
+        self, session: Session, fields: dict[str, bytes], removed: list[str], stored: dict[str, tuple[bytes, int]]
+    ) -> None:
+        """Add ``fields`` to ``stored`` within the session budget; the excess is dropped (its old
+        value removed too, so a stale one is never restored), counted and logged once."""
+        budget = self._session_budget
+        total = sum(size for _, size in stored.values())
+        dropped: dict[str, str] = {}
+        for key in sorted(fields):
+            envelope = fields[key]
+            previous = stored.get(key)
+            count = len(stored) + (previous is None)
+            size = total - (previous[1] if previous else 0) + len(envelope)
+            if budget.max_keys and count > budget.max_keys:
+                dropped[key] = "keys"
+            elif budget.max_bytes and size > budget.max_bytes:
+                dropped[key] = "bytes"
+            else:
+                stored[key] = (envelope_tag(envelope), len(envelope))
+                total = size
+                continue
+            del fields[key]
+            if previous is not None:
+                del stored[key]
+                total -= previous[1]
+                removed.append(key)
+        for over in ("keys", "bytes"):
+            keys = [key for key, why in dropped.items() if why == over]
+            if keys:
+                limit = budget.max_keys if over == "keys" else budget.max_bytes
+                self._events.over_budget(keys, session.kernel_id, over, limit)
 
     def _encode(self, session: Session, key: str, value: Any) -> bytes | None:
         spec = self._registry.resolve(key)
         if spec is None:
             logger.error(
-                "persisted key %r is not declared; it was not written (kernel=%s)", key, session.kernel_id
+                "persisted key %s is not declared; it was not written (kernel=%s)",
+                quote(key),
+                quote(session.kernel_id),
             )
             return None
+        warn_at = spec.warn_bytes if spec.warn_bytes is not None else self._budget.warn_bytes
+        drop_at = spec.max_bytes if spec.max_bytes is not None else self._budget.max_bytes
         try:
-            payload = spec.type_codec.dumps(value)
+            # The payload cap leaves room for the envelope's own bytes, so a refusal comes before
+            # the value is copied into the envelope, the batch and the connection's buffers.
+            payload = spec.type_codec.dumps(value, max_bytes=max(drop_at - OVERHEAD, 1) if drop_at else None)
+        except OversizeError as error:
+            self._events.oversize(key, session.kernel_id, error.size + OVERHEAD, drop_at, dropped=True)
+            return None
         except EncodeError as error:
-            logger.error("%s; it was not written (kernel=%s)", error, session.kernel_id)
+            logger.error("%s; it was not written (kernel=%s)", error, quote(session.kernel_id))
             return None
         envelope = seal(
             self._ring,
-            kernel_id=session.kernel_id,
+            address=session.address,
             field=key,
             codec=spec.codec_id,
             version=spec.version,
             payload=payload,
         )
-        warn_at = spec.warn_bytes if spec.warn_bytes is not None else self._budget.warn_bytes
-        drop_at = spec.max_bytes if spec.max_bytes is not None else self._budget.max_bytes
         if drop_at and len(envelope) > drop_at:
             self._events.oversize(key, session.kernel_id, len(envelope), drop_at, dropped=True)
             return None
@@ -309,7 +379,7 @@ class Writer:
     def _requeue(self, batch: list[tuple[Session, set[str]]], *, when: float | None) -> None:
         with self._cond:
             for session, keys in batch:
-                if session.closed and when is not None:
+                if session.stale or (session.closed and when is not None):
                     continue
                 session.dirty |= keys
                 if when is not None and session.due is None:

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import re
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
-from solara_persisted.config import PLACEHOLDER_SECRETS, URL_SCHEMES, Settings
+from solara_persisted.config import (
+    DURATION_BOUNDS,
+    KNOWN_SETTINGS,
+    MIN_SECRET_BITS,
+    PLACEHOLDER_SECRETS,
+    URL_SCHEMES,
+    Settings,
+    secret_bits,
+    unknown_settings,
+)
 from solara_persisted.errors import ConfigError
 
 GOOD = "k3y-Generated-0123456789abcdef"
@@ -46,6 +62,8 @@ def test_defaults_are_the_operations_guides() -> None:
     assert settings.orphan_cull_timeout == 5 * 60
     assert settings.warn_value_bytes == 1_000_000
     assert settings.max_value_bytes == 5_000_000
+    assert settings.max_session_bytes == 10_000_000
+    assert settings.max_session_keys == 1000
     assert settings.allow_pickle is False
     assert settings.session_http_only is False
     # The full configuration reference (Solara's state settings): same values.
@@ -88,6 +106,8 @@ def test_every_setting_is_read() -> None:
             "SOLARA_STATE_SCHEMA_TAG": "v7",
             "SOLARA_STATE_WARN_VALUE_BYTES": "512kB",
             "SOLARA_STATE_MAX_VALUE_BYTES": "2MiB",
+            "SOLARA_STATE_MAX_SESSION_BYTES": "20MB",
+            "SOLARA_STATE_MAX_SESSION_KEYS": "250",
             "SOLARA_STATE_BAILOUT_STORM_THRESHOLD": "0.25",
             "SOLARA_STATE_AUTO_REMOUNT": "off",
             "SOLARA_STATE_TEST_EVICTION": "yes",
@@ -111,6 +131,8 @@ def test_every_setting_is_read() -> None:
         schema_tag="v7",
         warn_value_bytes=512_000,
         max_value_bytes=2 * 2**20,
+        max_session_bytes=20_000_000,
+        max_session_keys=250,
         bailout_storm_threshold=0.25,
         auto_remount=False,
         test_eviction=True,
@@ -189,6 +211,8 @@ def test_empty_values_keep_the_defaults() -> None:
     names += [
         "WARN_VALUE_BYTES",
         "MAX_VALUE_BYTES",
+        "MAX_SESSION_BYTES",
+        "MAX_SESSION_KEYS",
         "BAILOUT_STORM_THRESHOLD",
         "AUTO_REMOUNT",
         "TEST_EVICTION",
@@ -196,9 +220,23 @@ def test_empty_values_keep_the_defaults() -> None:
     assert Settings.from_env({f"SOLARA_STATE_{name}": "  " for name in names}) == Settings()
 
 
-def test_mode_other_than_production_is_not_production() -> None:
-    assert Settings.from_env({"SOLARA_MODE": " Production "}).production is True
+def test_mode_is_production_unless_exactly_development() -> None:
+    assert Settings.from_env({}).production is True
+    assert Settings.from_env({"SOLARA_MODE": "production"}).production is True
     assert Settings.from_env({"SOLARA_MODE": "development"}).production is False
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "prod", "dev", "staging", "Production", " production ", "DEVELOPMENT", "production\n"]
+)
+def test_a_mode_solara_does_not_honour_is_refused(raw: str) -> None:
+    # Solara 1.64 compares SOLARA_MODE verbatim: any other value silently runs its development
+    # paths, while it used to look like production (or development) to us.
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SOLARA_MODE": raw})
+    assert caught.value.setting == "SOLARA_MODE"
+    assert repr(raw) in str(caught.value)
+    assert "Fix: write exactly production or development" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -221,6 +259,11 @@ def test_mode_other_than_production_is_not_production() -> None:
         ("SOLARA_STATE_BAILOUT_STORM_THRESHOLD", "0"),
         ("SOLARA_STATE_BAILOUT_STORM_THRESHOLD", "1.5"),
         ("SOLARA_STATE_BAILOUT_STORM_THRESHOLD", "nan"),
+        ("SOLARA_STATE_TTL", "9" * 400),  # float() of it is inf
+        ("SOLARA_STATE_MAX_SESSION_BYTES", "10 megabytes"),
+        ("SOLARA_STATE_MAX_SESSION_BYTES", "-1"),
+        ("SOLARA_STATE_MAX_SESSION_KEYS", "0"),
+        ("SOLARA_STATE_MAX_SESSION_KEYS", "lots"),
         ("SOLARA_STATE_AUTO_REMOUNT", "sometimes"),
         ("SOLARA_STATE_TEST_EVICTION", "2"),
         ("SOLARA_SESSION_HTTP_ONLY", "enabled"),
@@ -265,13 +308,70 @@ def test_a_weak_key_anywhere_in_the_ring_is_refused() -> None:
     error = refused(enabled(secret_keys=(GOOD, "short-old-key")), "SOLARA_STATE_SECRET_KEYS")
     assert "13 characters" in str(error) and "minimum 16" in str(error)
     refused(enabled(secret_keys=(GOOD, "paste-the-generated-secret-here")), "SOLARA_STATE_SECRET_KEYS")
-    assert enabled(secret_keys=(GOOD, "x" * 16)).validate() == []
+    # Sixteen characters used to be enough, whatever they were.
+    error = refused(enabled(secret_keys=(GOOD, "x" * 16)), "SOLARA_STATE_SECRET_KEYS")
+    assert "key 2 of 2 is guessable" in str(error)
 
 
-@pytest.mark.parametrize("secrets", [(), ("change me",), ("tooshort",), (GOOD, "changeme")])
+WEAK_SECRETS = [
+    "aaaaaaaaaaaaaaaa",
+    "password12345678",
+    "abcdefghijklmnopqrstuvwxyz",
+    "0123456789012345678901234567",
+    "x" * 32,
+    "changemechangemechangeme",
+    "secretsecretsecret1234",
+    "P@ssw0rdP@ssw0rd",
+    "Password123!Password123!",
+    "qwertyuiopasdfghjkl",
+    "9876543210zyxwvutsrq",
+    "abababababababababab",
+    "old-key-0123456789abcdef",
+]
+GENERATORS: dict[str, Callable[[], str]] = {
+    "token_urlsafe(32)": lambda: secrets.token_urlsafe(32),
+    "token_hex(16)": lambda: secrets.token_hex(16),
+    "token_hex(32)": lambda: secrets.token_hex(32),
+    "openssl rand -base64 32": lambda: base64.b64encode(os.urandom(32)).decode(),
+}
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS)
+def test_low_entropy_secrets_are_refused(secret: str) -> None:
+    assert len(secret) >= 16 and secret.lower() not in PLACEHOLDER_SECRETS  # only the estimator stops it
+    assert secret_bits(secret) < MIN_SECRET_BITS
+    error = refused(enabled(secret_keys=(secret,)), "SOLARA_STATE_SECRET_KEYS")
+    assert "guessable" in str(error) and f"minimum {MIN_SECRET_BITS}" in str(error)
+    assert "Fix: a generated token is the supported form" in str(error)
+    assert "secrets.token_urlsafe(32)" in str(error)
+    assert secret not in str(error)  # a key is never echoed
+    refused(enabled(backend="memory", url="", secret_keys=(GOOD, secret)), "SOLARA_STATE_SECRET_KEYS")
+
+
+@pytest.mark.parametrize("generator", GENERATORS)
+def test_every_generated_token_passes(generator: str) -> None:
+    # The estimator must never refuse what the docs tell people to generate.
+    tokens = [GENERATORS[generator]() for _ in range(2000)]
+    lowest = min(tokens, key=secret_bits)
+    assert secret_bits(lowest) >= MIN_SECRET_BITS + 32, lowest  # and with a wide margin
+    for token in tokens:
+        assert enabled(secret_keys=(token,)).validate() == []
+    assert enabled(allow_pickle=True, secret_keys=tuple(tokens[:3])).validate() == []
+
+
+def test_the_estimator_is_explainable() -> None:
+    # One symbol per common word, run or repeat; bits = symbols x log2(alphabet of the classes present).
+    assert secret_bits("aaaaaaaaaaaaaaaa") == pytest.approx(1 * 4.70, abs=0.01)  # one run, 26 letters
+    assert secret_bits("password12345678") == pytest.approx(2 * 5.17, abs=0.01)  # word + run, 36
+    assert secret_bits("Kq7#") == pytest.approx(4 * 6.57, abs=0.01)  # four symbols from 95
+    assert secret_bits("") == 0.0
+
+
+@pytest.mark.parametrize("secrets", [(), ("change me",), ("tooshort",), (GOOD, "changeme"), ("x" * 32,)])
 def test_pickle_with_missing_or_default_secrets(secrets: tuple[str, ...]) -> None:
     # Refused before anything else, and even with no backend: pickle plus a known key is code execution.
-    refused(Settings(allow_pickle=True, secret_keys=secrets), "SOLARA_STATE_ALLOW_PICKLE")
+    error = refused(Settings(allow_pickle=True, secret_keys=secrets), "SOLARA_STATE_ALLOW_PICKLE")
+    assert "empty, a default or guessable" in str(error) and "token_urlsafe" in str(error)
     refused(enabled(allow_pickle=True, secret_keys=secrets), "SOLARA_STATE_ALLOW_PICKLE")
 
 
@@ -322,6 +422,100 @@ def test_zero_durations(field: str, variable: str) -> None:
     refused(settings, variable)
 
 
+@pytest.mark.parametrize(
+    ("field", "variable", "above", "at_bound"),
+    [
+        ("ttl", "SOLARA_STATE_TTL", "31d", "30d"),
+        ("orphan_cull_timeout", "SOLARA_STATE_ORPHAN_CULL_TIMEOUT", "8d", "7d"),
+        ("flush_debounce", "SOLARA_STATE_FLUSH_DEBOUNCE", "61s", "60s"),
+        ("connect_timeout", "SOLARA_STATE_CONNECT_TIMEOUT", "31", "30"),
+        ("breaker_window", "SOLARA_STATE_BREAKER_WINDOW", "61m", "1h"),
+    ],
+)
+def test_durations_have_upper_bounds(field: str, variable: str, above: str, at_bound: str) -> None:
+    base = {
+        "SOLARA_STATE_BACKEND": "memory",
+        "SOLARA_STATE_SECRET_KEYS": GOOD,
+        "SOLARA_SESSION_HTTP_ONLY": "1",
+    }
+    assert Settings.from_env({**base, variable: at_bound}).validate() == []
+    settings = Settings.from_env({**base, variable: above})
+    error = refused(settings, variable)
+    _, bound, bound_text, _ = DURATION_BOUNDS[field]
+    assert f"{getattr(settings, field):g} s" in str(error)  # the value
+    assert f"{bound:g} s ({bound_text})" in str(error)  # and the bound
+
+
+def test_the_kernel_cull_timeout_fallback_is_bounded_too() -> None:
+    settings = Settings.from_env(
+        {
+            "SOLARA_STATE_BACKEND": "memory",
+            "SOLARA_STATE_SECRET_KEYS": GOOD,
+            "SOLARA_KERNEL_CULL_TIMEOUT": "60d",
+        }
+    )
+    refused(settings, "SOLARA_STATE_TTL")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), -1.0])
+@pytest.mark.parametrize("field", DURATION_BOUNDS)
+def test_non_finite_or_negative_durations(field: str, value: float) -> None:
+    # NaN passes every comparison, so "<= 0" alone would let it through.
+    refused(enabled(**{field: value}), DURATION_BOUNDS[field][0])
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "",
+        "*",
+        "app*:",
+        "app?:",
+        "app[1]:",
+        "app]:",
+        "app\\:",
+        "app 1:",
+        "app\t:",
+        "app:\n",
+        "app\x00:",
+        "app\x7f:",
+        "app\u200b:",  # zero-width space: not printable
+        "{app:",
+        "app}:",
+        "}app{:",
+        "{a{b}}:",
+        "a" * 65,
+    ],
+)
+def test_unsafe_prefixes_are_refused(prefix: str) -> None:
+    error = refused(enabled(prefix=prefix), "SOLARA_STATE_PREFIX")
+    assert "Fix: " in str(error)
+
+
+@pytest.mark.parametrize("prefix", ["solara:", "app1:", "my-app.v2_state:", "{app1}:", "{a}:{b}:", "a" * 64])
+def test_safe_prefixes_pass(prefix: str) -> None:
+    assert enabled(prefix=prefix).validate() == []
+
+
+@pytest.mark.parametrize("raw", ["", " ", "\t  "])
+def test_an_explicitly_empty_prefix_is_refused_not_defaulted(raw: str) -> None:
+    settings = Settings.from_env(
+        {"SOLARA_STATE_BACKEND": "memory", "SOLARA_STATE_SECRET_KEYS": GOOD, "SOLARA_STATE_PREFIX": raw}
+    )
+    assert "empty or only whitespace" in str(refused(settings, "SOLARA_STATE_PREFIX"))
+    assert Settings.from_env({}).prefix == "solara:"
+
+
+def test_session_budgets() -> None:
+    assert enabled(max_session_bytes=0).validate() == []  # 0: no byte budget
+    assert enabled(max_session_keys=1).validate() == []
+    refused(enabled(max_session_bytes=-1), "SOLARA_STATE_MAX_SESSION_BYTES")
+    refused(enabled(max_session_keys=0), "SOLARA_STATE_MAX_SESSION_KEYS")
+    refused(enabled(max_session_keys=10**9), "SOLARA_STATE_MAX_SESSION_KEYS")
+    assert Settings.from_env({"SOLARA_STATE_MAX_SESSION_BYTES": "0"}).max_session_bytes == 0
+    assert Settings.from_env({"SOLARA_STATE_MAX_SESSION_BYTES": "5MiB"}).max_session_bytes == 5 * 2**20
+
+
 def test_warn_cap_above_the_hard_cap() -> None:
     error = refused(enabled(warn_value_bytes=6_000_000), "SOLARA_STATE_WARN_VALUE_BYTES")
     assert "6000000" in str(error) and "5000000" in str(error)
@@ -335,7 +529,25 @@ def test_test_eviction_is_refused_in_production_only() -> None:
 
 
 def test_validation_of_a_disabled_backend_ignores_backend_settings() -> None:
-    assert Settings(url="http://nonsense", flush_debounce=0.0, test_eviction=True).validate() == []
+    assert Settings(url="http://nonsense", flush_debounce=0.0, test_eviction=True, prefix="").validate() == []
+
+
+@pytest.mark.parametrize(
+    "token", ["x", "tok", "short-token", "a" * 32, "password12345678", "0123456789abcdef"]
+)
+def test_a_guessable_resourcez_token_is_refused(token: str) -> None:
+    # It unlocks raw key names on /resourcez, with or without persistence.
+    for settings in (enabled(resourcez_token=token), Settings(resourcez_token=token)):
+        error = refused(settings, "SOLARA_RESOURCEZ_TOKEN")
+        assert "token_urlsafe" in str(error)
+        assert repr(token) not in str(error)
+
+
+def test_a_generated_resourcez_token_or_none_passes() -> None:
+    assert enabled(resourcez_token=secrets.token_urlsafe(32)).validate() == []
+    assert enabled(resourcez_token=secrets.token_hex(16)).validate() == []
+    assert enabled(resourcez_token="").validate() == []
+    assert Settings.from_env({"SOLARA_RESOURCEZ_TOKEN": "  "}).validate() == []  # empty: no token
 
 
 # -- warnings -------------------------------------------------------------------------------
@@ -347,3 +559,69 @@ def test_http_only_off_while_persistence_is_on_warns() -> None:
     assert "SOLARA_SESSION_HTTP_ONLY=true" in warning
     assert enabled(session_http_only=True).validate() == []
     assert Settings(session_http_only=False).validate() == []  # persistence off: nothing to protect
+
+
+# -- unknown settings -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("SOLARA_STATE_TTLL", "SOLARA_STATE_TTL"),
+        ("SOLARA_STATE_SECRET_KEY", "SOLARA_STATE_SECRET_KEYS"),
+        ("SOLARA_STATE_MAX_SESION_KEYS", "SOLARA_STATE_MAX_SESSION_KEYS"),
+        ("SOLARA_STATE_BACKEN", "SOLARA_STATE_BACKEND"),
+        ("SOLARA_STATE_ORPHAN_TIMEOUT", "SOLARA_STATE_ORPHAN_CULL_TIMEOUT"),
+    ],
+)
+def test_an_unknown_setting_names_the_closest_known_one(name: str, suggestion: str) -> None:
+    assert unknown_settings({name: "1"}) == [
+        f"{name} is not a setting solara-persisted knows; did you mean {suggestion}?"
+    ]
+
+
+def test_unknown_settings() -> None:
+    assert unknown_settings({}) == []
+    environ = {name: "1" for name in KNOWN_SETTINGS}
+    environ |= {
+        "SOLARA_MODE": "production",
+        "SOLARA_SESSION_HTTP_ONLY": "1",
+        "PATH": "/bin",
+        "SOLARA_STATES": "",
+    }
+    assert unknown_settings(environ) == []
+    [warning] = unknown_settings({"solara_state_ttl": "1h"})
+    assert warning.endswith("names are case-sensitive; did you mean SOLARA_STATE_TTL?")
+    [warning] = unknown_settings({"SOLARA_STATE_ZQXJ": "1"})
+    assert warning.startswith("SOLARA_STATE_ZQXJ is not a setting") and "did you mean" not in warning
+    assert (
+        len(unknown_settings({"SOLARA_STATE_TTLL": "", "SOLARA_STATE_URLL": "", "SOLARA_STATE_TTL": ""})) == 2
+    )
+
+
+def test_known_settings_are_exactly_what_from_env_reads() -> None:
+    read: list[str] = []
+
+    class Recording(dict[str, str]):
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            read.append(key)
+            return super().get(key, default)
+
+    Settings.from_env(Recording())
+    assert sorted(name for name in read if name.startswith("SOLARA_STATE_")) == sorted(KNOWN_SETTINGS)
+    assert len(set(KNOWN_SETTINGS)) == len(KNOWN_SETTINGS)
+
+
+def test_every_state_variable_the_package_names_is_known() -> None:
+    package = Path(__file__).parent.parent / "solara_persisted"
+    named = {
+        name
+        for path in package.rglob("*.py")
+        for name in re.findall(r"SOLARA_STATE_[A-Z_]*[A-Z](?![\w*])", path.read_text(encoding="utf-8"))
+    }
+    assert named <= set(KNOWN_SETTINGS), named - set(KNOWN_SETTINGS)
+
+
+def test_the_operations_guide_documents_every_setting() -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert [name for name in KNOWN_SETTINGS if f"| `{name}` |" not in guide] == []

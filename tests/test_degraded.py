@@ -50,7 +50,7 @@ def test_outage_opens_the_breaker_and_recovery_writes_everything(
     kernel_id, cookie = uuid.uuid4().hex, "cookie"
     values = {"d.page": 1}
     restored = engine.restore(kernel_id, cookie)
-    session = engine.open_session(kernel_id, cookie, restored, lambda keys: {k: values[k] for k in keys})
+    session = engine.open_session(kernel_id, restored, lambda keys: {k: values[k] for k in keys})
     engine.mark_dirty(session, "d.page")
     wait_until(lambda: engine.state_block()["flush_ok"] == 1)
 

@@ -7,103 +7,29 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import pytest
+from engine_kit import (  # noqa: F401
+    OLD_SECRET,
+    SECRET,
+    Cart,
+    Kernel,
+    backend_fixture,
+    make_engine,
+    settings_fixture,
+    specs_fixture,
+)
 from fleet import wait_until
 
-from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import Backend
+from solara_persisted.address import session_address
+from solara_persisted.backends.base import Backend, FlushRequest, SessionBudget
 from solara_persisted.config import Settings
-from solara_persisted.engine import Engine, Restored
-from solara_persisted.spec import persisted, persisted_family, registry
+from solara_persisted.engine import Engine
+from solara_persisted.envelope import envelope_tag
 from solara_persisted.worker import Session
-
-SECRET = "k" * 20 + secrets.token_urlsafe(8)
-OLD_SECRET = "o" * 20 + secrets.token_urlsafe(8)
-DEBOUNCE = 0.05
-
-
-@attrs.frozen
-class Cart:
-    items: tuple[str, ...] = ()
-    coupon: str | None = None
-
-
-@pytest.fixture
-def specs() -> Iterator[dict[str, Any]]:
-    with registry.isolated():
-
-        @persisted(key="t.page")
-        def page() -> int:
-            return 0
-
-        @persisted(key="t.cart", version=1)
-        def cart() -> Cart:
-            return Cart()
-
-        @persisted(key="t.blob", warn_bytes=200, max_bytes=400)
-        def blob() -> str:
-            return ""
-
-        family = persisted_family("user:{uid}:query", type=str, default="")
-        yield {"page": page, "cart": cart, "blob": blob, "family": family}
-
-
-@pytest.fixture(params=["memory", "redis"])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    if request.param == "memory":
-        return Settings(
-            backend="memory", secret_keys=(SECRET,), flush_debounce=DEBOUNCE, session_http_only=True
-        )
-    url = request.getfixturevalue("redis_url")
-    prefix = f"t{uuid.uuid4().hex[:8]}:"
-    return Settings(
-        backend="redis",
-        url=url,
-        secret_keys=(SECRET,),
-        flush_debounce=DEBOUNCE,
-        prefix=prefix,
-        session_http_only=True,
-    )
-
-
-@pytest.fixture
-def backend(settings: Settings) -> Iterator[Backend]:
-    backend = create_backend(settings)
-    yield backend
-    backend.close()
-
-
-class Kernel:
-    """A stand-in for a Solara kernel's store: values behind a lock, a session on an engine."""
-
-    def __init__(self, engine: Engine, kernel_id: str, cookie: str) -> None:
-        self.engine = engine
-        self.values: dict[str, Any] = {}
-        self.lock = threading.Lock()
-        self.restored = engine.restore(kernel_id, cookie)
-        self.values.update(self.restored.values)
-        self.session: Session = engine.open_session(kernel_id, cookie, self.restored, self.snapshot)
-
-    def snapshot(self, keys: Iterable[str]) -> Mapping[str, Any]:
-        with self.lock:
-            return {key: self.values[key] for key in keys if key in self.values}
-
-    def set(self, key: str, value: Any) -> None:
-        with self.lock:
-            self.values[key] = value
-        self.engine.mark_dirty(self.session, key)
-
-
-def make_engine(settings: Settings, backend: Backend, **changes: Any) -> Engine:
-    engine = Engine(attrs.evolve(settings, **changes), backend=backend)
-    engine.start()
-    return engine
 
 
 def test_failover_restores_typed_values(settings: Settings, backend: Backend, specs: dict[str, Any]) -> None:
@@ -111,7 +37,7 @@ def test_failover_restores_typed_values(settings: Settings, backend: Backend, sp
     a = make_engine(settings, backend)
     first = Kernel(a, kernel_id, cookie)
     assert first.restored.result == "miss"
-    assert backend.peek_generation(kernel_id) is None, "a connect must not write anything before a change"
+    assert backend.peek_generation(first.address) is None, "a connect must not write anything before a change"
     first.set("t.page", 7)
     first.set("t.cart", Cart(("book", "pen"), "XMAS"))
     first.set(specs["family"].key_for(uid=42), "red shoes")
@@ -159,23 +85,6 @@ def test_superseded_instance_is_fenced_out(
     assert third.restored.values["t.page"] == 2
 
 
-def test_other_session_gets_nothing_and_cannot_write(
-    settings: Settings, backend: Backend, specs: dict[str, Any]
-) -> None:
-    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
-    a = make_engine(settings, backend)
-    Kernel(a, kernel_id, cookie).set("t.page", 5)
-    wait_until(lambda: a.state_block()["flush_ok"] == 1)
-    generation = backend.peek_generation(kernel_id)
-    thief = Kernel(make_engine(settings, backend), kernel_id, "someone-else")
-    assert thief.restored == Restored("miss", generation=0)
-    thief.set("t.page", 666)
-    thief.engine.drain(1.0)
-    assert backend.peek_generation(kernel_id) == generation
-    owner = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    assert owner.restored.values == {"t.page": 5}
-
-
 def test_foreign_secret_is_a_loud_hmac_bailout(
     settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -183,7 +92,7 @@ def test_foreign_secret_is_a_loud_hmac_bailout(
     a = make_engine(settings, backend)
     Kernel(a, kernel_id, cookie).set("t.page", 5)
     wait_until(lambda: a.state_block()["flush_ok"] == 1)
-    other = make_engine(settings, backend, secret_keys=("x" * 32,))
+    other = make_engine(settings, backend, secret_keys=(secrets.token_urlsafe(32),))
     with caplog.at_level(logging.INFO, logger="solara.state"):
         restored = other.restore(kernel_id, cookie)
     assert (restored.result, restored.cause, restored.values) == ("bailout", "hmac", {})
@@ -191,7 +100,7 @@ def test_foreign_secret_is_a_loud_hmac_bailout(
     assert any("restore result=bailout" in line and "cause=hmac" in line for line in caplog.messages)
 
 
-def test_tampered_field_bails_out_all_or_nothing(
+def test_an_altered_field_fails_the_manifest_all_or_nothing(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
     kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
@@ -200,26 +109,37 @@ def test_tampered_field_bails_out_all_or_nothing(
     kernel.set("t.page", 5)
     kernel.set("t.cart", Cart(("x",)))
     wait_until(lambda: a.state_block()["flush_ok"] == 1)
-    # A forged write of a correctly framed but wrongly signed envelope for one field.
-    takeover = backend.takeover(kernel_id, a.ring.identities(cookie), a.schema_tag, 60)
-    forged = bytearray(takeover.fields["t.page"])
+    # Someone with write access to the store flips a byte of one field, keeping the meta field.
+    takeover = backend.takeover(kernel.address, a.schema_tag, 60, SessionBudget())
+    assert takeover.meta is not None
+    forged = bytearray(takeover.fields[b"t.page"])
     forged[-1] ^= 1
-    from solara_persisted.backends.base import FlushRequest
+    meta = attrs.evolve(takeover.meta, generation=takeover.generation)
+    assert backend.flush(FlushRequest(kernel.address, meta, {"t.page": bytes(forged)}, 60))
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "manifest", {})
+    assert backend.peek_generation(kernel.address) is None, "the poisoned hash is deleted"
 
-    assert backend.flush(
-        FlushRequest(
-            kernel_id=kernel_id,
-            generation=takeover.generation,
-            identity=a.ring.identities(cookie)[0],
-            schema_tag=a.schema_tag,
-            fields={"t.page": bytes(forged)},
-            ttl=60,
-        )
+
+def test_a_wrongly_signed_envelope_under_a_valid_manifest_is_an_hmac_bailout(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    a = make_engine(settings, backend)
+    kernel = Kernel(a, kernel_id, cookie)
+    kernel.set("t.page", 5)
+    wait_until(lambda: a.state_block()["flush_ok"] == 1)
+    takeover = backend.takeover(kernel.address, a.schema_tag, 60, SessionBudget())
+    forged = bytearray(takeover.fields[b"t.page"])
+    forged[-1] ^= 1
+    # Only a holder of the secret could re-sign the manifest; the envelope's own MAC still fails.
+    _, mac = a.ring.sign_manifest(
+        address=kernel.address, tag=takeover.meta.tag, counter=9, fields={"t.page": envelope_tag(bytes(forged))}
     )
-    b = make_engine(settings, backend)
-    restored = b.restore(kernel_id, cookie)
+    meta = attrs.evolve(takeover.meta, counter=9, mac=mac, generation=takeover.generation)
+    assert backend.flush(FlushRequest(kernel.address, meta, {"t.page": bytes(forged)}, 60))
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
     assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "hmac", {})
-    assert backend.peek_generation(kernel_id) is None, "the poisoned hash is deleted"
 
 
 def test_schema_tag_bump_is_a_fresh_schema_restore(
@@ -233,7 +153,7 @@ def test_schema_tag_bump_is_a_fresh_schema_restore(
     restored = new.restore(kernel_id, cookie)
     assert (restored.result, dict(restored.values)) == ("fresh-schema", {})
     assert new.state_block()["restore_schema_reset"] == 1
-    assert backend.peek_generation(kernel_id) is not None, "a tag mismatch never deletes"
+    assert backend.peek_generation(session_address(cookie, kernel_id)) is not None, "a tag mismatch never deletes"
 
 
 def test_rotation_restores_and_resigns_with_the_new_primary(
@@ -279,7 +199,7 @@ def test_page_close_deletes_other_closes_leave_state(
     kernels = {}
     for reason in ("page-close", "cull", "superseded", "server-shutdown", "evicted"):
         kernel_id = uuid.uuid4().hex
-        kernels[reason] = kernel_id
+        kernels[reason] = session_address("cookie", kernel_id)
         kernel = Kernel(a, kernel_id, "cookie")
         kernel.set("t.page", 3)
         with caplog.at_level(logging.INFO, logger="solara.state"):
@@ -317,10 +237,11 @@ def test_stats_tables_name_the_costly_key(
     assert [row["key"] for row in block["sync_by_key"]] == ["t.cart", "t.page"]
     assert block["sync_by_kernel"][0]["kernel"] == kernel.session.kernel_id[:8]
     assert block["sync_count"] == 2
-    hashed = attrs.evolve(a.settings, production=True, resourcez_token="t" * 20)
+    token = secrets.token_urlsafe(24)
+    hashed = attrs.evolve(a.settings, production=True, resourcez_token=token)
     a.settings = hashed
     assert a.state_block()["sync_by_key"][0]["key"].startswith("sha256:")
-    assert a.state_block(authorization="Bearer " + "t" * 20)["sync_by_key"][0]["key"] == "t.cart"
+    assert a.state_block(authorization="Bearer " + token)["sync_by_key"][0]["key"] == "t.cart"
 
 
 def test_mismatched_key_rings_across_the_fleet_are_reported(
@@ -330,7 +251,8 @@ def test_mismatched_key_rings_across_the_fleet_are_reported(
     b = make_engine(settings, backend)
     assert b.check_key_rings() == {a.instance_id: a.ring.fingerprint(), b.instance_id: b.ring.fingerprint()}
     assert b.state_block()["fleet_key_ring_mismatch"] is False
-    stray = Engine(attrs.evolve(settings, secret_keys=("s" * 32,)), backend=backend)  # no background check
+    stray_secret = secrets.token_urlsafe(32)
+    stray = Engine(attrs.evolve(settings, secret_keys=(stray_secret,)), backend=backend)  # no background check
     with caplog.at_level(logging.WARNING, logger="solara.state"):
         stray.check_key_rings()
         stray.check_key_rings()  # one line when the fleet starts to disagree, not one per check
@@ -338,6 +260,6 @@ def test_mismatched_key_rings_across_the_fleet_are_reported(
     assert block["fleet_key_ring_mismatch"] is True
     assert block["fleet_key_rings"] == {a.ring.fingerprint(): 2, stray.ring.fingerprint(): 1}
     assert len([line for line in caplog.messages if line.startswith("keyring mismatch")]) == 1
-    assert "s" * 32 not in " ".join(caplog.messages), "only fingerprints are ever shown"
+    assert stray_secret not in " ".join(caplog.messages), "only fingerprints are ever shown"
     for engine in (a, b, stray):
         engine.close()

@@ -1,19 +1,30 @@
-"""Signed envelopes: layout, the signed input as documented, tampering, rotation, identities."""
+"""Signed envelopes and session manifests: layout, the signed input as documented, tampering, rotation."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import struct
 
 import pytest
 
-from solara_persisted.envelope import IDENTITY_SIZE, OVERHEAD, Codec, KeyRing, Opened, open_envelope, seal
+from solara_persisted.address import session_address
+from solara_persisted.envelope import (
+    OVERHEAD,
+    Codec,
+    KeyRing,
+    Opened,
+    envelope_tag,
+    open_envelope,
+    seal,
+)
 from solara_persisted.errors import ConfigError, MalformedEnvelopeError, TamperedError
 
 OLD = "old-secret-0123456789abcdef"
 NEW = "new-secret-fedcba9876543210"
 KERNEL = "3308f3b8-1f7c-4c59-a7a3-0d4b1c0e9a11"
+ADDRESS = session_address("the-session-cookie", KERNEL)
 FIELD = "myapp.filters"
 
 
@@ -26,13 +37,21 @@ def doc_key_id(secret: str) -> bytes:
     return hashlib.sha256(lp(b"solara-persisted/key-id/v1") + lp(secret.encode())).digest()[:4]
 
 
-def doc_tag(secret: str, *, kernel_id: str, field: str, codec: int, varint: bytes, payload: bytes) -> bytes:
+def doc_address(cookie: str, kernel_id: str) -> str:
+    """The session address exactly as docs/envelope.md defines it."""
+    digest = hashlib.sha256(
+        lp(b"solara-persisted/address/v1") + lp(cookie.encode()) + lp(kernel_id.encode())
+    ).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def doc_tag(secret: str, *, address: str, field: str, codec: int, varint: bytes, payload: bytes) -> bytes:
     """The tag exactly as docs/envelope.md defines it, computed with the standard hmac module."""
     signed = b"".join(
         [
-            lp(b"solara-persisted/envelope/v1"),
+            lp(b"solara-persisted/envelope/v2"),
             lp(doc_key_id(secret)),
-            lp(kernel_id.encode()),
+            lp(address.encode()),
             lp(field.encode()),
             lp(bytes([codec])),
             lp(varint),
@@ -45,11 +64,11 @@ def doc_tag(secret: str, *, kernel_id: str, field: str, codec: int, varint: byte
 def sealed(
     ring: KeyRing, payload: bytes = b'{"a":1}', *, version: int = 1, codec: Codec = Codec.JSON
 ) -> bytes:
-    return seal(ring, kernel_id=KERNEL, field=FIELD, codec=codec, version=version, payload=payload)
+    return seal(ring, address=ADDRESS, field=FIELD, codec=codec, version=version, payload=payload)
 
 
-def opened(ring: KeyRing, data: bytes, *, kernel_id: str = KERNEL, field: str = FIELD) -> Opened:
-    return open_envelope(ring, data, kernel_id=kernel_id, field=field)
+def opened(ring: KeyRing, data: bytes, *, address: str = ADDRESS, field: str = FIELD) -> Opened:
+    return open_envelope(ring, data, address=address, field=field)
 
 
 @pytest.fixture
@@ -78,10 +97,10 @@ def test_envelope_is_byte_for_byte_as_documented(
 ) -> None:
     ring = KeyRing.from_secrets([secret])
     payload = b'"hello"'
-    data = seal(ring, kernel_id=KERNEL, field=FIELD, codec=codec, version=version, payload=payload)
+    data = seal(ring, address=ADDRESS, field=FIELD, codec=codec, version=version, payload=payload)
     key_id = doc_key_id(secret)
-    tag = doc_tag(secret, kernel_id=KERNEL, field=FIELD, codec=codec, varint=varint, payload=payload)
-    assert data == bytes([1, codec, key_id[0]]) + varint + payload + tag
+    tag = doc_tag(secret, address=ADDRESS, field=FIELD, codec=codec, varint=varint, payload=payload)
+    assert data == bytes([2, codec, key_id[0]]) + varint + payload + tag
     assert ring.primary_id == key_id
     assert opened(ring, data) == Opened(codec, version, payload, 0)
 
@@ -136,19 +155,27 @@ def test_flipping_codec_or_version_to_another_valid_value_is_tampering(ring: Key
             opened(ring, altered)
 
 
-def test_replay_into_another_kernel_or_field_is_refused(ring: KeyRing) -> None:
+def test_the_address_is_a_digest_of_cookie_and_kernel_id() -> None:
+    assert doc_address("the-session-cookie", KERNEL) == ADDRESS
+    assert session_address("another-cookie", KERNEL) != ADDRESS
+    assert session_address("the-session-cookie", KERNEL[:-1] + "2") != ADDRESS
+    # length prefixes: moving bytes between cookie and kernel id gives another address
+    assert session_address("ab", "c") != session_address("a", "bc")
+
+
+def test_replay_into_another_session_or_field_is_refused(ring: KeyRing) -> None:
     data = sealed(ring)
-    with pytest.raises(TamperedError, match="another kernel or key"):
-        opened(ring, data, kernel_id="another-kernel")
+    with pytest.raises(TamperedError, match="another session or key"):
+        opened(ring, data, address=session_address("another-cookie", KERNEL))
     with pytest.raises(TamperedError):
         opened(ring, data, field="myapp.other")
 
 
-def test_moving_bytes_between_kernel_and_field_is_refused(ring: KeyRing) -> None:
+def test_moving_bytes_between_address_and_field_is_refused(ring: KeyRing) -> None:
     # Without length prefixes "ab" + "c" and "a" + "bc" would sign the same bytes.
-    data = seal(ring, kernel_id="ab", field="c", codec=Codec.JSON, version=1, payload=b"1")
+    data = seal(ring, address="ab", field="c", codec=Codec.JSON, version=1, payload=b"1")
     with pytest.raises(TamperedError):
-        open_envelope(ring, data, kernel_id="a", field="bc")
+        open_envelope(ring, data, address="a", field="bc")
 
 
 def test_a_foreign_key_is_refused(ring: KeyRing) -> None:
@@ -168,10 +195,11 @@ def test_every_truncation_is_refused(ring: KeyRing) -> None:
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (b"\x02\x00", "unknown format 2"),
+        (b"\x01\x00", "unknown format 1"),
+        (b"\x03\x00", "unknown format 3"),
         (b"\x00\x00", "unknown format 0"),
-        (b"\x01\x02", "unknown codec 2"),
-        (b"\x01\xff", "unknown codec 255"),
+        (b"\x02\x02", "unknown codec 2"),
+        (b"\x02\xff", "unknown codec 255"),
     ],
 )
 def test_unknown_format_or_codec_is_malformed(ring: KeyRing, header: bytes, message: str) -> None:
@@ -190,13 +218,13 @@ def test_unknown_format_or_codec_is_malformed(ring: KeyRing, header: bytes, mess
     ],
 )
 def test_bad_varints_are_malformed(ring: KeyRing, varint: bytes, message: str) -> None:
-    data = bytes([1, 0, ring.primary_id[0]]) + varint + b"x" * 40
+    data = bytes([2, 0, ring.primary_id[0]]) + varint + b"x" * 40
     with pytest.raises(MalformedEnvelopeError, match=message):
         opened(ring, data)
 
 
 def test_a_varint_running_into_the_tag_is_malformed(ring: KeyRing) -> None:
-    data = bytes([1, 0, ring.primary_id[0]]) + b"\x80" + b"\x81" * 32
+    data = bytes([2, 0, ring.primary_id[0]]) + b"\x80" + b"\x81" * 32
     with pytest.raises(MalformedEnvelopeError, match="unterminated"):
         opened(ring, data)
 
@@ -267,31 +295,68 @@ def test_fingerprint_depends_on_keys_and_order_only() -> None:
     assert a.fingerprint() == expected
 
 
-# -- session identities --------------------------------------------------------------------
+# -- session manifests ---------------------------------------------------------------------
+
+TAG = b"\x01\x02\x03\x04"
 
 
-def test_identities_are_key_id_plus_truncated_hmac_per_key_primary_first() -> None:
+def doc_manifest(secret: str, *, address: str, counter: int, fields: dict[str, bytes]) -> bytes:
+    """The manifest MAC exactly as docs/envelope.md defines it."""
+    signed = [
+        lp(b"solara-persisted/manifest/v1"),
+        lp(doc_key_id(secret)),
+        lp(address.encode()),
+        lp(TAG),
+        struct.pack(">II", counter, len(fields)),
+    ]
+    for name in sorted(fields):
+        signed += [lp(name.encode()), lp(fields[name])]
+    return hmac.new(secret.encode(), b"".join(signed), hashlib.sha256).digest()[:16]
+
+
+def test_the_manifest_is_as_documented_and_verifies() -> None:
     ring = KeyRing.from_secrets([NEW, OLD])
-    identities = ring.identities("session-abc")
-    assert len(identities) == 2
-    for identity, secret in zip(identities, (NEW, OLD), strict=True):
-        mac = hmac.new(
-            secret.encode(), lp(b"solara-persisted/session/v1") + lp(b"session-abc"), hashlib.sha256
-        ).digest()
-        assert identity == doc_key_id(secret) + mac[:16]
-        assert len(identity) == IDENTITY_SIZE == 20
+    fields = {"b": envelope_tag(sealed(ring, b"2")), "a": envelope_tag(sealed(ring, b"1"))}
+    key_id, mac = ring.sign_manifest(address=ADDRESS, tag=TAG, counter=7, fields=fields)
+    assert key_id == doc_key_id(NEW)
+    assert mac == doc_manifest(NEW, address=ADDRESS, counter=7, fields=fields)
+    raw = {name.encode(): tag for name, tag in fields.items()}
+    assert ring.verify_manifest(key_id=key_id, mac=mac, address=ADDRESS, tag=TAG, counter=7, fields=raw)
 
 
-def test_identities_differ_per_session_and_from_envelope_tags() -> None:
+def test_any_change_to_the_signed_set_fails_the_manifest() -> None:
     ring = KeyRing.from_secrets([NEW])
-    assert ring.identities("a") != ring.identities("b")
-    assert ring.identities("a") == ring.identities("a")
-    # Domain separation: the identity MAC is not the tag of any envelope over the same bytes.
-    data = seal(ring, kernel_id="a", field="a", codec=Codec.JSON, version=1, payload=b"a")
-    assert data[-32:-16] != ring.identities("a")[0][4:]
+    fields = {b"a": b"A" * 32, b"b": b"B" * 32}
+    key_id, mac = ring.sign_manifest(
+        address=ADDRESS, tag=TAG, counter=3, fields={k.decode(): v for k, v in fields.items()}
+    )
+
+    def verifies(**changes: object) -> bool:
+        args: dict = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 3, "fields": fields}
+        args.update(changes)
+        return ring.verify_manifest(**args)
+
+    assert verifies()
+    assert not verifies(fields={b"a": b"A" * 32})  # a field removed
+    assert not verifies(fields={**fields, b"c": b"C" * 32})  # a field added
+    assert not verifies(fields={b"a": b"X" * 32, b"b": b"B" * 32})  # a field rolled back or replaced
+    assert not verifies(counter=2)
+    assert not verifies(address=session_address("another-cookie", KERNEL))
+    assert not verifies(tag=b"\x00" * 4)
+    assert not verifies(key_id=doc_key_id(OLD))  # a key this ring lacks never verifies
 
 
-def test_a_rotated_ring_still_recognises_the_old_identity() -> None:
-    stored = KeyRing.from_secrets([OLD]).identities("s")[0]
-    assert stored in KeyRing.from_secrets([NEW, OLD]).identities("s")
-    assert stored not in KeyRing.from_secrets([NEW]).identities("s")
+def test_a_rotated_ring_verifies_a_manifest_signed_by_the_old_key() -> None:
+    fields = {"a": b"A" * 32}
+    key_id, mac = KeyRing.from_secrets([OLD]).sign_manifest(address=ADDRESS, tag=TAG, counter=1, fields=fields)
+    raw = {b"a": b"A" * 32}
+    args = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 1, "fields": raw}
+    assert KeyRing.from_secrets([NEW, OLD]).verify_manifest(**args)
+    assert not KeyRing.from_secrets([NEW]).verify_manifest(**args)
+
+
+def test_manifest_and_envelope_macs_are_domain_separated() -> None:
+    ring = KeyRing.from_secrets([NEW])
+    data = seal(ring, address="a", field="a", codec=Codec.JSON, version=1, payload=b"a")
+    _, mac = ring.sign_manifest(address="a", tag=TAG, counter=1, fields={"a": b"a"})
+    assert mac not in data

@@ -18,6 +18,7 @@ from fleet import Fleet
 from solara.server.kernel import deserialize_binary_message
 from websockets.sync.client import ClientConnection, connect
 
+from solara_persisted.address import session_address
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.spec import persisted, registry
@@ -76,7 +77,7 @@ def previous_instance(env: dict[str, str]) -> Iterator[Engine]:
 
 def write_state(engine: Engine, kernel_id: str, cookie: str, value: int) -> None:
     restored = engine.restore(kernel_id, cookie)
-    session = engine.open_session(kernel_id, cookie, restored, lambda keys: dict.fromkeys(keys, value))
+    session = engine.open_session(kernel_id, restored, lambda keys: dict.fromkeys(keys, value))
     engine.mark_dirty(session, "e2e.count")
     assert engine.drain(5.0) == 0
 
@@ -109,6 +110,8 @@ def test_a_stranger_cookie_gets_a_fresh_page_and_no_state(
 ) -> None:
     kernel_id, page = str(uuid.uuid4()), uuid.uuid4().hex
     write_state(previous_instance, kernel_id, "the-owner", 5)
+    owner = session_address("the-owner", kernel_id)
+    generation = previous_instance.backend.peek_generation(owner)
     fresh = fleet.server("persisted_counter.py", env=env, name="fresh")
     url = f"ws://127.0.0.1:{fresh.port}/jupyter/api/kernels/{kernel_id}/channels?session_id={page}"
     with connect(url, additional_headers={"Cookie": f"{COOKIE}=a-stranger"}, open_timeout=10) as ws:
@@ -117,4 +120,4 @@ def test_a_stranger_cookie_gets_a_fresh_page_and_no_state(
         ws.send(message("comm_msg", {"comm_id": control, "data": {"method": "app-status"}}, page))
         status = comm_reply(ws, control, "app-status", [])
     assert status["lastRestore"]["status"] == "miss" and status["lastRestore"]["nFields"] == 0
-    assert previous_instance.backend.peek_generation(kernel_id) == 1, "nothing was written or bumped"
+    assert previous_instance.backend.peek_generation(owner) == generation, "nothing was written or bumped"

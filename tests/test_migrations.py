@@ -16,17 +16,18 @@ import attrs
 import orjson
 import pytest
 
+from solara_persisted.address import session_address
 from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import Backend, FlushRequest
+from solara_persisted.backends.base import Backend
 from solara_persisted.codegen import load_apps
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine, Restored
-from solara_persisted.envelope import Codec, seal
+from solara_persisted.envelope import Codec
 from solara_persisted.errors import MigrationError, SpecError
 from solara_persisted.migrations import AddField, Convert, RemoveField, Rename, convert, migration, retired
 from solara_persisted.spec import persisted, registry
 
-SECRET = "m" * 20 + secrets.token_urlsafe(8)
+SECRET = secrets.token_urlsafe(32)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "shop" / "state.py"
 
 
@@ -53,27 +54,15 @@ def shop() -> Iterator[ModuleType]:
 
 def store(engine: Engine, kernel_id: str, cookie: str, fields: dict[str, tuple[int, Any]]) -> None:
     """Write JSON values as envelopes sealed at the given versions, as an instance of that version would."""
-    identities = engine.ring.identities(cookie)
-    takeover = engine.backend.takeover(kernel_id, identities, engine.schema_tag, 60)
-    sealed = {
-        key: seal(
-            engine.ring,
-            kernel_id=kernel_id,
-            field=key,
-            codec=Codec.JSON,
-            version=version,
-            payload=orjson.dumps(value),
-        )
-        for key, (version, value) in fields.items()
-    }
-    request = FlushRequest(kernel_id, takeover.generation, identities[0], engine.schema_tag, sealed, 60)
-    assert engine.backend.flush(request)
+    payloads = {key: (Codec.JSON, version, orjson.dumps(value)) for key, (version, value) in fields.items()}
+    assert engine.store_payloads(kernel_id, cookie, payloads)
 
 
 def restore(engine: Engine, fields: dict[str, tuple[int, Any]]) -> tuple[Restored, str]:
+    """Store ``fields`` for a new session and restore it; returns the outcome and the session's address."""
     kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
     store(engine, kernel_id, cookie, fields)
-    return engine.restore(kernel_id, cookie), kernel_id
+    return engine.restore(kernel_id, cookie), session_address(cookie, kernel_id)
 
 
 @pytest.mark.parametrize(
@@ -97,7 +86,7 @@ def test_a_migration_output_that_does_not_fit_is_a_bailout_naming_key_version_an
 ) -> None:
     # A version 2 value whose total is no decimal: the conversion to cents cannot produce an int.
     with caplog.at_level(logging.INFO, logger="solara.state"):
-        restored, kernel_id = restore(engine, {"shop.cart": (2, {"skus": ["tea"], "total": "lots"})})
+        restored, address = restore(engine, {"shop.cart": (2, {"skus": ["tea"], "total": "lots"})})
     assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "migration", {})
     warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("restore of key="))
     assert "key=shop.cart" in warning
@@ -108,7 +97,7 @@ def test_a_migration_output_that_does_not_fit_is_a_bailout_naming_key_version_an
         for line in caplog.messages
     )
     assert engine.state_block()["restore_bailout"] == 1
-    assert backend.peek_generation(kernel_id) is None, "a bail-out deletes the poisoned state"
+    assert backend.peek_generation(address) is None, "a bail-out deletes the poisoned state"
 
 
 def test_validation_after_the_chain_names_the_failing_path(shop: ModuleType) -> None:
@@ -176,9 +165,9 @@ def test_newer_version_whose_way_back_fails_starts_fresh_instead_of_bailing_out(
 
         migration(cart, from_version=2, ops=[Convert("total", str, shop.cents_to_text)])
         # The newer instance wrote a total the backward conversion cannot read.
-        restored, kernel_id = restore(engine, {"shop.cart": (3, {"skus": [], "total": "n/a"})})
+        restored, address = restore(engine, {"shop.cart": (3, {"skus": [], "total": "n/a"})})
     assert (restored.result, restored.cause) == ("fresh-schema", "newer-version")
-    assert backend.peek_generation(kernel_id) is not None, "the newer state is not deleted"
+    assert backend.peek_generation(address) is not None, "the newer state is not deleted"
 
 
 def test_newer_version_without_a_way_back_starts_fresh_and_keeps_the_state(
@@ -191,13 +180,13 @@ def test_newer_version_without_a_way_back_starts_fresh_and_keeps_the_state(
             return CartV2()
 
         with caplog.at_level(logging.INFO, logger="solara.state"):
-            restored, kernel_id = restore(
+            restored, address = restore(
                 engine, {"shop.cart": (3, {"skus": [], "total": 0, "coupon": None})}
             )
     assert (restored.result, restored.cause, dict(restored.values)) == ("fresh-schema", "newer-version", {})
     assert engine.state_block()["restore_schema_reset"] == 1
     assert any("result=fresh-schema" in line and "cause=newer-version" in line for line in caplog.messages)
-    assert backend.peek_generation(kernel_id) is not None, "the newer state is not deleted"
+    assert backend.peek_generation(address) is not None, "the newer state is not deleted"
 
 
 def test_function_steps_run_on_the_json_form(engine: Engine) -> None:

@@ -24,6 +24,7 @@ from solara.server import kernel, kernel_context
 from starlette.testclient import TestClient
 
 from solara_persisted import solara_integration, state_generation
+from solara_persisted.address import session_address
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.errors import ConfigError
@@ -88,7 +89,8 @@ def test_restore_installs_values_before_the_first_read(engine: Engine, specs: di
         specs["page"].value = 4
         specs["tags"].value = frozenset({"a", "b"})
         specs["query"](uid=7).value = "shoes"
-        assert state_generation() == 1
+        generation = state_generation()
+        assert generation
     wait_until(lambda: engine.state_block()["flush_ok"] >= 1 and not engine.writer.pending())
     first.close(reason="cull")  # the instance loses the kernel; the state stays for the TTL
 
@@ -97,12 +99,12 @@ def test_restore_installs_values_before_the_first_read(engine: Engine, specs: di
         assert specs["page"].value == 4
         assert specs["tags"].value == frozenset({"a", "b"})
         assert specs["query"](uid=7).value == "shoes"
-        assert state_generation() == 2
+        assert state_generation() == generation + 1
     manager = second.state_persistence
     assert manager.last_restore == {"status": "success", "failedKey": None, "cause": None, "nFields": 3}
     assert manager.recovery_failed is False
     second.close(reason="page-close")
-    assert engine.backend.peek_generation(kernel_id) is None, "a genuine tab close deletes"
+    assert engine.backend.peek_generation(session_address(cookie, kernel_id)) is None, "a genuine tab close deletes"
 
 
 def test_another_session_cookie_restores_nothing(engine: Engine, specs: dict[str, Any]) -> None:
@@ -112,13 +114,16 @@ def test_another_session_cookie_restores_nothing(engine: Engine, specs: dict[str
         specs["page"].value = 9
     wait_until(lambda: engine.state_block()["flush_ok"] >= 1 and not engine.writer.pending())
     owner.close(reason="cull")
+    owner_generation = engine.backend.peek_generation(session_address("owner", kernel_id))
     thief = new_context(kernel_id, "thief")
     with thief:
         assert specs["page"].value == 1
-        assert state_generation() is None, "no write rights on another session's state"
-        specs["page"].value = 666
+        specs["page"].value = 666  # written to the thief's own hash, not the owner's
     thief.close(reason="page-close")
-    assert engine.backend.peek_generation(kernel_id) is not None, "the stranger could not delete it"
+    assert engine.backend.peek_generation(session_address("owner", kernel_id)) == owner_generation
+    again = new_context(kernel_id, "owner")
+    with again:
+        assert specs["page"].value == 9, "the stranger neither read, wrote nor deleted the owner's state"
 
 
 def test_server_shutdown_drains_every_kernel_once(
@@ -160,16 +165,17 @@ def test_a_solara_outside_the_tested_range_is_refused() -> None:
 
 def test_a_bailout_storm_soft_remounts_instead_of_dialogs(engine: Engine, specs: dict[str, Any]) -> None:
     # Another half of the fleet signs with a secret this instance lacks: every restore bails out.
-    other = Engine(attrs.evolve(engine.settings, secret_keys=("z" * 32,)), backend=engine.backend)
+    other = Engine(attrs.evolve(engine.settings, secret_keys=(secrets.token_urlsafe(32),)), backend=engine.backend)
     kernel_ids = [uuid.uuid4().hex for _ in range(12)]
     for kernel_id in kernel_ids:
         restored = other.restore(kernel_id, "cookie")
-        session = other.open_session(kernel_id, "cookie", restored, lambda keys: dict.fromkeys(keys, 5))
+        session = other.open_session(kernel_id, restored, lambda keys: dict.fromkeys(keys, 5))
         other.mark_dirty(session, "i.page")
     other.drain(5.0)
     dialogs = []
     for kernel_id in kernel_ids:
         manager = new_context(kernel_id, "cookie").state_persistence
+        assert manager.on_client_message(), "the client's first message runs the takeover"
         assert manager.last_restore["status"] == "bailout" and manager.last_restore["cause"] == "hmac"
         dialogs.append(manager.recovery_failed)
     assert dialogs[:9] == [True] * 9, "a lone bail-out shows the refresh dialog"
@@ -197,12 +203,13 @@ def test_a_tab_close_from_another_session_cannot_delete_state(engine: Engine, sp
     client.cookies.set("solara-session-id", "attacker")
     client.post(f"/_solara/api/close/{kernel_id}?session_id=page-1")
     assert not context.closed_event.is_set()
-    assert engine.backend.peek_generation(kernel_id) is not None
+    address = session_address("owner-cookie", kernel_id)
+    assert engine.backend.peek_generation(address) is not None
     owner = TestClient(solara.server.starlette.app)
     owner.cookies.set("solara-session-id", "owner-cookie")
     owner.post(f"/_solara/api/close/{kernel_id}?session_id=page-1")
     wait_until(lambda: context.closed_event.is_set())
-    assert engine.backend.peek_generation(kernel_id) is None, "the owner's tab close deletes"
+    assert engine.backend.peek_generation(address) is None, "the owner's tab close deletes"
 
 
 def test_the_development_evict_route_drops_a_kernel_and_leaves_its_state(
@@ -241,3 +248,97 @@ def test_simulated_failover_is_refused_unless_enabled(engine: Engine) -> None:
     context = new_context(uuid.uuid4().hex, "cookie")
     with context, pytest.raises(ConfigError, match="SOLARA_STATE_TEST_EVICTION"):
         solara_integration.simulate_failover()
+
+
+def test_status_reads_and_a_close_never_start_a_takeover(engine: Engine, specs: dict[str, Any]) -> None:
+    kernel_id = uuid.uuid4().hex
+    owner = new_context(kernel_id, "owner")
+    with owner:
+        specs["page"].value = 5
+    wait_until(lambda: engine.state_block()["flush_ok"] >= 1 and not engine.writer.pending())
+    address = session_address("owner", kernel_id)
+    generation = engine.backend.peek_generation(address)
+    attempts = engine.state_block()["restore_attempts"]
+    # The same session opens the kernel elsewhere (a reconnect that never sends a message), and
+    # Solara reads its status and closes it: nothing may take the owner's state over.
+    ghost = new_context(uuid.uuid4().hex, "owner")
+    ghost.id = kernel_id
+    manager = solara_integration.KernelPersistence(engine, ghost)
+    assert (manager.generation, manager.recovery_failed) == (0, False)
+    assert manager.last_restore["status"] == "miss"
+    ghost.close_reason = "page-close"
+    manager.close()
+    assert engine.state_block()["restore_attempts"] == attempts
+    assert engine.backend.peek_generation(address) == generation, "the owner's live kernel keeps its rights"
+    with owner:
+        specs["page"].value = 6
+    wait_until(lambda: engine.state_block()["flush_ok"] >= 2 and not engine.writer.pending())
+    assert engine.state_block()["flush_rejected"] == 0
+
+
+def test_a_refused_kernel_id_is_a_disabled_kernel_not_an_exception(engine: Engine, specs: dict[str, Any]) -> None:
+    context = new_context("x" * 300, "cookie")
+    manager = context.state_persistence
+    assert manager.on_client_message()
+    assert manager.disabled and manager.generation == 0
+    with context:
+        assert specs["page"].value == 1
+        specs["page"].value = 2  # served, never written
+    assert engine.state_block()["flush_ok"] == 0
+
+
+def test_a_fenced_out_kernel_closes_as_superseded_and_writes_nothing(
+    engine: Engine, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id = uuid.uuid4().hex
+    stale = new_context(kernel_id, "cookie")
+    with stale:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    # Another instance takes the kernel over (the browser reconnected there) and writes 5.
+    other = Engine(engine.settings, backend=engine.backend)
+    restored = other.restore(kernel_id, "cookie")
+    assert dict(restored.values) == {"i.page": 3}
+    session = other.open_session(kernel_id, restored, lambda keys: dict.fromkeys(keys, 5))
+    other.mark_dirty(session, "i.page")
+    assert other.drain(5.0) == 0
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        with stale:
+            specs["page"].value = 4  # this instance wakes up with a change of its own
+        wait_until(lambda: stale.closed_event.is_set(), "the stale kernel closed")
+    assert any("flush result=rejected" in line for line in caplog.messages)
+    assert any("close reason=superseded" in line and "deleted=false" in line for line in caplog.messages)
+    assert engine.state_block()["flush_ok"] == 1
+    again = other.restore(kernel_id, "cookie")
+    assert dict(again.values) == {"i.page": 5}
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "status"),
+    [
+        ({"Origin": "https://evil.example"}, "?session_id=page-1", 403),
+        ({"Sec-Fetch-Site": "cross-site"}, "?session_id=page-1", 403),
+        ({"Sec-Fetch-Site": "same-site"}, "?session_id=page-1", 403),
+        ({}, "", 400),
+        ({}, "?session_id=", 400),
+    ],
+)
+def test_the_tab_close_route_refuses_cross_site_and_malformed_requests(
+    engine: Engine, specs: dict[str, Any], headers: dict[str, str], query: str, status: int
+) -> None:
+    kernel_id = uuid.uuid4().hex
+    context = new_context(kernel_id, "owner-cookie")
+    context.page_status["page-1"] = kernel_context.PageStatus.CONNECTED
+    with context:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] >= 1)
+    client = TestClient(solara.server.starlette.app)
+    client.cookies.set("solara-session-id", "owner-cookie")
+    response = client.post(f"/_solara/api/close/{kernel_id}{query}", headers=headers)
+    assert response.status_code == status
+    assert not context.closed_event.is_set()
+    assert engine.backend.peek_generation(session_address("owner-cookie", kernel_id)) is not None
+    same_origin = client.post(
+        f"/_solara/api/close/{kernel_id}?session_id=page-1", headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert same_origin.status_code == 200

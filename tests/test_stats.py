@@ -62,7 +62,7 @@ def block(stats: Stats, **kwargs: object) -> dict:
 def test_fields_are_the_guides_in_its_order_then_the_extras() -> None:
     fields = list(block(Stats()))
     assert list(SPEC_FIELDS) == GUIDE_FIELDS
-    assert fields == [*GUIDE_FIELDS, "sync_oversize_dropped", "restore_timeout"]
+    assert fields == [*GUIDE_FIELDS, "sync_oversize_dropped", "sync_budget_dropped", "restore_timeout"]
     assert fields[len(GUIDE_FIELDS) :] == list(EXTRA_FIELDS)
 
 
@@ -82,6 +82,7 @@ def test_a_fresh_block() -> None:
         "sync_by_key": [],
         "sync_by_kernel": [],
         "sync_oversize_dropped": 0,
+        "sync_budget_dropped": 0,
         "restore_timeout": 0,
     }
 

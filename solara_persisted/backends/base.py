@@ -1,10 +1,11 @@
-"""The contract every state backend keeps: one hash per kernel, fenced by a generation counter.
+"""The contract every state backend keeps: one hash per session address, fenced by a generation.
 
-A kernel's state is one hash (one Redis Cluster slot) holding the persisted keys plus one meta
-field named NUL, which no persisted key may start with. A process gets write rights by a
-``takeover`` (which bumps the generation) and loses them as soon as another process takes over:
-its flushes then carry a stale generation and are refused. That fencing is what keeps a
-superseded instance from overwriting the session's new owner.
+A kernel's state is one hash (one Redis Cluster slot) at ``SOLARA_STATE_PREFIX`` + its session
+address (``address.session_address``: a digest of session cookie and kernel id), holding the
+persisted keys plus one meta field named NUL, which no persisted key may start with. A process
+gets write rights by a ``takeover`` (which bumps the generation) and loses them as soon as another
+process takes over: its flushes then carry a stale generation and are refused. That fencing is
+what keeps a superseded instance from overwriting the session's new owner.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from ..envelope import IDENTITY_SIZE
+from ..address import ADDRESS
+from ..envelope import KEY_ID_SIZE, MANIFEST_MAC_SIZE
 from ..errors import BackendError, InvalidIdentifierError
 
 #: Field names starting with NUL are reserved for the backend; persisted keys never do.
@@ -26,15 +28,16 @@ META_PREFIX = "\x00"
 META_FIELD = META_PREFIX
 #: Bytes of SHA-256 kept of the schema tag: enough to notice a changed tag, not a security check.
 TAG_DIGEST_SIZE = 4
+COUNTER_SIZE = 4
 #: Where the generation starts in a packed ``Meta`` (the Lua scripts slice at the same offsets).
-GENERATION_AT = IDENTITY_SIZE + TAG_DIGEST_SIZE
+GENERATION_AT = TAG_DIGEST_SIZE + KEY_ID_SIZE + COUNTER_SIZE + MANIFEST_MAC_SIZE
 
-TakeoverReason = Literal["restored", "miss", "identity-mismatch", "schema-reset"]
+TakeoverReason = Literal["restored", "miss", "schema-reset", "over-budget", "corrupt"]
 
 _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-#: The fleet's key-ring fingerprints live next to the kernels' hashes; ':' is never in a kernel id.
+#: The fleet's key-ring fingerprints live next to the sessions' hashes; ':' is never in an address.
 KEY_RINGS = "fleet:key-rings"
 
 
@@ -45,102 +48,132 @@ def tag_digest(schema_tag: str) -> bytes:
 
 @attrs.frozen
 class Meta:
-    """The meta field's value: ``identity (20 bytes) || tag digest (4 bytes) || generation``.
+    """The meta field: ``tag digest (4) || key id (4) || counter (4) || manifest MAC (16) || generation``.
 
-    The generation is ASCII decimal so a script can compare it as a string. One packed field
-    instead of one field per item saves the listpack an entry header and name for each, which is
-    what keeps a small session's hash in a smaller allocation. The Lua scripts mirror this layout.
+    The first four parts are the signed manifest (see ``KeyRing.sign_manifest``): the schema tag
+    the state was written under, the key that signed it, a write counter and the MAC over every
+    field's envelope tag. The generation is unsigned ASCII decimal, bumped by each takeover, so a
+    script can compare it as a string. One packed field instead of one per item keeps a small
+    session's hash in a smaller allocation. The Lua scripts mirror this layout.
     """
 
-    identity: bytes
     tag: bytes
+    key_id: bytes
+    counter: int
+    mac: bytes
     generation: int
 
     def pack(self) -> bytes:
-        return b"".join((self.identity, self.tag, b"%d" % self.generation))
+        return b"".join(
+            (self.tag, self.key_id, self.counter.to_bytes(COUNTER_SIZE, "big"), self.mac, b"%d" % self.generation)
+        )
 
     @classmethod
     def unpack(cls, data: bytes) -> Meta:
         generation = data[GENERATION_AT:]
-        if not generation.isdigit():
+        if not (generation.isdigit() and generation.isascii()) or len(generation) > 18:
             raise BackendError(
-                f"a kernel's meta field holds {len(data)} bytes that are not identity, tag digest and "
+                f"a session's meta field holds {len(data)} bytes that are not a manifest and a "
                 "generation. Fix: keys under SOLARA_STATE_PREFIX must hold only solara-persisted hashes; "
                 "give the state its own prefix or database"
             )
-        return cls(data[:IDENTITY_SIZE], data[IDENTITY_SIZE:GENERATION_AT], int(generation))
+        at = TAG_DIGEST_SIZE
+        return cls(
+            tag=data[:at],
+            key_id=data[at : at + KEY_ID_SIZE],
+            counter=int.from_bytes(data[at + KEY_ID_SIZE : at + KEY_ID_SIZE + COUNTER_SIZE], "big"),
+            mac=data[GENERATION_AT - MANIFEST_MAC_SIZE : GENERATION_AT],
+            generation=int(generation),
+        )
+
+
+@attrs.frozen
+class SessionBudget:
+    """How much one session may hold: persisted keys and envelope bytes (0: no limit)."""
+
+    max_keys: int = 0
+    max_bytes: int = 0
 
 
 @attrs.frozen
 class Takeover:
     """The outcome of a takeover.
 
-    ``generation`` is the write right this process now holds: 1 on a miss (nothing was written,
-    the first flush creates the hash), 0 on an identity mismatch (no right at all), the bumped
-    counter otherwise. ``fields`` holds every stored value on "restored" and nothing else.
-    ``stored_tag`` (on "schema-reset") is the hex of the stored tag's 4-byte digest: only the
-    digest is stored, so compare it with ``tag_digest(tag).hex()``.
+    ``generation`` is the write right this process now holds, the bumped counter; 0 on a miss
+    (nothing was stored: the engine picks a fresh one) and on a corrupt meta field. ``meta`` is
+    the stored manifest (before the bump) on every reason but "miss" and "corrupt"; ``fields``
+    holds every stored value, by raw field name, on "restored" and nothing else. ``over`` names
+    the exceeded budget ("keys" or "bytes") and ``amount`` how much the session holds.
     """
 
     reason: TakeoverReason
     generation: int
-    fields: Mapping[str, bytes] = attrs.field(factory=dict)
-    stored_identity: bytes | None = None
-    stored_tag: str | None = None
+    meta: Meta | None = None
+    fields: Mapping[bytes, bytes] = attrs.field(factory=dict)
+    over: str | None = None
+    amount: int = 0
 
 
 @attrs.frozen
 class FlushRequest:
-    """One fenced write of a kernel's changed keys; ``removed`` keys are deleted in the same step."""
+    """One fenced write of a session's changed keys; ``removed`` keys are deleted in the same step.
 
-    kernel_id: str
-    generation: int
-    identity: bytes
-    schema_tag: str
+    ``meta`` carries the generation the writer holds and the new manifest over the whole hash as
+    it will be after this write. ``must_exist``: the manifest covers fields written before, so
+    the write is refused if the hash is gone (deleted or expired) rather than leave it partial.
+    """
+
+    address: str
+    meta: Meta
     fields: Mapping[str, bytes]
     ttl: float
     removed: tuple[str, ...] = ()
+    must_exist: bool = False
+
+    @property
+    def generation(self) -> int:
+        return self.meta.generation
 
 
 class Backend(abc.ABC):
-    """Where kernel state lives. Every verb is atomic; every failure is a ``BackendError``."""
+    """Where session state lives. Every verb is atomic; every failure is a ``BackendError``."""
 
     #: Whether other processes see this backend's data (a failover can only restore if so).
     shared: ClassVar[bool]
 
     @abc.abstractmethod
-    def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
-        """Verify the session identity, check the schema tag, bump the generation and read every field.
+    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
+        """Check the schema tag and the budget, bump the generation and read every field, atomically.
 
-        ``identities`` are the accepted identities (one per key of the ring): a stored identity
-        equal to none of them belongs to another session. Never writes on a miss.
+        Never writes on a miss. A session over ``budget`` is not read (its generation is bumped so
+        that a fenced delete can remove it).
         """
 
     @abc.abstractmethod
     def flush(self, request: FlushRequest) -> bool:
-        """Write ``request`` if its generation is current; False when fenced out (nothing written)."""
+        """Write ``request`` if its generation is current or nothing is stored; False when fenced out."""
 
     @abc.abstractmethod
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
-        """Flush many kernels at once; one result per request, in order.
+        """Flush many sessions at once; one result per request, in order.
 
         Raises ``BackendError`` when the backend could not be reached at all.
         """
 
     @abc.abstractmethod
-    def peek_generation(self, kernel_id: str) -> int | None:
-        """The stored generation, or None when the kernel has no state; writes nothing."""
+    def peek_generation(self, address: str) -> int | None:
+        """The stored generation, or None when the session has no state; writes nothing."""
 
     @abc.abstractmethod
-    def touch(self, kernel_id: str, ttl: float) -> int | None:
+    def touch(self, address: str, ttl: float) -> int | None:
         """A reconnect is activity: refresh the state's TTL and return its generation.
 
-        None when the kernel has no state; then nothing is written.
+        None when the session has no state; then nothing is written.
         """
 
     @abc.abstractmethod
-    def delete(self, kernel_id: str, generation: int | None = None) -> bool:
-        """Delete a kernel's state; with a generation, only while it is still current (fenced)."""
+    def delete(self, address: str, generation: int | None = None) -> bool:
+        """Delete a session's state; with a generation, only while it is still current (fenced)."""
 
     @abc.abstractmethod
     def ping(self) -> None:
@@ -164,36 +197,36 @@ class Backend(abc.ABC):
 
 
 def validate_kernel_id(kernel_id: str) -> str:
-    """Return ``kernel_id`` if it can safely become part of a backend key, else raise."""
+    """Return ``kernel_id`` if the engine serves it (Solara assigns UUIDs), else raise."""
     if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
         raise InvalidIdentifierError(
-            f"kernel id {kernel_id!r} is not 1 to 128 characters of A-Z, a-z, 0-9, '_' or '-'. "
+            f"kernel id {kernel_id!r:.80} is not 1 to 128 characters of A-Z, a-z, 0-9, '_' or '-'. "
             "Fix: pass the kernel id Solara assigned (a UUID), never text taken from a request unchecked"
         )
     return kernel_id
 
 
-def validate_identity(identity: bytes, kernel_id: str) -> bytes:
-    """Return ``identity`` if it has the key ring's identity size, else raise.
-
-    A wrong size could never match a stored identity, so it would pass silently as a mismatch.
-    """
-    if len(identity) != IDENTITY_SIZE:
+def validate_address(address: str) -> str:
+    """Return ``address`` if it is a session address (``session_address``), else raise."""
+    if not isinstance(address, str) or not ADDRESS.fullmatch(address):
         raise InvalidIdentifierError(
-            f"session identity for kernel {kernel_id} is {len(identity)} bytes, not {IDENTITY_SIZE}. "
-            "Fix: pass identities made by KeyRing.identities()"
+            f"{address!r:.80} is not a session address. Fix: derive it with session_address(cookie, kernel id)"
         )
-    return identity
+    return address
 
 
 def validate_request(request: FlushRequest) -> None:
-    """Refuse a flush that could corrupt the hash: a bad kernel id or identity, a field posing as meta."""
-    validate_kernel_id(request.kernel_id)
-    validate_identity(request.identity, request.kernel_id)
+    """Refuse a flush that could corrupt the hash: a bad address or meta, a field posing as meta."""
+    validate_address(request.address)
+    meta = request.meta
+    if (len(meta.tag), len(meta.key_id), len(meta.mac)) != (TAG_DIGEST_SIZE, KEY_ID_SIZE, MANIFEST_MAC_SIZE):
+        raise InvalidIdentifierError(
+            f"the manifest of session {request.address} has the wrong shape. Fix: build it with KeyRing.sign_manifest"
+        )
     for field in (*request.fields, *request.removed):
         if not field or field.startswith(META_PREFIX):
             raise InvalidIdentifierError(
-                f"field {field!r} of kernel {request.kernel_id} is empty or starts with NUL, which is "
+                f"field {field!r} of session {request.address} is empty or starts with NUL, which is "
                 "reserved for backend meta fields. Fix: write only keys declared with persisted()"
             )
 

@@ -1,7 +1,7 @@
 """The in-process backend: the Redis contract over a dict, for one process and for tests.
 
-It stores exactly the bytes the Redis backend stores (the packed meta field included), under
-the same key, so a test on ``memory`` says something about ``redis`` too.
+It stores exactly the bytes the Redis backend stores (field names as raw bytes, the packed meta
+field included), under the same key, so a test on ``memory`` says something about ``redis`` too.
 Nothing is shared between processes (``shared = False``): a failover cannot restore from it.
 """
 
@@ -17,17 +17,18 @@ from ..config import Settings
 from ..errors import BackendError
 from .base import (
     META_FIELD,
-    META_PREFIX,
     Backend,
     FlushRequest,
     Meta,
+    SessionBudget,
     Takeover,
     tag_digest,
     ttl_milliseconds,
-    validate_identity,
-    validate_kernel_id,
+    validate_address,
     validate_request,
 )
+
+_META = META_FIELD.encode()
 
 #: How often expired hashes are swept on writes (reads drop them on access anyway).
 SWEEP_INTERVAL = 60.0
@@ -35,7 +36,7 @@ SWEEP_INTERVAL = 60.0
 
 @attrs.define
 class _Hash:
-    fields: dict[str, bytes]
+    fields: dict[bytes, bytes]
     expires_at: float
 
 
@@ -52,74 +53,77 @@ class MemoryBackend(Backend):
         self._key_rings: dict[str, tuple[str, float]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL
 
-    def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
-        key = self._prefix + validate_kernel_id(kernel_id)
-        for identity in identities:
-            validate_identity(identity, kernel_id)
+    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
+        key = self._prefix + validate_address(address)
         with self._lock:
             stored = self._live(key)
             if stored is None:
-                return Takeover("miss", 1)
-            meta = Meta.unpack(stored.fields[META_FIELD])
-            if meta.identity not in identities:
-                return Takeover("identity-mismatch", 0, stored_identity=meta.identity)
-            meta = attrs.evolve(meta, generation=meta.generation + 1)
-            stored.fields[META_FIELD] = meta.pack()
+                return Takeover("miss", 0)
+            try:
+                meta = Meta.unpack(stored.fields[_META])
+            except BackendError:
+                return Takeover("corrupt", 0)
+            bumped = attrs.evolve(meta, generation=meta.generation + 1)
+            stored.fields[_META] = bumped.pack()
             stored.expires_at = self._expiry(ttl)
             if meta.tag != tag_digest(schema_tag):
-                return Takeover("schema-reset", meta.generation, stored_tag=meta.tag.hex())
-            values = {name: data for name, data in stored.fields.items() if not name.startswith(META_PREFIX)}
-            return Takeover("restored", meta.generation, values)
+                return Takeover("schema-reset", bumped.generation, meta)
+            values = {name: data for name, data in stored.fields.items() if name != _META}
+            if budget.max_keys and len(values) > budget.max_keys:
+                return Takeover("over-budget", bumped.generation, meta, over="keys", amount=len(values))
+            total = sum(map(len, values.values()))
+            if budget.max_bytes and total > budget.max_bytes:
+                return Takeover("over-budget", bumped.generation, meta, over="bytes", amount=total)
+            return Takeover("restored", bumped.generation, meta, values)
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
-        if request.generation == 0:
-            return False
-        key = self._prefix + request.kernel_id
-        tag = tag_digest(request.schema_tag)
+        key = self._prefix + request.address
         with self._lock:
             self._sweep()
             stored = self._live(key)
             if stored is None:
+                if request.must_exist:
+                    return False
                 stored = self._hashes[key] = _Hash({}, 0.0)
             else:
-                meta = Meta.unpack(stored.fields[META_FIELD])
+                meta = Meta.unpack(stored.fields[_META])
                 if meta.generation != request.generation:
                     return False
-                if meta.tag != tag:  # values written under another schema must not be restored
+                if meta.tag != request.meta.tag:  # values written under another schema must not be restored
                     stored.fields = {}
-            stored.fields[META_FIELD] = Meta(bytes(request.identity), tag, request.generation).pack()
-            stored.fields.update((name, bytes(data)) for name, data in request.fields.items())
+            stored.fields[_META] = request.meta.pack()
+            stored.fields.update((name.encode(), bytes(data)) for name, data in request.fields.items())
             for name in request.removed:
-                stored.fields.pop(name, None)
+                stored.fields.pop(name.encode(), None)
             stored.expires_at = self._expiry(request.ttl)
             return True
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
         return [self.flush(request) for request in requests]
 
-    def peek_generation(self, kernel_id: str) -> int | None:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def peek_generation(self, address: str) -> int | None:
+        key = self._prefix + validate_address(address)
         with self._lock:
             stored = self._live(key)
-            return None if stored is None else Meta.unpack(stored.fields[META_FIELD]).generation
+            return None if stored is None else Meta.unpack(stored.fields[_META]).generation
 
-    def touch(self, kernel_id: str, ttl: float) -> int | None:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def touch(self, address: str, ttl: float) -> int | None:
+        key = self._prefix + validate_address(address)
         with self._lock:
             stored = self._live(key)
             if stored is None:
                 return None
             stored.expires_at = self._expiry(ttl)
-            return Meta.unpack(stored.fields[META_FIELD]).generation
+            return Meta.unpack(stored.fields[_META]).generation
 
-    def delete(self, kernel_id: str, generation: int | None = None) -> bool:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def delete(self, address: str, generation: int | None = None) -> bool:
+        key = self._prefix + validate_address(address)
         with self._lock:
             stored = self._live(key)
             if stored is None:
                 return False
-            if generation is not None and Meta.unpack(stored.fields[META_FIELD]).generation != generation:
+            if generation is not None and Meta.unpack(stored.fields[_META]).generation != generation:
                 return False
             del self._hashes[key]
             return True
@@ -142,9 +146,9 @@ class MemoryBackend(Backend):
     def close(self) -> None:
         """Nothing to release; the data stays readable for other engines sharing this object."""
 
-    def raw(self, kernel_id: str) -> dict[str, bytes] | None:
-        """A copy of the kernel's hash as Redis would hold it (meta fields included), or None."""
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def raw(self, address: str) -> dict[bytes, bytes] | None:
+        """A copy of the session's hash as Redis would hold it (meta field included), or None."""
+        key = self._prefix + validate_address(address)
         with self._lock:
             stored = self._live(key)
             return None if stored is None else dict(stored.fields)

@@ -57,12 +57,12 @@ from .base import (
     Backend,
     FlushRequest,
     Meta,
+    SessionBudget,
     Takeover,
     TakeoverReason,
     tag_digest,
     ttl_milliseconds,
-    validate_identity,
-    validate_kernel_id,
+    validate_address,
     validate_request,
 )
 
@@ -119,30 +119,19 @@ class RedisBackend(Backend):
         self._closers: list[Callable[[], None]] = []
         self._scripts: dict[str, Script] = {}
 
-    def takeover(self, kernel_id: str, identities: Sequence[bytes], schema_tag: str, ttl: float) -> Takeover:
-        key = self._prefix + validate_kernel_id(kernel_id)
-        for identity in identities:
-            validate_identity(identity, kernel_id)
+    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
+        key = self._prefix + validate_address(address)
         with self._failing("takeover"):
             self._client_or_connect()
-            args = [tag_digest(schema_tag), ttl_milliseconds(ttl), *identities]
+            args = [tag_digest(schema_tag), ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes]
             reply = self._scripts["takeover"](keys=[key], args=args)
-        reason: TakeoverReason = reply[0].decode()
-        generation = int(reply[1])
-        if reason == "identity-mismatch":
-            return Takeover(reason, generation, stored_identity=reply[2])
-        if reason == "schema-reset":
-            return Takeover(reason, generation, stored_tag=reply[2].hex())
-        fields = {reply[i].decode(): reply[i + 1] for i in range(3, len(reply), 2)}
-        return Takeover(reason, generation, fields)
+        return _takeover(reply)
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
-        if request.generation == 0:
-            return False
         with self._failing("flush"):
             self._client_or_connect()
-            key = self._prefix + request.kernel_id
+            key = self._prefix + request.address
             return self._scripts["flush"](keys=[key], args=_flush_args(request)) == 1
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
@@ -150,8 +139,7 @@ class RedisBackend(Backend):
         for request in requests:
             validate_request(request)
         results: list[bool | BackendError] = [False] * len(requests)
-        sent = [i for i, request in enumerate(requests) if request.generation != 0]
-        if not sent:
+        if not requests:
             return results
         with self._failing("flush_many"):
             client = self._client_or_connect()
@@ -159,13 +147,13 @@ class RedisBackend(Backend):
             pipe = client.pipeline(transaction=False)
             if isinstance(client, RedisCluster):
                 route_scripts_by_key(pipe)
-            keys = [self._prefix + request.kernel_id for request in requests]
-            for i in sent:
+            keys = [self._prefix + request.address for request in requests]
+            for key, request in zip(keys, requests, strict=True):
                 # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
                 # round trip to a pipeline and its cluster pipeline refuses evalsha().
-                pipe.execute_command("EVALSHA", script.sha, 1, keys[i], *_flush_args(requests[i]))
+                pipe.execute_command("EVALSHA", script.sha, 1, key, *_flush_args(request))
             replies = pipe.execute(raise_on_error=False)
-            for i, reply in zip(sent, replies, strict=True):
+            for i, reply in enumerate(replies):
                 if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
                     try:
                         reply = script(keys=[keys[i]], args=_flush_args(requests[i]))
@@ -174,14 +162,14 @@ class RedisBackend(Backend):
                 results[i] = self._error("flush_many", reply) if isinstance(reply, Exception) else reply == 1
         return results
 
-    def peek_generation(self, kernel_id: str) -> int | None:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def peek_generation(self, address: str) -> int | None:
+        key = self._prefix + validate_address(address)
         with self._failing("peek_generation"):
             stored = self._client_or_connect().hget(key, META_FIELD)
         return None if stored is None else Meta.unpack(stored).generation
 
-    def touch(self, kernel_id: str, ttl: float) -> int | None:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def touch(self, address: str, ttl: float) -> int | None:
+        key = self._prefix + validate_address(address)
         with self._failing("touch"):
             pipe = self._client_or_connect().pipeline(transaction=False)  # one round trip, one key
             pipe.hget(key, META_FIELD)
@@ -189,8 +177,8 @@ class RedisBackend(Backend):
             stored, _ = pipe.execute()
         return None if stored is None else Meta.unpack(stored).generation
 
-    def delete(self, kernel_id: str, generation: int | None = None) -> bool:
-        key = self._prefix + validate_kernel_id(kernel_id)
+    def delete(self, address: str, generation: int | None = None) -> bool:
+        key = self._prefix + validate_address(address)
         with self._failing("delete"):
             client = self._client_or_connect()
             if generation is None:
@@ -274,9 +262,26 @@ class RedisBackend(Backend):
         )
 
 
+def _takeover(reply: list[Any]) -> Takeover:
+    """The takeover script's reply as a ``Takeover`` (field names stay raw bytes until verified)."""
+    reason: TakeoverReason = reply[0].decode()
+    generation = int(reply[1])
+    if reason in ("miss", "corrupt"):
+        return Takeover(reason, generation)
+    meta = Meta.unpack(reply[2])
+    if reason == "over-budget":
+        return Takeover(reason, generation, meta, over=reply[3].decode(), amount=int(reply[4]))
+    fields = {reply[i]: reply[i + 1] for i in range(3, len(reply), 2)}
+    return Takeover(reason, generation, meta, fields)
+
+
 def _flush_args(request: FlushRequest) -> list[Any]:
-    meta = Meta(request.identity, tag_digest(request.schema_tag), request.generation).pack()
-    args: list[Any] = [meta, ttl_milliseconds(request.ttl), len(request.fields)]
+    args: list[Any] = [
+        request.meta.pack(),
+        ttl_milliseconds(request.ttl),
+        b"1" if request.must_exist else b"0",
+        len(request.fields),
+    ]
     for name, data in request.fields.items():
         args += (name, data)
     args += request.removed

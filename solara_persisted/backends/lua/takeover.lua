@@ -1,30 +1,47 @@
--- Take a kernel's state over: verify the identity, check the schema tag, bump the generation.
--- KEYS[1] the kernel's hash; ARGV[1] schema tag digest; ARGV[2] TTL in ms; ARGV[3..] accepted
--- identities. The meta field '\0' holds identity (20 bytes) .. tag digest (4) .. generation
--- (ASCII decimal), as base.Meta packs it.
--- Reply: {reason, generation, identity-or-tag-digest, field, value, field, value, ...}.
+-- Take a session's state over: check the schema tag and the budget, bump the generation, read.
+-- KEYS[1] the session's hash (prefix .. session address).
+-- ARGV[1] schema tag digest (4 bytes); ARGV[2] TTL in ms; ARGV[3] max persisted keys (0: none);
+-- ARGV[4] max envelope bytes (0: none).
+-- The meta field '\0' is tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
+-- generation (ASCII decimal), as base.Meta packs it; only the generation is touched here.
+-- Reply: {reason, generation, stored meta, ...}: 'miss' and 'corrupt' carry nothing more;
+-- 'over-budget' adds {'keys' or 'bytes', amount}; 'restored' adds field, value, field, value, ...
 local key = KEYS[1]
 local meta = redis.call('HGET', key, '\0')
 if not meta then
-  return {'miss', 1}  -- nothing is written on a miss: the first flush creates the hash
+  return {'miss', 0}  -- nothing is written on a miss: the first flush creates the hash
 end
-local identity = string.sub(meta, 1, 20)
-local known = false
-for i = 3, #ARGV do
-  if identity == ARGV[i] then known = true break end
+local stored = string.sub(meta, 29)
+if #meta < 29 or #stored > 18 or not string.match(stored, '^%d+$') then
+  return {'corrupt', 0}
 end
-if not known then
-  return {'identity-mismatch', 0, identity}
-end
-local tag = string.sub(meta, 21, 24)
-local generation = tonumber(string.sub(meta, 25)) + 1
-redis.call('HSET', key, '\0', identity .. tag .. string.format('%d', generation))
+local generation = tonumber(stored) + 1
+local bumped = string.sub(meta, 1, 28) .. string.format('%d', generation)
+redis.call('HSET', key, '\0', bumped)
 redis.call('PEXPIRE', key, ARGV[2])
-if tag ~= ARGV[1] then
+if string.sub(meta, 1, 4) ~= ARGV[1] then
   -- Keep the data: an instance still on the old tag must not destroy what newer ones wrote.
-  return {'schema-reset', generation, tag}
+  return {'schema-reset', generation, meta}
 end
-local reply = {'restored', generation, ''}
+-- The budget is checked before anything is read, so an oversized session costs a bail-out,
+-- not a stall of every other client while its values are copied.
+local max_keys, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local count = redis.call('HLEN', key) - 1
+if max_keys > 0 and count > max_keys then
+  return {'over-budget', generation, meta, 'keys', count}
+end
+if max_bytes > 0 then
+  local total = 0
+  for _, field in ipairs(redis.call('HKEYS', key)) do
+    if string.byte(field, 1) ~= 0 then
+      total = total + redis.call('HSTRLEN', key, field)
+      if total > max_bytes then
+        return {'over-budget', generation, meta, 'bytes', total}
+      end
+    end
+  end
+end
+local reply = {'restored', generation, meta}
 local all = redis.call('HGETALL', key)
 for i = 1, #all, 2 do
   if string.byte(all[i], 1) ~= 0 then

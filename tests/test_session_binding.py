@@ -1,0 +1,337 @@
+"""A kernel id is not a credential, and a fenced instance never writes again (several engines, one store).
+
+The kernel id is public; the session cookie is the credential. These tests play an attacker and
+a scheduler against engines sharing one backend (in-process memory and a real redis-server):
+two cookies on one kernel id in every order, a squatter, a paused instance that wakes up after
+another took over, a store someone can write to (rolled-back, removed and copied fields), and
+sessions over their budget.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import uuid
+from typing import Any
+
+import attrs
+import pytest
+import redis
+from engine_kit import (  # noqa: F401
+    Cart,
+    Kernel,
+    backend_fixture,
+    make_engine,
+    settings_fixture,
+    specs_fixture,
+)
+
+from solara_persisted.address import session_address
+from solara_persisted.backends.base import Backend, FlushRequest, SessionBudget
+from solara_persisted.config import Settings
+from solara_persisted.engine import Engine
+
+STEPS = ("open owner", "open stranger", "write owner", "write stranger")
+
+
+def orders() -> list[tuple[str, ...]]:
+    """Every order of the four steps in which each side opens before it writes."""
+    return [
+        order
+        for order in itertools.permutations(STEPS)
+        if order.index("open owner") < order.index("write owner")
+        and order.index("open stranger") < order.index("write stranger")
+    ]
+
+
+def flushed(engine: Engine) -> int:
+    assert engine.drain(5.0) == 0
+    return engine.state_block()["flush_ok"]
+
+
+@pytest.mark.parametrize("order", orders(), ids=lambda order: ",".join(step.split()[0][0] + step.split()[1][0] for step in order))
+def test_two_cookies_on_one_kernel_id_never_share_state_in_any_order(
+    settings: Settings, backend: Backend, specs: dict[str, Any], order: tuple[str, ...]
+) -> None:
+    kernel_id = str(uuid.uuid4())
+    cookies = {"owner": secrets.token_urlsafe(16), "stranger": secrets.token_urlsafe(16)}
+    values = {"owner": 1, "stranger": 666}
+    engines = {"owner": make_engine(settings, backend), "stranger": make_engine(settings, backend)}
+    kernels: dict[str, Kernel] = {}
+    for step in order:
+        verb, who = step.split()
+        if verb == "open":
+            kernels[who] = Kernel(engines[who], kernel_id, cookies[who])
+            assert kernels[who].restored.result == "miss"
+        else:
+            kernels[who].set("t.page", values[who])
+            assert engines[who].drain(5.0) == 0
+    for who, engine in engines.items():
+        assert engine.state_block()["flush_rejected"] == 0, f"the {who} was fenced out"
+    assert kernels["owner"].address != kernels["stranger"].address
+    for who in ("owner", "stranger"):
+        restored = make_engine(settings, backend).restore(kernel_id, cookies[who])
+        assert (restored.result, dict(restored.values)) == ("success", {"t.page": values[who]}), who
+
+
+def test_a_squatter_who_writes_first_never_locks_the_owner_out(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, owner_cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    squatter = Kernel(make_engine(settings, backend), kernel_id, "squatter-cookie")
+    squatter.set("t.page", 666)
+    squatter.set("t.cart", Cart(("stolen",)))
+    assert flushed(squatter.engine) == 1
+    owner_engine = make_engine(settings, backend)
+    owner = Kernel(owner_engine, kernel_id, owner_cookie)
+    assert (owner.restored.result, dict(owner.restored.values)) == ("miss", {})
+    owner.set("t.page", 7)
+    assert flushed(owner_engine) == 1 and owner_engine.state_block()["flush_rejected"] == 0
+    again = make_engine(settings, backend).restore(kernel_id, owner_cookie)
+    assert dict(again.values) == {"t.page": 7}
+
+
+def test_the_hash_name_holds_neither_kernel_id_nor_cookie(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert kernel_id not in kernel.address and cookie not in kernel.address
+    assert len(kernel.address) == 22
+    assert session_address(cookie, kernel_id) == kernel.address, "the address is stable (no secret in it)"
+    rotated = make_engine(settings, backend, secret_keys=(secrets.token_urlsafe(32), *settings.secret_keys))
+    assert Kernel(rotated, kernel_id, cookie).address == kernel.address, "rotation keeps the address"
+
+
+def test_a_fenced_instance_never_writes_its_stale_values(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    first = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    first.set("t.page", 3)
+    assert flushed(first.engine) == 1
+    # A is paused with 3 -> 4 pending; the browser reconnects to B, which restores 3.
+    a = Kernel(make_engine(settings, backend, flush_debounce=60.0), kernel_id, cookie)
+    a.set("t.page", 4)
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert dict(b.restored.values) == {"t.page": 3}
+    b.set("t.page", 5)
+    assert flushed(b.engine) == 1
+    rejected: list[Any] = []
+    a.session.on_rejected = rejected.append
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        assert a.engine.drain(5.0) == 0  # A wakes up: its write of 4 is refused
+    assert rejected == [a.session] and a.session.stale
+    assert any("flush result=rejected" in line for line in caplog.messages)
+    a.set("t.page", 6)  # and later changes on A are never written either
+    a.engine.close_session(a.session, "page-close")  # nor does a close write or delete
+    assert a.engine.state_block()["flush_ok"] == 0
+    c = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert dict(c.values) == {"t.page": 5}, "the newer value survives the stale instance"
+
+
+def test_two_misses_of_one_session_do_not_share_write_rights(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend, flush_debounce=60.0), kernel_id, cookie)
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert a.restored.result == b.restored.result == "miss"
+    assert a.restored.generation != b.restored.generation
+    a.set("t.page", 4)
+    b.set("t.page", 5)
+    assert flushed(b.engine) == 1
+    assert a.engine.drain(5.0) == 0
+    assert a.session.stale and a.engine.state_block()["flush_ok"] == 0
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 5}
+
+
+def test_a_page_close_of_a_stale_copy_deletes_nothing(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert dict(b.restored.values) == {"t.page": 1}
+    a.engine.close_session(a.session, "page-close")  # A's generation is old: the delete is fenced
+    assert backend.peek_generation(b.address) == b.restored.generation
+
+
+# -- the store itself is not trusted ------------------------------------------------------------
+
+
+def write_two(settings: Settings, backend: Backend, kernel_id: str, cookie: str) -> Kernel:
+    kernel = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    kernel.set("t.page", 1)
+    kernel.set("t.cart", Cart(("tea",)))
+    assert flushed(kernel.engine) == 1
+    return kernel
+
+
+def replace_fields(
+    backend: Backend, address: str, engine: Engine, fields: dict[str, bytes], removed: tuple[str, ...] = ()
+) -> None:
+    """Write raw fields into a hash keeping its meta field as it is: what write access to Redis allows."""
+    takeover = backend.takeover(address, engine.schema_tag, 60, SessionBudget())
+    assert takeover.meta is not None
+    meta = attrs.evolve(takeover.meta, generation=takeover.generation)
+    assert backend.flush(FlushRequest(address, meta, fields, 60, removed, must_exist=True))
+
+
+def test_one_field_rolled_back_to_an_older_genuine_envelope_is_detected(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = write_two(settings, backend, kernel_id, cookie)
+    old = backend.takeover(kernel.address, kernel.engine.schema_tag, 60, SessionBudget()).fields[b"t.page"]
+    kernel.session.generation = backend.peek_generation(kernel.address)  # the test's takeover bumped it
+    kernel.set("t.page", 2)
+    assert flushed(kernel.engine) == 2
+    replace_fields(backend, kernel.address, kernel.engine, {"t.page": old})
+    checker = make_engine(settings, backend)
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        restored = checker.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "manifest", {})
+    assert any("restore result=bailout" in line and "cause=manifest" in line for line in caplog.messages)
+    assert checker.state_block()["restore_bailout"] == 1
+    assert backend.peek_generation(kernel.address) is None
+
+
+def test_a_removed_field_is_detected(settings: Settings, backend: Backend, specs: dict[str, Any]) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = write_two(settings, backend, kernel_id, cookie)
+    replace_fields(backend, kernel.address, kernel.engine, {}, removed=("t.cart",))
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "manifest")
+
+
+def test_a_field_copied_from_another_session_is_detected(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    victim = write_two(settings, backend, kernel_id, cookie)
+    attacker = write_two(settings, backend, kernel_id, "attacker")
+    theirs = backend.takeover(attacker.address, attacker.engine.schema_tag, 60, SessionBudget()).fields
+    replace_fields(backend, victim.address, victim.engine, {"t.page": theirs[b"t.page"]})
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "manifest")
+
+
+def test_replaying_a_whole_older_hash_is_still_possible(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """The documented limit (docs/envelope.md): an older hash restored whole is consistent."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = write_two(settings, backend, kernel_id, cookie)
+    snapshot = backend.takeover(kernel.address, kernel.engine.schema_tag, 60, SessionBudget())
+    kernel.session.generation = snapshot.generation
+    kernel.set("t.page", 2)
+    assert flushed(kernel.engine) == 2
+    current = backend.peek_generation(kernel.address)
+    assert snapshot.meta is not None and current is not None
+    fields = {name.decode(): data for name, data in snapshot.fields.items()}
+    meta = attrs.evolve(snapshot.meta, generation=current)
+    assert backend.flush(FlushRequest(kernel.address, meta, fields, 60, must_exist=True))
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values)["t.page"] == 1
+
+
+# -- budgets --------------------------------------------------------------------------------------
+
+
+def test_a_session_over_its_key_budget_drops_the_excess_and_keeps_the_rest(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    engine = make_engine(settings, backend, max_session_keys=3)
+    kernel = Kernel(engine, kernel_id, cookie)
+    family = specs["family"]
+    with caplog.at_level(logging.WARNING, logger="solara.state"):
+        for uid in range(5):
+            kernel.set(family.key_for(uid=uid), f"query {uid}")
+        assert engine.drain(5.0) == 0
+    block = engine.state_block()
+    assert (block["flush_ok"], block["sync_budget_dropped"]) == (1, 2)
+    budget_lines = [line for line in caplog.messages if line.startswith("budget ")]
+    assert len(budget_lines) == 1 and "over=keys" in budget_lines[0] and "n_keys=2" in budget_lines[0]
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert sorted(restored.values) == ["user:0:query", "user:1:query", "user:2:query"]
+
+
+def test_a_session_over_its_byte_budget_drops_what_does_not_fit(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    engine = make_engine(settings, backend, max_session_bytes=300)
+    kernel = Kernel(engine, kernel_id, cookie)
+    kernel.set("t.page", 1)
+    kernel.set("t.blob", "b" * 150)
+    assert engine.drain(5.0) == 0
+    kernel.set("t.blob", "b" * 330)  # under the key's own cap (400), over the session's 300 bytes
+    assert engine.drain(5.0) == 0
+    assert engine.state_block()["sync_budget_dropped"] == 1
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert dict(restored.values) == {"t.page": 1}, "the dropped key's older value is not restored either"
+
+
+@pytest.mark.parametrize("budget", [{"max_session_keys": 3}, {"max_session_bytes": 200}])
+def test_a_takeover_over_budget_bails_out_without_reading_the_session(
+    settings: Settings, backend: Backend, specs: dict[str, Any], budget: dict[str, int]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    writer = make_engine(settings, backend)
+    kernel = Kernel(writer, kernel_id, cookie)
+    for uid in range(5):
+        kernel.set(specs["family"].key_for(uid=uid), "q" * 30)
+    assert flushed(writer) == 1
+    strict = make_engine(settings, backend, **budget)
+    restored = strict.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause, dict(restored.values)) == ("bailout", "budget", {})
+    assert backend.peek_generation(kernel.address) is None, "the oversized session is removed"
+    assert strict.state_block()["restore_bytes_total"] == 0
+
+
+# -- what the engine refuses never escapes as an exception ----------------------------------------
+
+
+@pytest.mark.parametrize("kernel_id", ["", "a" * 129, "x" * 12_000, "kernel\nrestore result=success", "é"])
+def test_a_refused_kernel_id_is_a_skipped_restore_without_rights(
+    settings: Settings, backend: Backend, specs: dict[str, Any], kernel_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = make_engine(settings, backend)
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        restored = engine.restore(kernel_id, "cookie")
+    assert (restored.result, restored.generation) == ("skipped", 0)
+    assert all("\n" not in line for line in caplog.messages), "a log line stays one line"
+
+
+@pytest.fixture
+def raw_redis(settings: Settings) -> redis.Redis:
+    if settings.backend != "redis":
+        pytest.skip("writes raw bytes into Redis")
+    return redis.Redis.from_url(settings.url)
+
+
+@pytest.mark.parametrize("name", [b"\xff\xfe not utf-8", b"x" * 12_000])
+def test_a_planted_field_name_bails_out_and_the_hash_is_removed(
+    settings: Settings, backend: Backend, specs: dict[str, Any], raw_redis: redis.Redis, name: bytes
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = write_two(settings, backend, kernel_id, cookie)
+    raw_redis.hset(settings.prefix + kernel.address, name, b"\x02\x00\x00\x01" + b"1" + b"\x00" * 32)
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "manifest")
+    assert not raw_redis.exists(settings.prefix + kernel.address), "the poisoned hash does not linger"
+
+
+def test_a_corrupt_meta_field_bails_out_and_is_removed(
+    settings: Settings, backend: Backend, specs: dict[str, Any], raw_redis: redis.Redis
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    kernel = write_two(settings, backend, kernel_id, cookie)
+    raw_redis.hset(settings.prefix + kernel.address, b"\x00", b"not a manifest")
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "manifest")
+    assert not raw_redis.exists(settings.prefix + kernel.address)
