@@ -194,7 +194,7 @@ class Settings:
     allow_pickle: bool = False
     ttl: float = 24 * 3600.0
     orphan_cull_timeout: float = 300.0
-    prefix: str = "solara:"  # + kernel id stays <= 44 chars: one smaller Redis allocation per session
+    prefix: str = "solara:"  # + 22-char session address: keys up to 30 chars fit a 32-byte allocation
     flush_debounce: float = 0.3
     connect_timeout: float = 0.3
     breaker_failures: int = 3

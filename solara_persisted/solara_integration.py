@@ -310,7 +310,7 @@ def _limit_kernels_per_session(context: Any) -> None:
         if limit and live >= limit:
             logger.warning(
                 "refused kernel=%s: its session already has %d live kernels (SOLARA_KERNEL_MAX_PER_SESSION)",
-                context.id,
+                quote(context.id),
                 live,
             )
             raise RuntimeError("too many live kernels for this session")

@@ -1,45 +1,59 @@
 """The backend contract, one suite run against ``memory`` and a real redis-server.
 
-Each test states one rule of the contract (miss writes nothing, identity check, schema reset,
-fencing, rotation, TTL, fenced delete, batching) and checks the stored hash itself, not only
-what the backend answers. Redis-only tests below cover what memory cannot: timeouts, the
-round-trip count, the script cache, the eviction policy, the compact encoding and URL forms.
+Each test states one rule of the contract (a session is addressed by a digest of its cookie and
+kernel id; a miss writes nothing; schema reset; budget bail-out; fencing; ``must_exist``; TTL;
+fenced delete; batching) and checks the stored hash itself, not only what the backend answers.
+Redis-only tests below cover what memory cannot: corrupt meta fields planted by hand, what the
+server executes, timeouts, the round-trip count, the script cache, the eviction policy, the
+compact encoding and URL forms.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 
+import attrs
 import pytest
 import redis
+from backend_helpers import (
+    FIRST,
+    META,
+    NO_LIMIT,
+    TTL,
+    cookie,
+    flush_request,
+    kernel,
+    make_meta,
+    named,
+    new_address,
+    packed,
+    schema_digest,
+)
 from pytest_redis.executor import RedisExecutor
 
+from solara_persisted.address import ADDRESS, session_address
 from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import META_FIELD, Backend, FlushRequest
+from solara_persisted.backends.base import (
+    META_FIELD,
+    Backend,
+    FlushRequest,
+    Meta,
+    SessionBudget,
+    Takeover,
+    tag_digest,
+)
 from solara_persisted.backends.memory import MemoryBackend
 from solara_persisted.backends.redis import RedisBackend, redact
 from solara_persisted.config import Settings
-from solara_persisted.envelope import Codec, KeyRing, seal
+from solara_persisted.envelope import Codec, KeyRing, envelope_tag, seal
 from solara_persisted.errors import BackendError, ConfigError, InvalidIdentifierError
 
-Raw = Callable[[str], "dict[str, bytes] | None"]
-TTL = 60.0
-
-
-def identity(name: str, key_id: bytes = b"key1") -> bytes:
-    """A session identity shaped like the key ring's: 4-byte key id + 16 bytes of MAC."""
-    return key_id + hashlib.sha256(name.encode()).digest()[:16]
-
-
-def meta(owner: bytes, schema_tag: str, generation: int) -> bytes:
-    """The meta field's value as documented in base.Meta, built by hand rather than by the helper."""
-    return owner + hashlib.sha256(schema_tag.encode()).digest()[:4] + str(generation).encode()
+Raw = Callable[[str], "dict[bytes, bytes] | None"]
 
 
 def closed_port() -> int:
@@ -49,19 +63,14 @@ def closed_port() -> int:
         return probe.getsockname()[1]
 
 
-OWNER = identity("owner")
-STRANGER = identity("stranger")
+def take(
+    backend: Backend, address: str, schema_tag: str = "v1", budget: SessionBudget = NO_LIMIT
+) -> Takeover:
+    return backend.takeover(address, schema_tag, TTL, budget)
 
 
-def kernel() -> str:
-    return str(uuid.uuid4())
-
-
-def flush_request(
-    kernel_id: str, generation: int, fields: dict[str, bytes], **changes: object
-) -> FlushRequest:
-    options: dict[str, object] = {"identity": OWNER, "schema_tag": "v1", "ttl": TTL, **changes}
-    return FlushRequest(kernel_id=kernel_id, generation=generation, fields=fields, **options)  # type: ignore[arg-type]
+def outcome(takeover: Takeover) -> tuple[str, int, dict[bytes, bytes]]:
+    return takeover.reason, takeover.generation, dict(takeover.fields)
 
 
 @pytest.fixture
@@ -86,16 +95,16 @@ def backend(settings: Settings) -> Iterator[Backend]:
 
 @pytest.fixture
 def raw(settings: Settings, backend: Backend, request: pytest.FixtureRequest) -> Raw:
-    """Read a kernel's stored hash directly (meta fields included), None when the key is absent."""
+    """Read a session's stored hash directly (meta field included), None when the key is absent."""
     if isinstance(backend, MemoryBackend):
         return backend.raw
     client: redis.Redis = request.getfixturevalue("redis_client")
 
-    def read(kernel_id: str) -> dict[str, bytes] | None:
-        key = settings.prefix + kernel_id
+    def read(address: str) -> dict[bytes, bytes] | None:
+        key = settings.prefix + address
         if not client.exists(key):
             return None
-        return {name.decode(): data for name, data in client.hgetall(key).items()}
+        return client.hgetall(key)
 
     return read
 
@@ -103,239 +112,489 @@ def raw(settings: Settings, backend: Backend, request: pytest.FixtureRequest) ->
 # -- the contract, on both backends ---------------------------------------------------------------
 
 
-def test_miss_returns_generation_one_and_writes_nothing(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    takeover = backend.takeover(kernel_id, [OWNER], "v1", TTL)
-    assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("miss", 1, {})
-    assert raw(kernel_id) is None, "a miss must not create the key"
-    assert backend.peek_generation(kernel_id) is None
+def test_miss_returns_generation_zero_and_writes_nothing(backend: Backend, raw: Raw) -> None:
+    address = new_address()
+    takeover = take(backend, address)
+    assert takeover == Takeover("miss", 0), "no meta, no fields: the engine picks a fresh generation"
+    assert raw(address) is None, "a miss must not create the key"
+    assert backend.peek_generation(address) is None
 
 
 def test_first_flush_creates_the_hash_with_its_meta_field(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"shop.page": b"\x01page", "shop.cart": b"\x02cart"}))
-    assert raw(kernel_id) == {
-        META_FIELD: meta(OWNER, "v1", 1),
-        "shop.page": b"\x01page",
-        "shop.cart": b"\x02cart",
-    }
-    assert backend.peek_generation(kernel_id) == 1
+    address = new_address()
+    request = flush_request(address, FIRST, {"shop.page": b"\x01page", "shop.cart": b"\x02cart"})
+    assert backend.flush(request)
+    stored = raw(address)
+    assert stored == {META: packed(request.meta), b"shop.page": b"\x01page", b"shop.cart": b"\x02cart"}
+    assert len(stored[META]) == 28 + len(str(FIRST)), "tag, key id, counter and MAC, then the generation"
+    assert stored[META][:4] == schema_digest("v1") == tag_digest("v1")
+    assert Meta.unpack(stored[META]) == request.meta
+    assert backend.peek_generation(address) == FIRST
 
 
 def test_takeover_restores_every_field_and_bumps_the_generation(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
+    address = new_address()
     values = {"shop.page": bytes(range(256)), "café.ñame": b"", "user:7:query": b"\x00\xff"}
-    assert backend.flush(flush_request(kernel_id, 1, values))
-    takeover = backend.takeover(kernel_id, [STRANGER, OWNER], "v1", TTL)  # any accepted identity
-    assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("restored", 2, values)
-    assert raw(kernel_id)[META_FIELD] == meta(OWNER, "v1", 2)  # type: ignore[index]
-    assert backend.takeover(kernel_id, [OWNER], "v1", TTL).generation == 3
-
-
-def test_identity_mismatch_gives_no_write_right_and_changes_nothing(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"mine"}))
-    before = raw(kernel_id)
-    takeover = backend.takeover(kernel_id, [STRANGER], "v1", TTL)
-    assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("identity-mismatch", 0, {})
-    assert takeover.stored_identity == OWNER
-    assert backend.flush(flush_request(kernel_id, 0, {"k": b"theirs"}, identity=STRANGER)) is False
-    assert raw(kernel_id) == before, "neither the takeover nor the generation-0 flush may write"
-
-
-def test_generation_zero_never_creates_a_hash(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 0, {"k": b"v"})) is False
-    assert raw(kernel_id) is None
+    request = flush_request(address, FIRST, values, counter=7)
+    assert backend.flush(request)
+    takeover = take(backend, address)
+    assert outcome(takeover) == ("restored", FIRST + 1, named(values)), "field names come back as raw bytes"
+    assert takeover.meta == request.meta, "the stored manifest, as it was before the bump"
+    assert (takeover.over, takeover.amount) == (None, 0)
+    assert raw(address) == {META: packed(request.meta, FIRST + 1), **named(values)}, (
+        "only the generation changes"
+    )
+    assert take(backend, address).generation == FIRST + 2
 
 
 def test_schema_reset_keeps_data_until_a_new_schema_write_replaces_it(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"old.a": b"a", "old.b": b"b"}, schema_tag="v1"))
-    takeover = backend.takeover(kernel_id, [OWNER], "v2", TTL)
-    assert (takeover.reason, takeover.generation, dict(takeover.fields)) == ("schema-reset", 2, {})
-    assert takeover.stored_tag == hashlib.sha256(b"v1").digest()[:4].hex()
-    assert raw(kernel_id) == {META_FIELD: meta(OWNER, "v1", 2), "old.a": b"a", "old.b": b"b"}, (
+    address = new_address()
+    old = flush_request(address, FIRST, {"old.a": b"a", "old.b": b"b"}, schema_tag="v1")
+    assert backend.flush(old)
+    takeover = take(backend, address, "v2")
+    assert outcome(takeover) == ("schema-reset", FIRST + 1, {}), "nothing is read"
+    assert takeover.meta == old.meta, "the stored meta before the bump (its tag is the old schema's)"
+    assert raw(address) == {META: packed(old.meta, FIRST + 1), b"old.a": b"a", b"old.b": b"b"}, (
         "nothing deleted, the tag kept, the generation bumped"
     )
     # An instance still on the old tag (mixed-version fleet) gets a reset too and destroys nothing.
-    assert backend.takeover(kernel_id, [OWNER], "v0", TTL).reason == "schema-reset"
-    assert backend.flush(flush_request(kernel_id, 3, {"new.c": b"c"}, schema_tag="v2"))
-    assert raw(kernel_id) == {META_FIELD: meta(OWNER, "v2", 3), "new.c": b"c"}
-    restored = backend.takeover(kernel_id, [OWNER], "v2", TTL)
-    assert (restored.reason, dict(restored.fields)) == ("restored", {"new.c": b"c"})
+    assert take(backend, address, "v0").reason == "schema-reset"
+    new = flush_request(address, FIRST + 2, {"new.c": b"c"}, schema_tag="v2", must_exist=True)
+    assert backend.flush(new)
+    assert raw(address) == {META: packed(new.meta), b"new.c": b"c"}, "the old tag's fields are wiped"
+    restored = take(backend, address, "v2")
+    assert (restored.reason, dict(restored.fields)) == ("restored", {b"new.c": b"c"})
+
+
+def test_a_write_under_another_tag_wipes_every_field_of_the_old_one(backend: Backend, raw: Raw) -> None:
+    """The wipe depends only on the stored tag differing from the request's, not on a takeover."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2", "c": b"3"}, schema_tag="v1"))
+    request = flush_request(address, FIRST, {"b": b"new b"}, schema_tag="v2", removed=("c",))
+    assert backend.flush(request)
+    assert raw(address) == {META: packed(request.meta), b"b": b"new b"}
+    same_tag = flush_request(address, FIRST, {"d": b"4"}, schema_tag="v2", counter=2)
+    assert backend.flush(same_tag)
+    assert raw(address) == {META: packed(same_tag.meta), b"b": b"new b", b"d": b"4"}, (
+        "under the same tag a write only adds"
+    )
 
 
 def test_a_superseded_instance_is_fenced_out(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    old = backend.takeover(kernel_id, [OWNER], "v1", TTL).generation
-    assert backend.flush(flush_request(kernel_id, old, {"k": b"from A"}))
-    new = backend.takeover(kernel_id, [OWNER], "v1", TTL).generation  # instance B takes the session
-    assert new == old + 1
-    assert backend.flush(flush_request(kernel_id, old, {"k": b"stale A"})) is False
-    assert raw(kernel_id)["k"] == b"from A"  # type: ignore[index]
-    assert backend.flush(flush_request(kernel_id, new, {"k": b"from B"}))
-    assert raw(kernel_id)["k"] == b"from B"  # type: ignore[index]
+    address = new_address()
+    assert take(backend, address).reason == "miss"
+    assert backend.flush(flush_request(address, FIRST, {"k": b"from A"}))  # instance A starts the session
+    new = take(backend, address).generation  # instance B takes the session over
+    assert new == FIRST + 1
+    stale = flush_request(address, FIRST, {"k": b"stale A"}, counter=2)
+    assert backend.flush(stale) is False
+    assert backend.flush(attrs.evolve(stale, must_exist=True)) is False
+    assert raw(address)[b"k"] == b"from A"  # type: ignore[index]
+    assert Meta.unpack(raw(address)[META]).counter == 1, "a fenced-out write leaves the meta alone"  # type: ignore[index]
+    assert backend.flush(flush_request(address, new, {"k": b"from B"}, counter=2, must_exist=True))
+    assert raw(address)[b"k"] == b"from B"  # type: ignore[index]
 
 
-def test_rotation_rewrites_the_stored_identity(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    old_identity, new_identity = identity("owner", b"old1"), identity("owner", b"new1")
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, identity=old_identity))
-    takeover = backend.takeover(kernel_id, [new_identity, old_identity], "v1", TTL)  # primary first
-    assert takeover.reason == "restored"
-    assert backend.flush(flush_request(kernel_id, takeover.generation, {"k": b"v2"}, identity=new_identity))
-    assert raw(kernel_id)[META_FIELD] == meta(new_identity, "v1", 2)  # type: ignore[index]
-    assert backend.takeover(kernel_id, [old_identity], "v1", TTL).reason == "identity-mismatch"
+def test_must_exist_refuses_a_session_that_was_deleted_or_expired(backend: Backend, raw: Raw) -> None:
+    """A manifest covering fields written before must not be written over a hash that is gone."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}, must_exist=True)) is False
+    assert raw(address) is None, "never stored: refused, nothing created"
+
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1"}))
+    assert backend.flush(flush_request(address, FIRST, {"b": b"2"}, counter=2, must_exist=True))
+    assert set(raw(address)) == {META, b"a", b"b"}  # type: ignore[arg-type]
+    assert backend.delete(address, FIRST)
+    assert backend.flush(flush_request(address, FIRST, {"c": b"3"}, counter=3, must_exist=True)) is False
+    assert raw(address) is None, "deleted since: refused, not recreated with only the new field"
+
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1"}, ttl=0.2))
+    time.sleep(0.4)
+    assert backend.flush(flush_request(address, FIRST, {"b": b"2"}, counter=2, must_exist=True)) is False
+    assert raw(address) is None, "expired since: refused too"
+
+    fresh = flush_request(address, FIRST + 5, {"a": b"again"})
+    assert backend.flush(fresh), "without must_exist the write starts the hash afresh"
+    assert raw(address) == {META: packed(fresh.meta), b"a": b"again"}
+
+
+def test_over_budget_by_keys_is_not_read_and_can_be_deleted_fenced(backend: Backend, raw: Raw) -> None:
+    address = new_address()
+    values = {"a": b"1" * 10, "b": b"2" * 10, "c": b"3" * 10}
+    request = flush_request(address, FIRST, values)
+    assert backend.flush(request)
+    takeover = take(backend, address, budget=SessionBudget(max_keys=2))
+    assert outcome(takeover) == ("over-budget", FIRST + 1, {}), "no value is returned"
+    assert (takeover.over, takeover.amount, takeover.meta) == ("keys", 3, request.meta)
+    assert raw(address) == {META: packed(request.meta, FIRST + 1), **named(values)}, "nothing but the bump"
+    assert backend.flush(flush_request(address, FIRST, {"a": b"stale"})) is False, (
+        "the bump fences out the previous owner"
+    )
+    assert backend.delete(address, FIRST) is False
+    assert backend.delete(address, takeover.generation), "the bail-out's fenced delete removes it"
+    assert raw(address) is None
+
+
+def test_over_budget_by_bytes_is_not_read_and_can_be_deleted_fenced(backend: Backend, raw: Raw) -> None:
+    address = new_address()
+    values = {"a": b"1" * 10, "b": b"2" * 10, "c": b"3" * 10}
+    request = flush_request(address, FIRST, values)
+    assert backend.flush(request)
+    takeover = take(backend, address, budget=SessionBudget(max_keys=3, max_bytes=29))
+    assert outcome(takeover) == ("over-budget", FIRST + 1, {})
+    assert (takeover.over, takeover.amount, takeover.meta) == ("bytes", 30, request.meta)
+    assert raw(address) == {META: packed(request.meta, FIRST + 1), **named(values)}
+    assert backend.delete(address, FIRST + 1)
+    assert raw(address) is None
+
+
+def test_a_budget_is_inclusive_and_zero_means_no_limit(backend: Backend) -> None:
+    address = new_address()
+    values = {"a": b"1" * 10, "b": b"2" * 10, "c": b"3" * 10}
+    assert backend.flush(flush_request(address, FIRST, values))
+    for budget in (SessionBudget(3, 30), SessionBudget(0, 30), SessionBudget(3, 0), SessionBudget(0, 0)):
+        takeover = take(backend, address, budget=budget)
+        assert (takeover.reason, dict(takeover.fields)) == ("restored", named(values)), budget
+    assert take(backend, address, budget=SessionBudget(0, 29)).over == "bytes"
+    assert take(backend, address, budget=SessionBudget(2, 0)).over == "keys"
+
+
+def test_over_budget_reports_what_the_session_holds(backend: Backend) -> None:
+    """``amount`` is the session's whole size (``Takeover``: "how much the session holds"), the same
+    on both backends, however early the budget was crossed; the engine logs it as such."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1" * 10, "b": b"2" * 10, "c": b"3" * 10}))
+    takeover = take(backend, address, budget=SessionBudget(max_bytes=5))
+    assert (takeover.reason, takeover.over) == ("over-budget", "bytes")
+    assert takeover.amount == 30, f"the session holds 30 bytes, the backend reported {takeover.amount}"
+
+
+def test_the_schema_is_checked_before_the_budget(backend: Backend, raw: Raw) -> None:
+    """Fields of another schema are never read, so they are not counted against the budget."""
+    address = new_address()
+    values = {"a": b"1" * 10, "b": b"2" * 10}
+    assert backend.flush(flush_request(address, FIRST, values))
+    takeover = take(backend, address, "v2", SessionBudget(max_keys=1, max_bytes=1))
+    assert (takeover.reason, takeover.generation, takeover.over) == ("schema-reset", FIRST + 1, None)
+    assert {name for name in raw(address) if name != META} == {b"a", b"b"}  # type: ignore[union-attr]
 
 
 def test_removed_fields_are_deleted_in_the_same_write(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"a": b"1", "b": b"2", "c": b"3"}))
-    assert backend.flush(flush_request(kernel_id, 1, {"b": b"22"}, removed=("a", "never-written")))
-    stored = raw(kernel_id)
-    assert stored is not None
-    assert {name: data for name, data in stored.items() if not name.startswith("\x00")} == {
-        "b": b"22",
-        "c": b"3",
-    }
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2", "c": b"3"}))
+    request = flush_request(address, FIRST, {"b": b"22"}, removed=("a", "never-written"), counter=2)
+    assert backend.flush(request)
+    assert raw(address) == {META: packed(request.meta), b"b": b"22", b"c": b"3"}
 
 
 def test_state_expires_after_its_ttl(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, ttl=0.3))
-    assert backend.peek_generation(kernel_id) == 1
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}, ttl=0.3))
+    assert backend.peek_generation(address) == FIRST
     time.sleep(0.6)
-    assert backend.peek_generation(kernel_id) is None
-    assert raw(kernel_id) is None
-    assert backend.takeover(kernel_id, [OWNER], "v1", TTL).reason == "miss"
+    assert backend.peek_generation(address) is None
+    assert raw(address) is None
+    assert take(backend, address).reason == "miss"
 
 
 def test_takeover_and_flush_refresh_the_ttl(backend: Backend) -> None:
-    kernel_id = kernel()
+    address = new_address()
     ttl = 0.8
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, ttl=ttl))
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}, ttl=ttl))
     time.sleep(0.5)
-    generation = backend.takeover(kernel_id, [OWNER], "v1", ttl).generation
+    generation = backend.takeover(address, "v1", ttl, NO_LIMIT).generation
     time.sleep(0.5)  # past the first expiry: only the takeover's refresh keeps it
-    assert backend.peek_generation(kernel_id) == generation
-    assert backend.flush(flush_request(kernel_id, generation, {"k": b"w"}, ttl=ttl))
+    assert backend.peek_generation(address) == generation
+    assert backend.flush(flush_request(address, generation, {"k": b"w"}, ttl=ttl, must_exist=True))
     time.sleep(0.5)  # past the takeover's expiry: only the flush's refresh keeps it
-    assert backend.peek_generation(kernel_id) == generation
+    assert backend.peek_generation(address) == generation
+
+
+@pytest.mark.parametrize(
+    ("schema_tag", "budget", "reason"),
+    [("v2", NO_LIMIT, "schema-reset"), ("v1", SessionBudget(max_keys=1), "over-budget")],
+)
+def test_a_takeover_that_reads_nothing_still_refreshes_the_ttl(
+    backend: Backend, schema_tag: str, budget: SessionBudget, reason: str
+) -> None:
+    address = new_address()
+    ttl = 0.8
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2"}, ttl=ttl))
+    time.sleep(0.5)
+    assert backend.takeover(address, schema_tag, ttl, budget).reason == reason
+    time.sleep(0.5)  # past the flush's expiry
+    assert backend.peek_generation(address) == FIRST + 1
 
 
 def test_touch_refreshes_the_ttl_and_reports_the_generation(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.touch(kernel_id, TTL) is None
-    assert raw(kernel_id) is None, "touching a kernel without state writes nothing"
+    address = new_address()
+    assert backend.touch(address, TTL) is None
+    assert raw(address) is None, "touching a session without state writes nothing"
     ttl = 0.8
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, ttl=ttl))
-    before = raw(kernel_id)
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}, ttl=ttl))
+    before = raw(address)
     time.sleep(0.5)
-    assert backend.touch(kernel_id, ttl) == 1
+    assert backend.touch(address, ttl) == FIRST
     time.sleep(0.5)  # past the flush's expiry: only the touch keeps it
-    assert raw(kernel_id) == before, "touch changes nothing but the expiry"
+    assert raw(address) == before, "touch changes nothing but the expiry"
 
 
 def test_delete_is_fenced_by_generation(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
-    assert backend.takeover(kernel_id, [OWNER], "v1", TTL).generation == 2
-    assert backend.delete(kernel_id, 1) is False, (
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}))
+    assert take(backend, address).generation == FIRST + 1
+    assert backend.delete(address, FIRST) is False, (
         "a superseded instance must not delete the new owner's state"
     )
-    assert raw(kernel_id) is not None
-    assert backend.delete(kernel_id, 2) is True
-    assert raw(kernel_id) is None
-    assert backend.delete(kernel_id, 2) is False
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
-    assert backend.delete(kernel_id) is True, "without a generation the delete is unconditional"
-    assert backend.delete(kernel_id) is False
-    assert raw(kernel_id) is None
+    assert raw(address) is not None
+    assert backend.delete(address, FIRST + 1) is True
+    assert raw(address) is None
+    assert backend.delete(address, FIRST + 1) is False
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}))
+    assert backend.delete(address) is True, "without a generation the delete is unconditional"
+    assert backend.delete(address) is False
+    assert raw(address) is None
 
 
 def test_flush_many_answers_each_request_in_order(backend: Backend, raw: Raw) -> None:
-    current, stale, fresh, stranger = kernel(), kernel(), kernel(), kernel()
-    assert backend.flush(flush_request(current, 1, {"k": b"0"}))
-    assert backend.flush(flush_request(stale, 1, {"k": b"0"}))
-    backend.takeover(stale, [OWNER], "v1", TTL)  # now at generation 2
+    current, stale, fresh, gone = (new_address() for _ in range(4))
+    assert backend.flush(flush_request(current, FIRST, {"k": b"0"}))
+    assert backend.flush(flush_request(stale, FIRST, {"k": b"0"}))
+    take(backend, stale)  # now at FIRST + 1
     results = backend.flush_many(
         [
-            flush_request(current, 1, {"k": b"current"}),
-            flush_request(stale, 1, {"k": b"stale"}),
-            flush_request(fresh, 1, {"k": b"fresh"}),
-            flush_request(stranger, 0, {"k": b"stranger"}),
+            flush_request(current, FIRST, {"k": b"current"}, must_exist=True),
+            flush_request(stale, FIRST, {"k": b"stale"}),
+            flush_request(fresh, FIRST, {"k": b"fresh"}),
+            flush_request(gone, FIRST, {"k": b"gone"}, must_exist=True),
         ]
     )
     assert results == [True, False, True, False]
-    assert raw(current)["k"] == b"current"  # type: ignore[index]
-    assert raw(stale)["k"] == b"0"  # type: ignore[index]
-    assert raw(fresh)["k"] == b"fresh"  # type: ignore[index]
-    assert raw(stranger) is None
+    assert raw(current)[b"k"] == b"current"  # type: ignore[index]
+    assert raw(stale)[b"k"] == b"0"  # type: ignore[index]
+    assert raw(fresh)[b"k"] == b"fresh"  # type: ignore[index]
+    assert raw(gone) is None
     assert backend.flush_many([]) == []
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 129, "a b", "../etc", "k\n", "ké", "a:b", "a*", "a\x00"])
-def test_invalid_kernel_ids_are_refused_by_every_verb(backend: Backend, bad: str) -> None:
+BAD_ADDRESSES = [
+    "",
+    "A" * 21,
+    "A" * 23,
+    "5b6c7d8e-0000-4000-8000-123456789abc",  # a kernel id is never an address
+    "5b6c7d8e000040008000123456789abc",
+    "../" + "A" * 19,
+    *("A" * 21 + tail for tail in (" ", "\n", "é", ":", "*", "\x00", "+", "/", "=")),
+    b"A" * 22,  # not even a str
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ADDRESSES)
+def test_invalid_addresses_are_refused_by_every_verb(backend: Backend, raw: Raw, bad: str) -> None:
+    good = new_address()
+    request = attrs.evolve(flush_request(good, FIRST, {"k": b"v"}), address=bad)
     calls: list[Callable[[], object]] = [
-        lambda: backend.takeover(bad, [OWNER], "v1", TTL),
-        lambda: backend.flush(flush_request(bad, 1, {"k": b"v"})),
-        lambda: backend.flush_many(
-            [flush_request(kernel(), 1, {"k": b"v"}), flush_request(bad, 1, {"k": b"v"})]
-        ),
+        lambda: backend.takeover(bad, "v1", TTL, NO_LIMIT),
+        lambda: backend.flush(request),
+        lambda: backend.flush_many([request]),
         lambda: backend.peek_generation(bad),
         lambda: backend.touch(bad, TTL),
         lambda: backend.delete(bad),
+        lambda: backend.delete(bad, FIRST),
     ]
     for call in calls:
-        with pytest.raises(InvalidIdentifierError, match="kernel id"):
+        with pytest.raises(InvalidIdentifierError, match="is not a session address"):
             call()
+    assert raw(good) is None
 
 
-def test_a_field_posing_as_meta_is_refused_before_anything_is_written(backend: Backend, raw: Raw) -> None:
-    kernel_id = kernel()
-    with pytest.raises(InvalidIdentifierError, match="NUL"):
-        backend.flush(flush_request(kernel_id, 1, {"ok": b"v", META_FIELD: b"99"}))
-    with pytest.raises(InvalidIdentifierError, match="NUL"):
-        backend.flush_many([flush_request(kernel_id, 1, {"ok": b"v"}, removed=(META_FIELD + "g",))])
-    assert raw(kernel_id) is None
+@pytest.mark.parametrize("flaw", ["address", "field", "removed", "meta"])
+def test_flush_many_refuses_the_whole_batch_before_writing_any(backend: Backend, raw: Raw, flaw: str) -> None:
+    """One refused request refuses the batch, and nothing of it is written: not even the requests
+    ahead of the bad one (a caller that sees the error must not find half its batch applied)."""
+    first, second = new_address(), new_address()
+    good = flush_request(first, FIRST, {"k": b"v"})
+    bad = flush_request(second, FIRST, {"k": b"v"})
+    bad = {
+        "address": attrs.evolve(bad, address="not an address"),
+        "field": attrs.evolve(bad, fields={"k": b"v", "\x00g": b"99"}),
+        "removed": attrs.evolve(bad, removed=("",)),
+        "meta": attrs.evolve(bad, meta=attrs.evolve(bad.meta, mac=b"\x00" * 32)),
+    }[flaw]
+    with pytest.raises(InvalidIdentifierError):
+        backend.flush_many([good, bad])
+    assert raw(first) is None, "the valid request ahead of the refused one was written"
+    assert raw(second) is None
 
 
-@pytest.mark.parametrize("size", [0, 19, 21, 36])
-def test_identities_of_the_wrong_size_are_refused(backend: Backend, raw: Raw, size: int) -> None:
-    """A wrong size can never match a stored identity: refused loudly, not passed off as a mismatch."""
-    kernel_id = kernel()
-    wrong = OWNER.ljust(size, b"x")[:size]
-    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
-        backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, identity=wrong))
-    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
-        backend.flush_many([flush_request(kernel_id, 1, {"k": b"v"}, identity=wrong)])
-    assert raw(kernel_id) is None
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
-    with pytest.raises(InvalidIdentifierError, match=f"{size} bytes, not 20"):
-        backend.takeover(kernel_id, [OWNER, wrong], "v1", TTL)
-    assert backend.peek_generation(kernel_id) == 1, "a refused takeover bumps nothing"
+@pytest.mark.parametrize(
+    ("fields", "removed"),
+    [
+        ({"ok": b"v", META_FIELD: b"99"}, ()),
+        ({"ok": b"v", "\x00generation": b"99"}, ()),
+        ({"ok": b"v", "": b"empty"}, ()),
+        ({"ok": b"v"}, (META_FIELD,)),
+        ({"ok": b"v"}, ("\x00g",)),
+        ({"ok": b"v"}, ("",)),
+    ],
+)
+def test_a_field_posing_as_meta_or_without_a_name_is_refused_before_anything_is_written(
+    backend: Backend, raw: Raw, fields: dict[str, bytes], removed: tuple[str, ...]
+) -> None:
+    address, existing = new_address(), new_address()
+    assert backend.flush(flush_request(existing, FIRST, {"ok": b"before"}))
+    before = raw(existing)
+    for target in (address, existing):
+        request = flush_request(target, FIRST, fields, removed=removed, counter=2)
+        with pytest.raises(InvalidIdentifierError, match="empty or starts with NUL"):
+            backend.flush(request)
+        with pytest.raises(InvalidIdentifierError, match="empty or starts with NUL"):
+            backend.flush_many([request])
+    assert raw(address) is None
+    assert raw(existing) == before
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tag": b"\x01\x02\x03"},
+        {"tag": b"\x01\x02\x03\x04\x05"},
+        {"key_id": b"key"},
+        {"key_id": b"key-1"},
+        {"mac": b"\x00" * 15},
+        {"mac": b"\x00" * 32},
+        {"mac": b""},
+    ],
+    ids=lambda change: f"{next(iter(change))}-{len(next(iter(change.values())))}",
+)
+def test_a_meta_of_the_wrong_shape_is_refused(backend: Backend, raw: Raw, change: dict[str, bytes]) -> None:
+    address = new_address()
+    request = flush_request(address, FIRST, {"k": b"v"})
+    request = attrs.evolve(request, meta=attrs.evolve(request.meta, **change))
+    with pytest.raises(InvalidIdentifierError, match="wrong shape"):
+        backend.flush(request)
+    with pytest.raises(InvalidIdentifierError, match="wrong shape"):
+        backend.flush_many([request])
+    assert raw(address) is None
+
+
+@pytest.mark.parametrize("counter", [1 << 32, -1])
+def test_a_counter_outside_its_four_bytes_is_refused_before_anything_is_written(
+    backend: Backend, raw: Raw, counter: int
+) -> None:
+    """The counter is a 4-byte part of the meta (the engine wraps it at 2**32): one that does not
+    fit is a meta of the wrong shape, refused like the others, with the stored state untouched."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}))
+    before = raw(address)
+    request = flush_request(address, FIRST, {"n": b"new"}, schema_tag="v2")  # a write that would wipe
+    request = attrs.evolve(request, meta=attrs.evolve(request.meta, counter=counter))
+    try:
+        backend.flush(request)
+    except Exception as error:  # the stored state is checked first, whatever was raised
+        raised: Exception | None = error
+    else:
+        raised = None
+    assert raw(address) == before, "the refused write changed the stored state"
+    assert backend.peek_generation(address) == FIRST
+    assert isinstance(raised, InvalidIdentifierError), f"refused with {raised!r}"
+
+
+@pytest.mark.parametrize("generation", [-1, 10**18])
+def test_a_generation_the_backend_could_not_read_back_is_refused(
+    backend: Backend, raw: Raw, generation: int
+) -> None:
+    """A backend must never store a meta field its own takeover then calls corrupt (the
+    generation is at most 18 ASCII digits, see ``Meta.unpack`` and ``takeover.lua``)."""
+    address = new_address()
+    with pytest.raises(InvalidIdentifierError):
+        backend.flush(flush_request(address, generation, {"k": b"v"}))
+    assert raw(address) is None
 
 
 def test_concurrent_takeovers_hand_out_distinct_generations(backend: Backend) -> None:
     """Atomicity: racing instances never share a generation, so exactly one can write."""
-    kernel_id = kernel()
-    assert backend.flush(flush_request(kernel_id, 1, {"k": b"v"}))
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}))
     generations: list[int] = []
     lock = threading.Lock()
 
-    def take() -> None:
+    def racer() -> None:
         for _ in range(20):
-            generation = backend.takeover(kernel_id, [OWNER], "v1", TTL).generation
+            generation = take(backend, address).generation
             with lock:
                 generations.append(generation)
 
-    threads = [threading.Thread(target=take) for _ in range(4)]
+    threads = [threading.Thread(target=racer) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(generations) == list(range(2, 82))
+    assert sorted(generations) == list(range(FIRST + 1, FIRST + 81))
+
+
+# -- a session is its cookie and its kernel id -----------------------------------------------------
+
+
+def test_session_addresses_are_digests_of_cookie_and_kernel_id() -> None:
+    session_id, kernel_id = cookie(), kernel()
+    address = session_address(session_id, kernel_id)
+    assert ADDRESS.fullmatch(address) and len(address) == 22
+    assert session_address(session_id, kernel_id) == address, "stable across processes and key rotations"
+    assert session_address(cookie(), kernel_id) != address, "another cookie, another hash"
+    assert session_address(session_id, kernel()) != address, "another kernel, another hash"
+    assert session_address("ab", "c") != session_address("a", "bc"), "the parts are length-prefixed"
+    assert kernel_id not in address and session_id not in address
+
+
+@pytest.mark.parametrize("first", ["owner", "other"])
+def test_two_cookies_on_one_kernel_never_see_each_others_state(
+    backend: Backend, raw: Raw, first: str
+) -> None:
+    kernel_id = kernel()
+    owner, other = new_address(kernel_id), new_address(kernel_id)
+    assert owner != other
+    values = {owner: {"k": b"owner's", "only.owner": b"1"}, other: {"k": b"other's", "only.other": b"2"}}
+    order = (owner, other) if first == "owner" else (other, owner)
+
+    for address in order:
+        assert take(backend, address).reason == "miss"
+    # Both start at the same generation on purpose: fencing is per address, not per kernel.
+    for address in order:
+        assert backend.flush(flush_request(address, FIRST, values[address]))
+    for address in order:
+        assert outcome(take(backend, address)) == ("restored", FIRST + 1, named(values[address]))
+
+    # The owner takes over again: only the owner's generation moves.
+    assert take(backend, owner).generation == FIRST + 2
+    assert backend.peek_generation(other) == FIRST + 1
+    assert backend.flush(flush_request(other, FIRST + 1, {"k": b"other again"}, counter=2, must_exist=True))
+    assert backend.flush(flush_request(owner, FIRST + 1, {"k": b"stale owner"}, counter=2)) is False
+    assert raw(owner)[b"k"] == b"owner's"  # type: ignore[index]
+    assert raw(other)[b"k"] == b"other again"  # type: ignore[index]
+
+    assert backend.delete(other, FIRST + 2) is False, "the owner's generation does not open the other's hash"
+    assert backend.delete(owner, FIRST + 2)
+    assert raw(owner) is None
+    assert take(backend, other).fields == {b"k": b"other again", b"only.other": b"2"}
+
+
+def test_a_stranger_writing_first_never_locks_the_owner_out(backend: Backend, raw: Raw) -> None:
+    """Knowing a kernel id (it travels in URLs and logs) gives a stranger nothing: their writes land
+    in their own hash, and the owner's first takeover is an ordinary miss, not a fence or a clash."""
+    kernel_id = kernel()
+    stranger, owner = new_address(kernel_id), new_address(kernel_id)
+    squat = flush_request(stranger, FIRST + 1_000, {"k": b"stranger's", "extra": b"x"})
+    assert backend.flush(squat)
+    assert take(backend, stranger).generation == FIRST + 1_001  # and keeps taking it over
+
+    assert take(backend, owner) == Takeover("miss", 0)
+    assert backend.flush(flush_request(owner, FIRST, {"k": b"mine"}))
+    assert outcome(take(backend, owner)) == ("restored", FIRST + 1, {b"k": b"mine"})
+    assert backend.flush(flush_request(owner, FIRST + 1, {"k": b"mine 2"}, counter=2, must_exist=True))
+    assert raw(stranger) == {META: packed(squat.meta, FIRST + 1_001), **named(squat.fields)}
+    assert backend.delete(stranger)
+    assert take(backend, owner).fields == {b"k": b"mine 2"}, "deleting the stranger's hash leaves the owner's"
 
 
 # -- memory and Redis store the same bytes --------------------------------------------------------
@@ -344,17 +603,45 @@ def test_concurrent_takeovers_hand_out_distinct_generations(backend: Backend) ->
 def test_memory_stores_exactly_the_bytes_redis_stores(
     redis_url: str, redis_client: redis.Redis, prefix: str
 ) -> None:
+    """The same sequence on both backends: same replies, same stored bytes, same absent keys."""
     memory = MemoryBackend(Settings(backend="memory", prefix=prefix))
     shared = RedisBackend(Settings(backend="redis", url=redis_url, prefix=prefix))
-    kernel_id = kernel()
-    for backend in (memory, shared):
-        assert backend.flush(flush_request(kernel_id, 1, {"a": b"\x00\x01", "b": b"2", "c": b"3"}))
-        backend.takeover(kernel_id, [OWNER], "v2", TTL)
-        assert backend.flush(flush_request(kernel_id, 2, {"d": b"4"}, schema_tag="v2", removed=("x",)))
-        backend.takeover(kernel_id, [OWNER], "v2", TTL)
-    stored = {name.decode(): data for name, data in redis_client.hgetall(prefix + kernel_id).items()}
-    assert stored == memory.raw(kernel_id)
-    assert stored == {META_FIELD: meta(OWNER, "v2", 3), "d": b"4"}
+    main, second = new_address(), new_address()
+    v2 = {"schema_tag": "v2", "must_exist": True}
+    replies: dict[str, list[object]] = {}
+    for name, backend in (("memory", memory), ("redis", shared)):
+        log = replies[name] = []
+        log.append(backend.flush(flush_request(main, FIRST, {"a": b"\x00\x01", "b": b"2", "c": b"3"})))
+        log.append(take(backend, main, "v2"))  # schema reset, data kept
+        log.append(backend.flush(flush_request(main, FIRST + 1, {"d": b"4"}, removed=("x",), **v2)))  # wipes
+        log.append(
+            backend.flush(flush_request(main, FIRST + 1, {"e": b"5" * 10, "f": b"6" * 10}, counter=2, **v2))
+        )
+        log.append(take(backend, main, "v2", SessionBudget(max_keys=2)))
+        # 1 + 10 + 10 bytes: crossed at the last field (an earlier crossing: see the amount test)
+        log.append(take(backend, main, "v2", SessionBudget(max_bytes=20)))
+        log.append(take(backend, main, "v2", SessionBudget(max_keys=3, max_bytes=21)))
+        log.append(backend.flush(flush_request(main, FIRST + 3, {"e": b"stale"}, counter=3, **v2)))
+        log.append(backend.flush(flush_request(second, FIRST, {"k": b"v"})))
+        log.append(backend.delete(second, FIRST))
+        log.append(backend.flush(flush_request(second, FIRST, {"k": b"w"}, must_exist=True)))
+        log.append(
+            backend.flush_many([flush_request(second, FIRST + 9, {"k": b"x"}), flush_request(main, 1, {})])
+        )
+        log.append((backend.peek_generation(main), backend.touch(second, TTL)))
+    assert replies["memory"] == replies["redis"]
+    assert [getattr(reply, "reason", reply) for reply in replies["redis"]] == [
+        True, "schema-reset", True, True, "over-budget", "over-budget", "restored",
+        False, True, True, False, [True, False], (FIRST + 4, FIRST + 9),
+    ]  # fmt: skip
+
+    last = make_meta(main, FIRST + 1, {"e": b"5" * 10, "f": b"6" * 10}, schema_tag="v2", counter=2)
+    expected = {META: packed(last, FIRST + 4), b"d": b"4", b"e": b"5" * 10, b"f": b"6" * 10}
+    assert redis_client.hgetall(prefix + main) == memory.raw(main) == expected
+    assert redis_client.hgetall(prefix + second) == memory.raw(second)
+    assert sorted(redis_client.keys(prefix + "*")) == sorted(
+        [(prefix + main).encode(), (prefix + second).encode()]
+    )
     shared.close()
 
 
@@ -368,31 +655,145 @@ def redis_backend(redis_url: str, prefix: str) -> Iterator[RedisBackend]:
     backend.close()
 
 
-def test_miss_leaves_no_key_in_redis(
+def test_a_miss_creates_no_key_in_redis(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
+    address = new_address()
+    assert take(redis_backend, address).reason == "miss"
+    assert redis_backend.touch(address, TTL) is None
+    assert redis_backend.peek_generation(address) is None
+    assert redis_backend.delete(address, FIRST) is False
+    assert redis_backend.delete(address) is False
+    assert redis_backend.flush(flush_request(address, FIRST, {"k": b"v"}, must_exist=True)) is False
+    assert redis_backend.flush_many([flush_request(address, FIRST, {"k": b"v"}, must_exist=True)]) == [False]
+    assert redis_client.dbsize() == 0, "no verb creates a key for a session without state"
+
+
+def test_the_key_name_never_contains_the_kernel_id_or_the_cookie(
     redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
 ) -> None:
     kernel_id = kernel()
-    redis_backend.takeover(kernel_id, [OWNER], "v1", TTL)
-    assert redis_client.exists(prefix + kernel_id) == 0
-    assert redis_client.dbsize() == 0
+    sessions = {cookie(): None for _ in range(3)}
+    for session_id in sessions:
+        address = session_address(session_id, kernel_id)
+        assert redis_backend.flush(flush_request(address, FIRST, {"k": session_id.encode()}))
+        sessions[session_id] = address  # type: ignore[assignment]
+    keys = sorted(key.decode() for key in redis_client.keys("*"))
+    assert keys == sorted(prefix + address for address in sessions.values()), "one key per session"
+    for key in keys:
+        assert re.fullmatch(re.escape(prefix) + r"[A-Za-z0-9_-]{22}", key)
+        for secret in (kernel_id, kernel_id.replace("-", ""), *sessions):
+            assert secret not in key
+    for session_id, address in sessions.items():
+        assert redis_client.hget(prefix + address, "k") == session_id.encode()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b"garbage",
+        b"",
+        b"x" * 28,
+        b"x" * 28 + b"12a",
+        b"x" * 28 + b"-1",
+        b"x" * 28 + b" 7",
+        b"x" * 28 + b"9" * 19,
+    ],
+    ids=["garbage", "empty", "no-generation", "not-digits", "negative", "space", "19-digits"],
+)
+def test_a_corrupt_meta_field_is_reported_and_left_untouched(
+    redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str, stored: bytes
+) -> None:
+    address = new_address()
+    key = prefix + address
+    redis_client.hset(key, mapping={META: stored, b"k": b"v"})
+    before = redis_client.hgetall(key)
+    assert take(redis_backend, address) == Takeover("corrupt", 0)
+    assert redis_client.hgetall(key) == before
+    assert redis_client.pttl(key) == -1, "not even its expiry is touched"
+    with pytest.raises(BackendError, match="not a manifest and a generation"):
+        redis_backend.peek_generation(address)
+    assert redis_backend.flush(flush_request(address, FIRST, {"k": b"mine"})) is False, (
+        "a hash that is there is never written over without its generation"
+    )
+    assert redis_client.hgetall(key) == before
+    assert redis_backend.delete(address), "the engine's bail-out deletes it unconditionally"
+    assert redis_backend.flush(flush_request(address, FIRST, {"k": b"mine"}))
+
+
+def test_a_well_formed_meta_planted_by_hand_is_read_like_a_written_one(
+    redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
+) -> None:
+    """The documented layout, written without ``Meta.pack``, is what the scripts parse."""
+    address = new_address()
+    mac = bytes(range(16))
+    redis_client.hset(
+        prefix + address, mapping={META: schema_digest("v1") + b"kid1" + b"\x00\x00\x01\x02" + mac + b"41"}
+    )
+    takeover = take(redis_backend, address)
+    assert (takeover.reason, takeover.generation) == ("restored", 42)
+    assert takeover.meta == Meta(tag_digest("v1"), b"kid1", 258, mac, 41)
+
+
+def _reads_of_values(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {
+        name: stats.get(f"cmdstat_{name}", {}).get("calls", 0)
+        for name in ("hgetall", "hvals", "hmget", "hscan", "hrandfield", "hget")
+    }
+
+
+@pytest.mark.parametrize("budget", [SessionBudget(max_keys=2), SessionBudget(max_bytes=100)])
+def test_over_budget_is_detected_without_reading_the_values(
+    redis_backend: RedisBackend, redis_client: redis.Redis, budget: SessionBudget
+) -> None:
+    """Counted on the server: the bail-out reads the meta field (one HGET) and value lengths, never a value."""
+    address = new_address()
+    values = {f"k{i}": b"x" * 60 for i in range(3)}
+    assert redis_backend.flush(flush_request(address, FIRST, values))
+    before = _reads_of_values(redis_client)
+    takeover = take(redis_backend, address, budget=budget)
+    assert (takeover.reason, dict(takeover.fields)) == ("over-budget", {})
+    after = _reads_of_values(redis_client)
+    assert {name: after[name] - before[name] for name in after} == {
+        "hgetall": 0, "hvals": 0, "hmget": 0, "hscan": 0, "hrandfield": 0, "hget": 1,
+    }  # fmt: skip
+    assert redis_backend.delete(address, takeover.generation)
+    # The control: a takeover that restores does read the values, and the count shows it.
+    assert redis_backend.flush(flush_request(address, FIRST, values))
+    before = _reads_of_values(redis_client)
+    assert take(redis_backend, address).reason == "restored"
+    assert _reads_of_values(redis_client)["hgetall"] - before["hgetall"] == 1
 
 
 def test_ttl_is_set_and_refreshed_in_milliseconds(
     redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
 ) -> None:
-    kernel_id = kernel()
-    key = prefix + kernel_id
-    assert redis_backend.flush(flush_request(kernel_id, 1, {"k": b"v"}, ttl=100))
+    address = new_address()
+    key = prefix + address
+
+    def refreshed() -> bool:
+        return redis_client.pttl(key) > 99_000
+
+    assert redis_backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2"}, ttl=100))
     assert 99_000 < redis_client.pttl(key) <= 100_000
-    redis_client.pexpire(key, 5_000)
-    generation = redis_backend.takeover(kernel_id, [OWNER], "v1", 100).generation
-    assert redis_client.pttl(key) > 99_000, "takeover refreshes the TTL"
-    redis_client.pexpire(key, 5_000)
-    assert redis_backend.flush(flush_request(kernel_id, generation, {"k": b"w"}, ttl=100))
-    assert redis_client.pttl(key) > 99_000, "flush refreshes the TTL"
-    redis_client.pexpire(key, 5_000)
-    assert redis_backend.flush(flush_request(kernel_id, generation - 1, {"k": b"x"}, ttl=100)) is False
-    assert redis_client.pttl(key) <= 5_000, "a fenced-out flush does not touch the TTL"
+    steps: list[tuple[str, Callable[[], object], bool]] = [
+        ("restoring takeover", lambda: redis_backend.takeover(address, "v1", 100, NO_LIMIT), True),
+        ("schema-reset takeover", lambda: redis_backend.takeover(address, "v2", 100, NO_LIMIT), True),
+        ("over-budget takeover", lambda: redis_backend.takeover(address, "v1", 100, SessionBudget(1)), True),
+        ("flush", lambda: redis_backend.flush(flush_request(address, FIRST + 3, {"a": b"w"}, ttl=100)), True),
+        ("touch", lambda: redis_backend.touch(address, 100), True),
+        (
+            "fenced-out flush",
+            lambda: redis_backend.flush(flush_request(address, FIRST, {"a": b"x"}, ttl=100)),
+            False,
+        ),
+        ("peek", lambda: redis_backend.peek_generation(address), False),
+        ("fenced-out delete", lambda: redis_backend.delete(address, FIRST), False),
+    ]
+    for what, step, refreshes in steps:
+        redis_client.pexpire(key, 5_000)
+        step()
+        assert refreshed() is refreshes, f"{what} {'refreshes' if refreshes else 'must not touch'} the TTL"
+    assert redis_backend.peek_generation(address) == FIRST + 3
 
 
 def test_flush_many_is_one_round_trip(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
@@ -403,7 +804,7 @@ def test_flush_many_is_one_round_trip(redis_backend: RedisBackend, redis_client:
     second reading is itself one read, hence ``+ 1``.
     """
     redis_backend.ping()  # connect and handshake first, so only the batch is counted
-    requests = [flush_request(kernel(), 1, {"k": b"v" * 20}) for _ in range(10)]
+    requests = [flush_request(new_address(), FIRST, {"k": b"v" * 20}) for _ in range(10)]
     before = redis_client.info("stats")["total_reads_processed"]
     assert redis_backend.flush_many(requests) == [True] * 10
     after = redis_client.info("stats")["total_reads_processed"]
@@ -414,33 +815,49 @@ def test_flush_many_is_one_round_trip(redis_backend: RedisBackend, redis_client:
     assert redis_client.info("stats")["total_reads_processed"] - before == len(requests) + 1
 
 
+def test_touch_is_one_round_trip(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
+    """HGET and PEXPIRE go out together (counted as in ``test_flush_many_is_one_round_trip``)."""
+    address = new_address()
+    assert redis_backend.flush(flush_request(address, FIRST, {"k": b"v"}))
+    before = redis_client.info("stats")["total_reads_processed"]
+    assert redis_backend.touch(address, TTL) == FIRST
+    assert redis_client.info("stats")["total_reads_processed"] - before == 1 + 1
+
+
 def test_lost_script_cache_is_reloaded(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
     """After a restart or failover the server forgets scripts; every verb must still work."""
-    first, second = kernel(), kernel()
-    assert redis_backend.flush(flush_request(first, 1, {"k": b"v"}))
+    first, second = new_address(), new_address()
+    assert redis_backend.flush(flush_request(first, FIRST, {"k": b"v"}))
     redis_client.script_flush()
     assert redis_backend.flush_many(
-        [flush_request(first, 1, {"k": b"w"}), flush_request(second, 1, {"k": b"v"})]
+        [flush_request(first, FIRST, {"k": b"w"}, must_exist=True), flush_request(second, FIRST, {"k": b"v"})]
     ) == [True, True]
     redis_client.script_flush()
-    assert redis_backend.takeover(first, [OWNER], "v1", TTL).fields == {"k": b"w"}
+    assert take(redis_backend, first).fields == {b"k": b"w"}
     redis_client.script_flush()
-    assert redis_backend.delete(first, 2)
+    assert redis_backend.flush(flush_request(first, FIRST + 1, {"k": b"x"}, must_exist=True))
+    redis_client.script_flush()
+    assert redis_backend.delete(first, FIRST + 1)
 
 
 def test_redis_error_replies_become_backend_errors(
     redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
 ) -> None:
-    broken, fine = kernel(), kernel()
+    broken, fine = new_address(), new_address()
     redis_client.set(prefix + broken, b"not a hash")
     with pytest.raises(BackendError, match=r"redis takeover .* WRONGTYPE.*Fix: .*SOLARA_STATE_PREFIX"):
-        redis_backend.takeover(broken, [OWNER], "v1", TTL)
+        take(redis_backend, broken)
+    with pytest.raises(BackendError, match=r"redis flush .* WRONGTYPE"):
+        redis_backend.flush(flush_request(broken, FIRST, {"k": b"v"}))
+    with pytest.raises(BackendError, match=r"redis delete .* WRONGTYPE"):
+        redis_backend.delete(broken, FIRST)
     results = redis_backend.flush_many(
-        [flush_request(broken, 1, {"k": b"v"}), flush_request(fine, 1, {"k": b"v"})]
+        [flush_request(broken, FIRST, {"k": b"v"}), flush_request(fine, FIRST, {"k": b"v"})]
     )
     assert isinstance(results[0], BackendError)
     assert "WRONGTYPE" in str(results[0])
     assert results[1] is True
+    assert redis_client.get(prefix + broken) == b"not a hash"
 
 
 def test_unreachable_server_raises_backend_error(redis_client: redis.Redis) -> None:
@@ -449,17 +866,40 @@ def test_unreachable_server_raises_backend_error(redis_client: redis.Redis) -> N
         Settings(backend="redis", url=f"redis://127.0.0.1:{closed}/0", connect_timeout=0.2)
     )
     calls: list[tuple[str, Callable[[], object]]] = [
-        ("takeover", lambda: backend.takeover(kernel(), [OWNER], "v1", TTL)),
-        ("flush", lambda: backend.flush(flush_request(kernel(), 1, {"k": b"v"}))),
-        ("flush_many", lambda: backend.flush_many([flush_request(kernel(), 1, {"k": b"v"})])),
-        ("peek_generation", lambda: backend.peek_generation(kernel())),
-        ("delete", lambda: backend.delete(kernel(), 1)),
+        ("takeover", lambda: take(backend, new_address())),
+        ("flush", lambda: backend.flush(flush_request(new_address(), FIRST, {"k": b"v"}))),
+        ("flush_many", lambda: backend.flush_many([flush_request(new_address(), FIRST, {"k": b"v"})])),
+        ("peek_generation", lambda: backend.peek_generation(new_address())),
+        ("touch", lambda: backend.touch(new_address(), TTL)),
+        ("delete", lambda: backend.delete(new_address(), FIRST)),
         ("ping", backend.ping),
         ("eviction_policy", backend.eviction_policy),
     ]
     for operation, call in calls:
         with pytest.raises(BackendError, match=rf"redis {operation} at .*Fix: check that Redis is running"):
             call()
+
+
+def test_refusals_come_before_any_io() -> None:
+    """A bad address, field or meta is refused even with no server to reach: it never got that far."""
+    backend = RedisBackend(
+        Settings(backend="redis", url=f"redis://127.0.0.1:{closed_port()}/0", connect_timeout=0.2)
+    )
+    request = flush_request(new_address(), FIRST, {"k": b"v"})
+    refused: list[Callable[[], object]] = [
+        lambda: backend.takeover("bad", "v1", TTL, NO_LIMIT),
+        lambda: backend.peek_generation("bad"),
+        lambda: backend.touch("bad", TTL),
+        lambda: backend.delete("bad", FIRST),
+        lambda: backend.flush(attrs.evolve(request, address="bad")),
+        lambda: backend.flush(attrs.evolve(request, fields={"\x00": b"1"})),
+        lambda: backend.flush_many([request, attrs.evolve(request, removed=("",))]),
+        lambda: backend.flush(attrs.evolve(request, meta=attrs.evolve(request.meta, tag=b"v1"))),
+    ]
+    for call in refused:
+        with pytest.raises(InvalidIdentifierError):
+            call()
+    backend.close()
 
 
 def test_a_hung_server_times_out_instead_of_blocking() -> None:
@@ -496,25 +936,40 @@ SESSION_BUDGET = int(0.6 * SOLARA_SESSION_BYTES)
 def test_a_small_session_is_one_listpack_within_the_memory_budget(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
-    """An int and a short string, sealed for real, under the default prefix and a 32-hex kernel id.
+    """An int and a short string, sealed and signed for real, under the default prefix.
 
-    The budget holds only while the hash's listpack fits jemalloc's 128-byte size class (the key,
-    its dict entry and the object header take the other 104 bytes here): every byte of the meta
-    field and of each envelope's header counts.
+    On redis-server 7.0 (jemalloc) ``MEMORY USAGE`` is the object header (16), the dict entry (24),
+    the key's allocation and the listpack's allocation. The key is ``solara:`` + a 22-character
+    address: 29 characters fit a 32-byte allocation (up to 30 do). The listpack holds the meta field
+    (28 bytes + a 10-digit generation, as the engine hands out from 2**32) and two envelopes, 157
+    bytes in a 160-byte allocation: 16 + 24 + 32 + 160 = 232. Three bytes more and the listpack
+    takes the 192-byte class, 264 bytes in all, over the budget. (The old layout, a 39-character
+    key and a 25-byte meta field with a one-digit generation, measured 16 + 24 + 48 + 160 = 248.)
     """
     backend = RedisBackend(Settings(backend="redis", url=redis_url))  # the default prefix: its length counts
     ring = KeyRing.from_secrets(["a-secret-for-the-memory-test"])
-    kernel_id = uuid.uuid4().hex
-    payloads = {"shop.page": json.dumps(3).encode(), "shop.query": json.dumps("shoes").encode()}
+    kernel_id = kernel()
+    session_id = cookie()
+    address = session_address(session_id, kernel_id)
+    payloads = {"shop.page": b"3", "shop.query": b'"shoes"'}
     fields = {
-        name: seal(ring, kernel_id=kernel_id, field=name, codec=Codec.JSON, version=1, payload=payload)
+        name: seal(ring, address=address, field=name, codec=Codec.JSON, version=1, payload=payload)
         for name, payload in payloads.items()
     }
-    owner = ring.identities("a-session")
-    assert backend.flush(flush_request(kernel_id, 1, fields, identity=owner[0], schema_tag="default"))
-    assert backend.takeover(kernel_id, owner, "default", TTL).fields == fields
-    key = Settings().prefix + kernel_id
-    assert redis_client.keys(f"*{kernel_id}*") == [key.encode()], "one key per kernel, nothing else"
+    tag = tag_digest("default")
+    key_id, mac = ring.sign_manifest(
+        address=address,
+        tag=tag,
+        counter=1,
+        fields={name: envelope_tag(data) for name, data in fields.items()},
+    )
+    generation = (1 << 33) - 1  # the top of the engine's fresh generations: the takeover makes it 2**33
+    assert backend.flush(FlushRequest(address, Meta(tag, key_id, 1, mac, generation), fields, TTL))
+    assert backend.takeover(address, "default", TTL, NO_LIMIT).fields == named(fields)
+    key = Settings().prefix + address
+    assert len(key) == len("solara:") + 22
+    assert redis_client.keys("*") == [key.encode()], "one key per session, nothing else"
+    assert len(redis_client.hget(key, META)) == 28 + len(str(1 << 33))  # type: ignore[arg-type]
     assert redis_client.object("encoding", key) == b"listpack"
     used = redis_client.memory_usage(key, samples=0)
     assert used <= SESSION_BUDGET, (
@@ -536,11 +991,13 @@ def test_other_url_forms_reach_the_same_state(form: str, prefix: str, request: p
         Settings(backend="redis", url=f"redis://{server.host}:{server.port}/0", prefix=prefix)
     )
     other = RedisBackend(Settings(backend="redis", url=url, prefix=prefix))
-    kernel_id = kernel()
-    assert other.flush(flush_request(kernel_id, 1, {"k": b"v"}))
-    assert direct.takeover(kernel_id, [OWNER], "v1", TTL).fields == {"k": b"v"}
-    assert other.peek_generation(kernel_id) == 2
-    assert other.delete(kernel_id, 2)
+    address = new_address()
+    assert other.flush(flush_request(address, FIRST, {"k": b"v"}))
+    assert take(direct, address).fields == {b"k": b"v"}
+    assert other.peek_generation(address) == FIRST + 1
+    assert other.touch(address, TTL) == FIRST + 1
+    assert other.delete(address, FIRST + 1)
+    assert direct.peek_generation(address) is None
     other.close()
     direct.close()
 

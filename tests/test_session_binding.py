@@ -28,9 +28,10 @@ from engine_kit import (  # noqa: F401
 )
 
 from solara_persisted.address import session_address
-from solara_persisted.backends.base import Backend, FlushRequest, SessionBudget
+from solara_persisted.backends.base import Backend, FlushRequest, Meta, SessionBudget, tag_digest
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
+from solara_persisted.envelope import Codec, envelope_tag
 
 STEPS = ("open owner", "open stranger", "write owner", "write stranger")
 
@@ -335,3 +336,38 @@ def test_a_corrupt_meta_field_bails_out_and_is_removed(
     restored = make_engine(settings, backend).restore(kernel_id, cookie)
     assert (restored.result, restored.cause) == ("bailout", "manifest")
     assert not raw_redis.exists(settings.prefix + kernel.address)
+
+
+def plant(engine: Engine, backend: Backend, kernel_id: str, cookie: str, fields: dict[str, bytes]) -> None:
+    """Store raw field values under a manifest signed with the engine's own keys (an insider's write)."""
+    address = session_address(cookie, kernel_id)
+    tag = tag_digest(engine.schema_tag)
+    key_id, mac = engine.ring.sign_manifest(
+        address=address, tag=tag, counter=1, fields={name: envelope_tag(data) for name, data in fields.items()}
+    )
+    assert backend.flush(FlushRequest(address, Meta(tag, key_id, 1, mac, 7), fields, 60))
+
+
+def test_broken_framing_is_a_bailout_with_cause_envelope_not_codec(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    engine = make_engine(settings, backend)
+    plant(engine, backend, kernel_id, cookie, {"t.page": b"\x09" + b"x" * 40})  # unknown format 9
+    with caplog.at_level(logging.INFO, logger="solara.state"):
+        restored = engine.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "envelope")
+    assert any("restore result=bailout" in line and "cause=envelope" in line for line in caplog.messages)
+
+
+def test_a_stored_envelope_over_its_cap_is_never_decoded(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    engine = make_engine(settings, backend)
+    big = b'"' + b"b" * 500 + b'"'  # t.blob's cap is 400 bytes: the writer would never store this
+    payloads = {"t.blob": (Codec.JSON, 1, big), "t.page": (Codec.JSON, 1, b"4")}
+    assert engine.store_payloads(kernel_id, cookie, payloads)
+    restored = engine.restore(kernel_id, cookie)
+    assert (restored.result, dict(restored.values)) == ("success", {"t.page": 4})
+    assert engine.state_block()["sync_oversize_dropped"] == 1

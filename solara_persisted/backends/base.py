@@ -31,6 +31,8 @@ TAG_DIGEST_SIZE = 4
 COUNTER_SIZE = 4
 #: Where the generation starts in a packed ``Meta`` (the Lua scripts slice at the same offsets).
 GENERATION_AT = TAG_DIGEST_SIZE + KEY_ID_SIZE + COUNTER_SIZE + MANIFEST_MAC_SIZE
+#: Generations stay below 10**18 (18 digits), which the scripts and ``Meta.unpack`` read back.
+MAX_GENERATION = 10**18
 
 TakeoverReason = Literal["restored", "miss", "schema-reset", "over-budget", "corrupt"]
 
@@ -219,9 +221,16 @@ def validate_request(request: FlushRequest) -> None:
     """Refuse a flush that could corrupt the hash: a bad address or meta, a field posing as meta."""
     validate_address(request.address)
     meta = request.meta
-    if (len(meta.tag), len(meta.key_id), len(meta.mac)) != (TAG_DIGEST_SIZE, KEY_ID_SIZE, MANIFEST_MAC_SIZE):
+    if (len(meta.tag), len(meta.key_id), len(meta.mac)) != (TAG_DIGEST_SIZE, KEY_ID_SIZE, MANIFEST_MAC_SIZE) or not (
+        0 <= meta.counter < 1 << (8 * COUNTER_SIZE)
+    ):
         raise InvalidIdentifierError(
             f"the manifest of session {request.address} has the wrong shape. Fix: build it with KeyRing.sign_manifest"
+        )
+    if not 0 < meta.generation < MAX_GENERATION:
+        raise InvalidIdentifierError(
+            f"generation {meta.generation} of session {request.address} is outside 1..{MAX_GENERATION - 1}, "
+            "which a takeover could not read back. Fix: write with the generation a takeover gave"
         )
     for field in (*request.fields, *request.removed):
         if not field or field.startswith(META_PREFIX):

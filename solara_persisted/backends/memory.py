@@ -79,6 +79,7 @@ class MemoryBackend(Backend):
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
         key = self._prefix + request.address
+        meta_value = request.meta.pack()
         with self._lock:
             self._sweep()
             stored = self._live(key)
@@ -92,7 +93,7 @@ class MemoryBackend(Backend):
                     return False
                 if meta.tag != request.meta.tag:  # values written under another schema must not be restored
                     stored.fields = {}
-            stored.fields[_META] = request.meta.pack()
+            stored.fields[_META] = meta_value
             stored.fields.update((name.encode(), bytes(data)) for name, data in request.fields.items())
             for name in request.removed:
                 stored.fields.pop(name.encode(), None)
@@ -100,6 +101,8 @@ class MemoryBackend(Backend):
             return True
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
+        for request in requests:  # the whole batch is refused before any of it is written, as on Redis
+            validate_request(request)
         return [self.flush(request) for request in requests]
 
     def peek_generation(self, address: str) -> int | None:

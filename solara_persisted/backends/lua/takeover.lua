@@ -34,11 +34,11 @@ if max_bytes > 0 then
   local total = 0
   for _, field in ipairs(redis.call('HKEYS', key)) do
     if string.byte(field, 1) ~= 0 then
-      total = total + redis.call('HSTRLEN', key, field)
-      if total > max_bytes then
-        return {'over-budget', generation, meta, 'bytes', total}
-      end
+      total = total + redis.call('HSTRLEN', key, field)  -- a length, never the value
     end
+  end
+  if total > max_bytes then
+    return {'over-budget', generation, meta, 'bytes', total}
   end
 end
 local reply = {'restored', generation, meta}
