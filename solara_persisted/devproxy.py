@@ -2,7 +2,8 @@
 
 Used by ``solara-persisted demo --fleet`` (the browser talks to it; a failover switches its
 target) and by the end-to-end tests, which need the same thing: one stable address in front of
-instances that die, plus the ability to cut every live connection as a balancer does.
+instances that die, plus the ability to cut every live connection as a balancer does, or to cut
+only the client's half of it (a half-open link, which the instance never notices).
 """
 
 from __future__ import annotations
@@ -16,12 +17,26 @@ PROXY_TIMEOUT = 5.0
 T = TypeVar("T")
 
 
+class _Link:
+    """One proxied connection: the client's socket, the instance's, and the two pumps between them."""
+
+    __slots__ = ("client", "held", "pumps", "target", "upstream")
+
+    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter, target: int) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.target = target  # the instance port it was connected to
+        self.pumps: tuple[asyncio.Task[None], ...] = ()
+        self.held = False  # half-open: the client side is gone, the upstream side is kept open and silent
+
+
 class LoopbackProxy:
     """A TCP proxy on 127.0.0.1 (or `host`) in its own thread: the fleet's load balancer.
 
     `target` picks the instance new connections go to (None refuses them); `drop(port)` resets
     the live connections to one instance, as a balancer does when its health check marks that
-    instance dead, and `drop_all()` resets every one of them.
+    instance dead, and `drop_all()` resets every one of them. `half_open(port)` cuts only the
+    clients' side of them: the instance keeps a connection that has gone silent.
     """
 
     def __init__(self, target: int | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -32,8 +47,8 @@ class LoopbackProxy:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-proxy", daemon=True)
         self._server: asyncio.Server | None = None
-        # each live (client, upstream) pair -> the instance port it was connected to
-        self._live: dict[tuple[asyncio.StreamWriter, asyncio.StreamWriter], int] = {}
+        self._live: set[_Link] = set()
+        self._held: set[_Link] = set()  # half-open: upstream sockets kept open until released or closed
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -43,6 +58,10 @@ class LoopbackProxy:
     @property
     def live_connections(self) -> int:
         return len(self._live)
+
+    @property
+    def half_open_connections(self) -> int:
+        return len(self._held)
 
     def start(self) -> LoopbackProxy:
         self._thread.start()
@@ -60,6 +79,21 @@ class LoopbackProxy:
         instance, a client that already reconnected to the new one keeps that connection.
         """
         return self._call(self._drop(target))
+
+    def half_open(self, target: int) -> int:
+        """Cut the client side of the connections to the instance on port `target`; keep theirs open.
+
+        The client sees its socket drop and reconnects (to the current `target`). The instance
+        sees nothing: no FIN, no RST, and nothing more is read from or written to its socket, as
+        when a link dies silently. That is how a paused instance wakes up holding a kernel it
+        believes is still connected. Returns how many were cut; their instance sides stay open
+        until `release_half_open()` or `close()`.
+        """
+        return self._call(self._half_open(target))
+
+    def release_half_open(self, target: int | None = None) -> int:
+        """Reset the upstream sockets `half_open` kept (those to `target`, or all); returns how many."""
+        return self._call(self._release(target))
 
     def close(self) -> None:
         """Stop listening, cut everything, stop the thread; safe to call twice."""
@@ -103,41 +137,65 @@ class LoopbackProxy:
             )
         except (OSError, asyncio.TimeoutError):
             return  # _handle resets the client
-        pair = (client_writer, upstream_writer)
-        self._live[pair] = target
+        link = _Link(client_writer, upstream_writer, target)
+        link.pumps = (
+            asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
+            asyncio.ensure_future(self._pump(upstream_reader, client_writer)),
+        )
+        self._live.add(link)
         try:
-            await asyncio.gather(
-                self._pump(client_reader, upstream_writer),
-                self._pump(upstream_reader, client_writer),
-            )
+            # one side ending (EOF or error) ends the pair, and so does a drop or a half-open cut
+            await asyncio.wait(link.pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            self._live.pop(pair, None)
-            for writer in pair:
-                writer.transport.abort()
+            self._live.discard(link)
+            for pump in link.pumps:
+                pump.cancel()
+            client_writer.transport.abort()
+            if not link.held:
+                upstream_writer.transport.abort()
+            await asyncio.gather(*link.pumps, return_exceptions=True)
 
     @staticmethod
     async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # one side ending (EOF or error) ends the pair: abort the writer so the other pump stops too
         try:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
         except OSError:
             pass
-        finally:
-            writer.transport.abort()
 
     async def _drop(self, target: int | None) -> int:
-        pairs = [pair for pair, port in self._live.items() if target is None or port == target]
-        for client, upstream in pairs:
-            client.transport.abort()
-            upstream.transport.abort()
-        return len(pairs)
+        links = [link for link in self._live if target is None or link.target == target]
+        for link in links:
+            link.client.transport.abort()
+            link.upstream.transport.abort()
+        return len(links)
+
+    async def _half_open(self, target: int) -> int:
+        links = [link for link in self._live if link.target == target]
+        for link in links:
+            # all in one step of the loop: no pump runs again between the pause and the cancel
+            link.held = True
+            link.upstream.transport.pause_reading()  # not even into our buffer: the instance's sends back up
+            self._live.discard(link)
+            self._held.add(link)
+            for pump in link.pumps:
+                pump.cancel()
+            link.client.transport.abort()
+        return len(links)
+
+    async def _release(self, target: int | None) -> int:
+        links = [link for link in self._held if target is None or link.target == target]
+        for link in links:
+            self._held.discard(link)
+            link.upstream.transport.abort()
+        return len(links)
 
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
         await self._drop(None)
+        await self._release(None)
         for task in self._tasks:  # also those still connecting upstream, which no drop reaches
             task.cancel()
         if self._tasks:

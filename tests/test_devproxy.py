@@ -84,3 +84,81 @@ def test_drop_all_cuts_every_connection(echo_ports: tuple[int, int]) -> None:
             assert proxy.drop_all() == 2
             assert not _echoes(to_a)
             assert not _echoes(to_b)
+
+
+# -- half-open: the client's side cut, the instance's side kept open and silent -------------------
+
+
+@pytest.fixture
+def instance() -> Iterator[socket.socket]:
+    """A listening socket the test accepts from itself: a stand-in instance that sees every byte and close."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(TIMEOUT)
+        yield listener
+
+
+def _relayed(proxy: LoopbackProxy, instance: socket.socket) -> tuple[socket.socket, socket.socket]:
+    """A client connection through the proxy and the instance's end of it, relaying both ways."""
+    client = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+    upstream, _ = instance.accept()
+    upstream.settimeout(TIMEOUT)
+    client.sendall(b"ping\n")
+    assert upstream.recv(16) == b"ping\n"
+    upstream.sendall(b"pong\n")
+    assert client.recv(16) == b"pong\n"
+    return client, upstream
+
+
+def _next(sock: socket.socket, seconds: float = TIMEOUT) -> str:
+    """What the socket sees next within `seconds`: "closed" (EOF or RST), "data" or "silence"."""
+    sock.settimeout(seconds)
+    try:
+        return "data" if sock.recv(16) else "closed"
+    except TimeoutError:
+        return "silence"
+    except OSError:  # reset
+        return "closed"
+    finally:
+        sock.settimeout(TIMEOUT)
+
+
+def test_half_open_cuts_the_client_and_keeps_the_instance_side_open_and_silent(
+    instance: socket.socket, echo_ports: tuple[int, int]
+) -> None:
+    _, b = echo_ports
+    a = instance.getsockname()[1]
+    proxy = LoopbackProxy(a).start()
+    try:
+        client, upstream = _relayed(proxy, instance)
+        proxy.target = b  # the failover switches first; the client's reconnect lands on B
+        with client, upstream:
+            assert proxy.half_open(a) == 1
+            assert _next(client) == "closed", "the client did not see its connection drop"
+            to_b = _connect(proxy)
+            with to_b:
+                assert _next(upstream, 0.5) == "silence", "the instance saw the cut, or was sent something"
+                upstream.sendall(b"still here\n")  # accepted: no RST came back
+                assert _next(upstream, 1.0) == "silence", "the instance saw a close after it wrote"
+                assert (proxy.live_connections, proxy.half_open_connections) == (1, 1)
+                assert proxy.drop(a) == 0, "a half-open connection is not live any more"
+                assert _echoes(to_b), "the connection to the other instance was cut too"
+            proxy.close()  # shutdown still closes what it kept open
+            assert _next(upstream) == "closed", "the instance's side outlived the proxy"
+    finally:
+        proxy.close()
+
+
+def test_release_half_open_resets_the_kept_side(instance: socket.socket) -> None:
+    a = instance.getsockname()[1]
+    with LoopbackProxy(a) as proxy:
+        first, first_upstream = _relayed(proxy, instance)
+        second, second_upstream = _relayed(proxy, instance)
+        with first, first_upstream, second, second_upstream:
+            assert proxy.half_open(a) == 2
+            assert _next(first) == _next(second) == "closed"
+            assert _next(first_upstream, 0.5) == _next(second_upstream, 0.5) == "silence"
+            assert proxy.release_half_open(a + 1 if a < 65535 else a - 1) == 0  # another instance's: none
+            assert proxy.release_half_open() == 2
+            assert _next(first_upstream) == _next(second_upstream) == "closed"
+            assert proxy.half_open_connections == 0
+            assert proxy.half_open(a) == 0, "nothing live is left to cut"
