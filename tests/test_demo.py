@@ -17,6 +17,8 @@ def test_demo_restores_on_the_second_instance_and_refuses_strangers() -> None:
     assert restored.result == "success"
     assert restored.values["demo.page"] == 3, "the change inside the debounce window is the documented loss"
     assert restored.values["demo.filters"].tags == frozenset({"used", "signed"})
-    assert (results["stranger"].result, results["stranger"].generation) == ("miss", 0)
+    stranger = results["stranger"]
+    assert (stranger.result, dict(stranger.values)) == ("miss", {}), "another cookie addresses another hash"
+    assert stranger.address != restored.address
     assert (results["C"].result, results["C"].cause) == ("bailout", "hmac")
     assert "restore result=success" in out.getvalue()

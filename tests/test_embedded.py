@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import redis
 from fleet import free_port, server_env, wait_until
 from playwright.sync_api import Page, expect
 
+from solara_persisted.address import session_address
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.spec import persisted, registry
@@ -102,8 +104,10 @@ def test_mounted_solara_persists_and_drains_on_shutdown(
 
         settings = Settings.from_env(env)  # the instances' own environment
         other = Engine(settings)
-        (kernel_id,) = [
-            key.decode()[len(settings.prefix) :] for key in other_keys(env) if b"fleet:" not in key
-        ]
+        match = re.search(r"flush result=ok kernel=(\S+)", logs)
+        assert match, logs
+        kernel_id = match.group(1)
+        stored = [key for key in other_keys(env) if b"fleet:" not in key]
+        assert stored == [(settings.prefix + session_address(cookie, kernel_id)).encode()]
         assert other.restore(kernel_id, cookie).values == {"e2e.count": 2}
         other.close()
