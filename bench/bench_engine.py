@@ -25,17 +25,29 @@ What each measure includes (both sides do the same work):
 - round trips: counted on the client: every ``send_packed_command`` of redis-py writes one request
   (or one pipeline) and waits for its answer before the next, so one call is one round trip.
   Commands come from the server's ``INFO commandstats`` (every ``redis.call`` inside a script counts).
-- restore: ours ``engine.restore`` (identities, takeover, verify, decode, counters); Solara: what its
-  connect path does before ``attach``: ``session_hmacs`` + ``backend.takeover`` + ``decode`` of every
-  envelope. Warm is the median of many calls in this process. Cold is the first call in a fresh
-  process (imports done, engine/backend started and connected), median over a few processes, once
-  with Redis still holding both engines' Lua scripts (a fleet's normal state) and once after
-  ``SCRIPT FLUSH`` (Redis restarted: both must load their scripts).
+- restore: ours ``engine.restore`` (session address, takeover with its budget check, manifest
+  verify, envelope verify, decode, counters); Solara: what its connect path does before ``attach``:
+  ``session_hmacs`` + ``backend.takeover`` + ``decode`` of every envelope. Warm: in each of a few
+  child processes, many calls of both sides interleaved call by call; the median over all. Cold is
+  the first call in a fresh process (imports done, engine/backend started and connected), median
+  over a few processes, once with Redis still holding both engines' Lua scripts (a fleet's normal
+  state) and once after ``SCRIPT FLUSH`` (Redis restarted: both must load their scripts).
 - memory: ``MEMORY USAGE key SAMPLES 0`` of the one hash each engine writes for a session holding a
-  page number and a short query, both written through the full path above. Solara's envelope adds
-  57 bytes to the JSON payload, so any value whose JSON is over 7 bytes (a str of 6+ characters)
-  exceeds Redis's 64-byte listpack value limit and turns the whole hash into a hashtable; the bench
-  shows one session below and one above that edge.
+  page number and a short query, both written through the full path above, with UUID kernel ids
+  (as Solara assigns them) and prefixes of the same length, since the key name is counted. Solara's
+  envelope adds 57 bytes to the JSON payload, so any value whose JSON is over 7 bytes (a str of 6+
+  characters) exceeds Redis's 64-byte listpack value limit and turns the whole hash into a
+  hashtable; the bench shows one session below and one above that edge.
+
+"Ours before" (``--before PATH``, a worktree of the previous commit): the restore and memory
+measures also run that checkout's ``solara_persisted`` in child processes of this script (the
+variable ``BENCH_CODE_ROOT`` puts it first on ``sys.path``; each child reports the file it
+imported and the parent refuses an answer from the wrong code). Its sessions are written by its
+own write path under its own prefix in the same Redis. Its warm children alternate with ours, and
+"ours / before" is paired: per round, each version over Solara's restore timed in the same child
+(the same code in both, so it cancels the load that changed between them); cold pairs the
+processes that ran back to back. The secret is generated once per run (``BENCH_SECRET``,
+inherited by every child).
 
 The ``solara.state`` logger is set to WARNING so neither engine pays for per-flush log output.
 Solara's default Redis client pool (100 connections) raises "Too many connections" beyond 100
@@ -46,8 +58,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import json
 import logging
+import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -57,6 +72,7 @@ import tempfile
 import threading
 import time
 import timeit
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -68,18 +84,42 @@ from rich.markup import escape
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+#: ``--before PATH`` runs some measures in child processes whose ``solara_persisted`` is another
+#: checkout's (the previous commit's worktree): the parent names it in this variable, and it goes
+#: first on ``sys.path`` (ahead of the editable install of this checkout, which a .pth appends).
+CODE_ROOT_ENV = "BENCH_CODE_ROOT"
+
+
+def use_code_root() -> Path:
+    """Put the checkout whose ``solara_persisted`` this process measures first on ``sys.path``."""
+    code_root = Path(os.environ.get(CODE_ROOT_ENV) or ROOT).resolve()
+    for path in (ROOT, code_root):  # the last inserted wins
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(path))
+        sys.path.insert(0, str(path))
+    return code_root
+
+
+CODE_ROOT = use_code_root()
+#: This process measures the previous code ("ours before"), not this checkout's.
+BEFORE = CODE_ROOT != ROOT
 
 REDIS_SERVER = "/usr/bin/redis-server"
-SECRET = "bench-" + "k" * 40  # the same secret for both engines; a throwaway value
+#: The same secret for both engines (and every child process and server of a run): generated once
+#: per run, a throwaway value. ``Settings.validate`` refuses typed patterns, so it is never a literal.
+SECRET_ENV = "BENCH_SECRET"
+SECRET = os.environ.setdefault(SECRET_ENV, secrets.token_urlsafe(32))
 SCHEMA_TAG = "bench"
-OURS_PREFIX = "bench:ours:"
-SOLARA_PREFIX = "bench:solara:"
+#: "ours before" writes under its own prefix: its hashes and key-ring fingerprint never meet ours.
+#: All three are 11 characters: the key name is part of a session's ``MEMORY USAGE``.
+OURS_PREFIX = "bench:prev:" if BEFORE else "bench:ours:"
+SOLARA_PREFIX = "bench:sola:"
+CHILD_TIMEOUT = 300.0
 FLUSH_DEBOUNCE = 0.001
 TTL = 86400.0
 RESTORE_KEYS = 20
 CODEC_KERNEL = "kernel-codec"
+CODEC_SESSION = "session-codec"
 #: The two memory sessions: the query's JSON is 7 bytes (Solara's envelope just fits 64) and 11.
 MEMORY_QUERIES = ("shoes", "red shoes")
 
@@ -253,6 +293,34 @@ def ours_engine(port: int) -> Any:
     return engine
 
 
+# -- our engine's API now and before ------------------------------------------------------------
+# The measures that also run on the previous code (``--before``) reach our engine only through
+# these, so the same function drives either version.
+
+
+def session_key(kernel_id: str, session_id: str) -> str:
+    """What follows the prefix in a session's hash key: its session address now, its kernel id before."""
+    try:
+        from solara_persisted.address import session_address
+    except ImportError:  # before session-bound storage: one hash per kernel id
+        return kernel_id
+    return session_address(session_id, kernel_id)
+
+
+def open_session(engine: Any, kernel_id: str, session_id: str, restored: Any, snapshot: Any) -> Any:
+    """``Engine.open_session``: the session's address comes with ``restored`` now; before, the cookie was an argument."""
+    if "session_id" in inspect.signature(engine.open_session).parameters:
+        return engine.open_session(kernel_id, session_id, restored, snapshot)
+    return engine.open_session(kernel_id, restored, snapshot)
+
+
+def code_origin() -> str:
+    """Where this process's ``solara_persisted`` was imported from (checked against ``--before``)."""
+    import solara_persisted
+
+    return str(Path(solara_persisted.__file__).resolve())
+
+
 class Declarations:
     """Both engines' declarations of the same keys, made once per process."""
 
@@ -328,7 +396,7 @@ class OursSession:
         self.context = context
         self.reactives = reactives
         restored = engine.restore(context.id, context.session_id)
-        self.session = engine.open_session(context.id, context.session_id, restored, self.snapshot)
+        self.session = open_session(engine, context.id, context.session_id, restored, self.snapshot)
         with context:
             for key, reactive in reactives.items():
                 reactive.subscribe_change(lambda new, old, key=key: engine.mark_dirty(self.session, key))
@@ -348,9 +416,12 @@ def best_us(stmt: Callable[[], Any], number: int, repeat: int = 5) -> float:
 def bench_codec(decl: Declarations) -> list[dict[str, Any]]:
     import solara.state as S
 
+    from solara_persisted.address import session_address
     from solara_persisted.envelope import KeyRing, open_envelope, seal
 
     ring = KeyRing.from_secrets([SECRET])
+    # Ours binds the session's address, Solara the kernel id.
+    address = session_address(CODEC_SESSION, CODEC_KERNEL)
     rows = []
     for label, key, _, factory, number in CODEC_CASES:
         value = factory()
@@ -362,7 +433,7 @@ def bench_codec(decl: Declarations) -> list[dict[str, Any]]:
             payload = codec.dumps(value)
             return seal(
                 ring,
-                kernel_id=CODEC_KERNEL,
+                address=address,
                 field=key,
                 codec=spec.codec_id,
                 version=spec.version,
@@ -375,7 +446,7 @@ def bench_codec(decl: Declarations) -> list[dict[str, Any]]:
         ours_blob, solara_blob = ours_encode(), solara_encode()
 
         def ours_decode(blob: bytes = ours_blob, codec: Any = codec, key: str = key) -> Any:
-            return codec.loads(open_envelope(ring, blob, kernel_id=CODEC_KERNEL, field=key).payload)
+            return codec.loads(open_envelope(ring, blob, address=address, field=key).payload)
 
         def solara_decode(blob: bytes = solara_blob, field: str = field) -> Any:
             return S.decode(blob, kernel_id=CODEC_KERNEL, field_name=field)
@@ -496,8 +567,11 @@ def bench_backend_flush(
     """Each backend's fenced write of one pre-sealed envelope, back to back on one thread."""
     import solara.state as S
 
-    from solara_persisted.backends import FlushRequest, create_backend
-    from solara_persisted.envelope import Codec, KeyRing, seal
+    from solara_persisted.address import session_address
+    from solara_persisted.backends import create_backend
+    from solara_persisted.backends.base import FlushRequest, Meta, SessionBudget, tag_digest
+    from solara_persisted.engine import fresh_generation
+    from solara_persisted.envelope import Codec, KeyRing, envelope_tag, seal
 
     results: dict[str, dict[str, float]] = {}
 
@@ -517,19 +591,21 @@ def bench_backend_flush(
     settings = ours_settings(port)
     ring = KeyRing.from_secrets(settings.secret_keys)
     ours = create_backend(settings)
-    identities = ring.identities("ours-direct-session")
-    takeover = ours.takeover("ours-direct", identities, SCHEMA_TAG, TTL)
-    envelope = seal(
-        ring, kernel_id="ours-direct", field="bench.page", codec=Codec.JSON, version=1, payload=b"3"
+    address = session_address("ours-direct-session", "ours-direct")
+    budget = SessionBudget(settings.max_session_keys, settings.max_session_bytes)
+    takeover = ours.takeover(address, SCHEMA_TAG, TTL, budget)
+    generation = takeover.generation or fresh_generation()  # a miss: the engine picks a fresh one
+    envelope = seal(ring, address=address, field="bench.page", codec=Codec.JSON, version=1, payload=b"3")
+    tag = tag_digest(SCHEMA_TAG)
+    key_id, mac = ring.sign_manifest(
+        address=address, tag=tag, counter=1, fields={"bench.page": envelope_tag(envelope)}
     )
-    request = FlushRequest(
-        kernel_id="ours-direct",
-        generation=takeover.generation,
-        identity=identities[0],
-        schema_tag=SCHEMA_TAG,
-        fields={"bench.page": envelope},
-        ttl=TTL,
-    )
+    fields = {"bench.page": envelope}
+    meta = Meta(tag, key_id, 1, mac, generation)
+    if not ours.flush(FlushRequest(address, meta, fields, TTL)):  # creates the hash
+        raise AssertionError("our first fenced flush was rejected")
+    # What the writer sends once the hash exists: its manifest covers a stored field, so must_exist.
+    request = FlushRequest(address, meta, fields, TTL, must_exist=True)
 
     def ours_flush() -> None:
         if ours.flush_many([request]) != [True]:
@@ -557,11 +633,51 @@ def timed_calls(
     }
 
 
+# -- child processes ------------------------------------------------------------------------------
+
+
+def run_child(measure: str, port: int, code_root: Path | None, *args: str) -> dict[str, Any]:
+    """Run ``measure`` in a fresh process of this script; ``code_root`` None is this checkout's code.
+
+    The child answers with one JSON line, which names the ``solara_persisted`` it imported: a
+    "before" number that was measured on this checkout's code would be worse than none.
+    """
+    env = dict(os.environ)
+    env.pop(CODE_ROOT_ENV, None)
+    if code_root is not None:
+        env[CODE_ROOT_ENV] = str(code_root)
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", measure, "--port", str(port), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0 or not completed.stdout.strip():
+        raise RuntimeError(
+            f"child {measure} {args} ({code_root or ROOT}) failed ({completed.returncode}):\n{completed.stderr[-3000:]}"
+        )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    expected = (code_root or ROOT).resolve()
+    if not Path(result["code"]).is_relative_to(expected):
+        raise RuntimeError(
+            f"child {measure} imported solara_persisted from {result['code']}, not from {expected}"
+        )
+    return result
+
+
+def child_answer(result: Mapping[str, Any]) -> None:
+    print(json.dumps({**result, "code": code_origin()}))
+
+
 # -- 3. restore -----------------------------------------------------------------------------------
 
+RESTORE_KERNEL, RESTORE_SESSION = "ours-restore", "ours-restore-session"
 
-def seed_restore_data(port: int, decl: Declarations) -> None:
-    """Write the 20-key session through each engine's own write path."""
+
+def seed_solara_restore(port: int, decl: Declarations) -> None:
+    """Write Solara's 20-key session through its own write path."""
     import solara.state as S
 
     backend = solara_backend(port, 1)
@@ -576,11 +692,14 @@ def seed_restore_data(port: int, decl: Declarations) -> None:
         raise AssertionError("Solara's seed write was rejected")
     backend.client.close()
 
+
+def seed_ours_restore(port: int, decl: Declarations) -> None:
+    """Write our 20-key session through our engine's own write path (this process's version of it)."""
     engine = ours_engine(port)
     values = decl.restore_expected
-    restored = engine.restore("ours-restore", "ours-restore-session")
-    session = engine.open_session(
-        "ours-restore", "ours-restore-session", restored, lambda keys: {key: values[key] for key in keys}
+    restored = engine.restore(RESTORE_KERNEL, RESTORE_SESSION)
+    session = open_session(
+        engine, RESTORE_KERNEL, RESTORE_SESSION, restored, lambda keys: {key: values[key] for key in keys}
     )
     for key in values:
         engine.mark_dirty(session, key)
@@ -590,7 +709,7 @@ def seed_restore_data(port: int, decl: Declarations) -> None:
 
 
 def ours_restore_once(engine: Any, expected: Mapping[str, Any]) -> None:
-    restored = engine.restore("ours-restore", "ours-restore-session")
+    restored = engine.restore(RESTORE_KERNEL, RESTORE_SESSION)
     if restored.result != "success" or restored.values != expected:
         raise AssertionError(f"our restore returned {restored.result} with {len(restored.values)} values")
 
@@ -609,7 +728,10 @@ def solara_restore_once(backend: Any, expected: Mapping[str, Any]) -> None:
         raise AssertionError(f"Solara's restore returned {result.reason} with {len(values)} values")
 
 
-def bench_restore_warm(port: int, decl: Declarations, runs: int) -> dict[str, float]:
+def warm_restore_child(port: int, runs: int) -> dict[str, Any]:
+    """``runs`` warm restores of each side in this process, interleaved call by call (ms each)."""
+    configure_solara(port)
+    decl = Declarations()
     engine = ours_engine(port)
     backend = solara_backend(port, 1)
     calls = {
@@ -624,35 +746,67 @@ def bench_restore_warm(port: int, decl: Declarations, runs: int) -> dict[str, fl
         for side, call in calls.items():
             start = time.perf_counter()
             call()
-            samples[side].append(time.perf_counter() - start)
+            samples[side].append((time.perf_counter() - start) * 1e3)
     backend.client.close()
     engine.backend.close()
-    return {side: statistics.median(values) * 1e3 for side, values in samples.items()}
+    return samples
 
 
-def bench_restore_cold(port: int, processes: int, flush_scripts: bool) -> dict[str, float]:
-    """The first restore in a fresh process for each side, median over ``processes`` processes."""
+def paired_ratio(ours: list[float], before: list[float]) -> float:
+    """The median of per-pair ratios: each pair was measured side by side, so drift cancels."""
+    return statistics.median(a / b for a, b in zip(ours, before, strict=True))
+
+
+def bench_restore_warm(port: int, runs: int, rounds: int, before: Path | None) -> dict[str, Any]:
+    """Medians over ``rounds`` child processes per code version, alternated round by round.
+
+    Each child times our restore and Solara's call by call. With ``before``, the previous code's
+    children alternate with ours in the same harness, and "ours / before" is the median over
+    rounds of (ours / Solara in our child) / (before / Solara in its child): Solara's restore is the
+    same code in both, so it cancels what the machine's other load did between the two children.
+    """
+    codes: list[Path | None] = [None, before] if before is not None else [None]
+    samples: dict[str, list[float]] = {"ours": [], "solara": [], "before": [], "solara_beside_before": []}
+    per_round: dict[str, list[float]] = {"ours": [], "before": []}  # each child's median, over Solara's
+    for number in range(rounds):
+        for code in codes if number % 2 == 0 else codes[::-1]:  # neither version always goes first
+            result = run_child("warm", port, code, "--restore-runs", str(runs))
+            name = "ours" if code is None else "before"
+            samples[name] += result["ours"]
+            samples["solara" if code is None else "solara_beside_before"] += result["solara"]
+            per_round[name].append(statistics.median(result["ours"]) / statistics.median(result["solara"]))
+    out: dict[str, Any] = {side: statistics.median(values) for side, values in samples.items() if values}
+    if before is not None:
+        out["vs_before"] = paired_ratio(per_round["ours"], per_round["before"])
+        out["rounds"] = per_round
+    return out
+
+
+def bench_restore_cold(port: int, processes: int, flush_scripts: bool, before: Path | None) -> dict[str, Any]:
+    """The first restore in a fresh process for each side, median over ``processes`` processes.
+
+    With ``before``, "ours / before" is the median of the ratios of the two processes that ran
+    back to back (which of them goes first alternates).
+    """
     admin = admin_client(port)
-    samples: dict[str, list[float]] = {"ours": [], "solara": []}
-    for _ in range(processes):
-        for side in samples:
+    sides: list[tuple[str, str, Path | None]] = [("solara", "solara", None), ("ours", "ours", None)]
+    if before is not None:
+        sides.append(("before", "ours", before))
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in sides}
+    for number in range(processes):
+        for name, side, code in sides if number % 2 == 0 else [sides[0], *sides[:0:-1]]:
             if flush_scripts:
                 admin.script_flush()
-            completed = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--cold-restore", side, "--port", str(port)],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"cold restore child ({side}) failed:\n{completed.stderr[-3000:]}")
-            samples[side].append(json.loads(completed.stdout.strip().splitlines()[-1])["ms"])
+            samples[name].append(run_child("cold", port, code, "--side", side)["ms"])
     admin.close()
-    return {side: statistics.median(values) for side, values in samples.items()}
+    out: dict[str, Any] = {side: statistics.median(values) for side, values in samples.items()}
+    out["samples"] = samples
+    if before is not None:
+        out["vs_before"] = paired_ratio(samples["ours"], samples["before"])
+    return out
 
 
-def cold_restore_child(side: str, port: int) -> None:
+def cold_restore_child(side: str, port: int) -> dict[str, float]:
     configure_solara(port)
     decl = Declarations()
     if side == "ours":
@@ -663,26 +817,50 @@ def cold_restore_child(side: str, port: int) -> None:
         backend = solara_backend(port, 1)  # its constructor connects (CONFIG GET maxmemory-policy)
         start = time.perf_counter()
         solara_restore_once(backend, decl.restore_expected)
-    print(json.dumps({"ms": (time.perf_counter() - start) * 1e3}))
+    return {"ms": (time.perf_counter() - start) * 1e3}
 
 
 # -- 4. memory -----------------------------------------------------------------------------------
 
 
-def bench_memory(port: int, decl: Declarations, admin: redis.Redis, query: str) -> dict[str, Any]:
-    """One session per engine holding page=3 and ``query``, written by each engine's full path."""
-    tag = query.replace(" ", "-")
+def memory_kernel(query: str) -> tuple[str, str]:
+    """``(kernel id, session cookie)`` of a memory session: UUIDs, as Solara assigns them.
+
+    Before session-bound storage our key held the kernel id, so its length is part of what is
+    compared; the same ids on every side, each under a prefix of the same length.
+    """
+    kernel_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-memory-kernel/{query}"))
+    return kernel_id, str(uuid.uuid5(uuid.NAMESPACE_URL, f"bench-memory-session/{query}"))
+
+
+def hash_memory(admin: redis.Redis, side: str, key: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    stored = admin.hgetall(key)
+    missing = [field for field in fields if field.encode() not in stored]
+    if missing:
+        raise AssertionError(f"{side}: the session hash {key!r} lacks {missing}")
+    return {"bytes": admin.memory_usage(key, samples=0), "encoding": admin.object("encoding", key).decode()}
+
+
+def memory_solara(port: int, decl: Declarations, admin: redis.Redis, query: str) -> dict[str, Any]:
+    """Solara's session holding page=3 and ``query``, written by its full path."""
+    kernel_id, session_id = memory_kernel(query)
     backend = solara_backend(port, 1)
-    context = new_context(f"solara-memory-{tag}", f"solara-memory-session-{tag}")
+    context = new_context(kernel_id, session_id)
     worker = SolaraSession(backend, context).worker
     with context:
         decl.solara_page.value = 3
         decl.solara_query.value = query
     worker.close(timeout=2.0)  # its final flush: whatever the debounce had not written yet
     backend.client.close()
+    fields = ("reactive:bench.page", "reactive:bench.query")
+    return hash_memory(admin, "solara", SOLARA_PREFIX + kernel_id, fields)
 
+
+def memory_ours(port: int, decl: Declarations, admin: redis.Redis, query: str) -> dict[str, Any]:
+    """Our session holding page=3 and ``query``, written by our full path (this process's version)."""
+    kernel_id, session_id = memory_kernel(query)
     engine = ours_engine(port)
-    context = new_context(f"ours-memory-{tag}", f"ours-memory-session-{tag}")
+    context = new_context(kernel_id, session_id)
     OursSession(engine, context, {"bench.page": decl.ours_page, "bench.query": decl.ours_query})
     with context:
         decl.ours_page.value = 3
@@ -690,18 +868,26 @@ def bench_memory(port: int, decl: Declarations, admin: redis.Redis, query: str) 
     if engine.drain(2.0):
         raise AssertionError("our memory-session write did not complete")
     engine.backend.close()
+    key = OURS_PREFIX + session_key(kernel_id, session_id)
+    return hash_memory(admin, "ours", key, ("bench.page", "bench.query"))
 
-    out: dict[str, Any] = {}
-    for side, key, fields in (
-        ("ours", f"{OURS_PREFIX}ours-memory-{tag}", ("bench.page", "bench.query")),
-        ("solara", f"{SOLARA_PREFIX}solara-memory-{tag}", ("reactive:bench.page", "reactive:bench.query")),
-    ):
-        stored = admin.hgetall(key)
-        missing = [field for field in fields if field.encode() not in stored]
-        if missing:
-            raise AssertionError(f"{side}: the session hash {key!r} lacks {missing}")
-        out[side] = admin.memory_usage(key, samples=0)
-        out[side + "_encoding"] = admin.object("encoding", key).decode()
+
+def memory_child(port: int, query: str) -> dict[str, Any]:
+    configure_solara(port)
+    decl = Declarations()
+    admin = admin_client(port)
+    out = memory_ours(port, decl, admin, query)
+    admin.close()
+    return out
+
+
+def bench_memory(
+    port: int, decl: Declarations, admin: redis.Redis, query: str, before: Path | None
+) -> dict[str, Any]:
+    """``MEMORY USAGE`` of one session per side holding page=3 and ``query``."""
+    out = {"solara": memory_solara(port, decl, admin, query), "ours": memory_ours(port, decl, admin, query)}
+    if before is not None:
+        out["before"] = run_child("memory", port, before, "--query", query)
     return out
 
 
@@ -712,25 +898,80 @@ def ratio(ours: float, theirs: float) -> float:
     return ours / theirs if theirs else float("nan")
 
 
-def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
-    table = Table(
-        title=f"solara-persisted vs Solara {results['solara_version']}'s built-in engine, "
-        f"redis-server {results['redis_version']} on loopback"
-    )
-    for column in ("measure", "ours", "Solara", "ratio", "goal", "met?"):
+Goal = tuple[str, "bool | None"]  # the goal as written, and whether it is met (None: not measured)
+
+
+def goal_cells(goals: tuple[Goal, ...]) -> tuple[str, str]:
+    marks = {None: "–", True: "[green]yes[/]", False: "[red]NO[/]"}
+    return "; ".join(text for text, _ in goals), "; ".join(marks[met] for _, met in goals)
+
+
+def new_table(title: str) -> Table:
+    table = Table(title=title)
+    columns = ("measure", "ours", "ours before", "Solara", "ours/Solara", "ours/before", "goal", "met?")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("measure", "goal") else "right")
+    return table
+
+
+def add_row(
+    table: Table,
+    measure: str,
+    ours: float,
+    theirs: float,
+    fmt: str,
+    goals: tuple[Goal, ...] = (),
+    *,
+    before: float | None = None,
+    vs_before: float | None = None,
+    before_as_difference: str = "",
+    note: str = "",
+) -> None:
+    """One row. ``vs_before``: ours / before when it is not ``ours / before`` of the medians shown
+    (a paired estimate); ``before_as_difference`` names the unit in which ours - before is shown
+    instead of a ratio."""
+    if before is None:
+        before_cell = before_column = ""
+    else:
+        before_cell = format(before, fmt)
+        if before_as_difference:
+            before_column = f"{ours - before:+,.0f} {before_as_difference}"
+        else:
+            before_column = f"{ratio(ours, before) if vs_before is None else vs_before:.2f}×"
+    goal, met = goal_cells(goals)
+    table.add_row(
+        escape(measure),
+        format(ours, fmt),
+        before_cell,
+        escape(format(theirs, fmt) + note),
+        f"{ratio(ours, theirs):.2f}×",
+        before_column,
+        escape(goal),
+        met,
+    )
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
+    table = new_table(
+        f"solara-persisted vs Solara {results['solara_version']}'s built-in engine, "
+        f"redis-server {results['redis_version']} on loopback"
+        + (f"; ours before: {results['before']}" if results.get("before") else "")
+    )
 
     def row(
-        measure: str, ours: float, theirs: float, fmt: str, goal: str = "", met: bool | None = None
+        measure: str, ours: float, theirs: float, fmt: str, goals: tuple[Goal, ...] = (), **kw: Any
     ) -> None:
-        mark = "" if met is None else ("[green]yes[/]" if met else "[red]NO[/]")
-        table.add_row(
-            escape(measure), format(ours, fmt), format(theirs, fmt), f"{ratio(ours, theirs):.2f}×", goal, mark
-        )
+        add_row(table, measure, ours, theirs, fmt, goals, **kw)
 
     for r in results["codec"]:
         q = ratio(r["ours_encode"], r["solara_encode"])
-        row(f"encode+sign {r['label']} (µs)", r["ours_encode"], r["solara_encode"], ".2f", "≤ 0.5×", q <= 0.5)
+        row(
+            f"encode+sign {r['label']} (µs)",
+            r["ours_encode"],
+            r["solara_encode"],
+            ".2f",
+            (("≤ 0.5×", q <= 0.5),),
+        )
     for r in results["codec"]:
         row(f"verify+decode {r['label']} (µs)", r["ours_decode"], r["solara_decode"], ".2f")
     small = results["codec"][0]
@@ -743,8 +984,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
         many["ours"]["flushes_per_s"],
         many["solara"]["flushes_per_s"],
         ",.0f",
-        "≥ 2×",
-        q >= 2,
+        (("≥ 2×", q >= 2),),
     )
     row(
         "full-path flushes/s, 1 session", one["ours"]["flushes_per_s"], one["solara"]["flushes_per_s"], ",.0f"
@@ -757,8 +997,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
         one["ours"]["trips_per_flush"],
         one["solara"]["trips_per_flush"],
         ".3f",
-        "= 1",
-        all(t == 1 for t in trips),
+        (("= 1", all(t == 1 for t in trips)),),
     )
     row(
         f"round trips per flush, {args.sessions} sessions",
@@ -779,25 +1018,40 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
         ("cold: new process", "cold"),
         ("cold: new process, empty script cache", "cold_flushed"),
     ):
-        q = ratio(restore[key]["ours"], restore[key]["solara"])
+        ours, theirs, before = restore[key]["ours"], restore[key]["solara"], restore[key].get("before")
+        vs_before = restore[key].get("vs_before")
+        q = ratio(ours, theirs)
+        goals: tuple[Goal, ...] = (("≤ 0.5×", q <= 0.5),)
+        if key == "warm":
+            goals += (("≤ 0.7× (issue)", q <= 0.7),)
+        goals += (("≤ 1.1× before", None if vs_before is None else vs_before <= 1.1),)
         row(
             f"restore {RESTORE_KEYS} keys, {label} (ms)",
-            restore[key]["ours"],
-            restore[key]["solara"],
+            ours,
+            theirs,
             ".3f",
-            "≤ 0.5×",
-            q <= 0.5,
+            goals,
+            before=before,
+            vs_before=vs_before,
         )
     table.add_section()
     for query, memory in zip(MEMORY_QUERIES, results["memory"], strict=True):
-        q = ratio(memory["ours"], memory["solara"])
+        ours, theirs = memory["ours"]["bytes"], memory["solara"]["bytes"]
+        before = memory["before"]["bytes"] if "before" in memory else None
+        encodings = "/".join(
+            memory[side]["encoding"] for side in ("ours", "before", "solara") if side in memory
+        )
         row(
-            f"Redis bytes/session {{page: 3, query: {query!r}}} ({memory['ours_encoding']} / {memory['solara_encoding']})",
-            memory["ours"],
-            memory["solara"],
+            f"Redis bytes/session {{page: 3, query: {query!r}}} ({encodings})",
+            ours,
+            theirs,
             ",.0f",
-            "≤ 0.6×",
-            q <= 0.6,
+            (
+                ("≤ 0.6×", ratio(ours, theirs) <= 0.6),
+                ("≤ before + 40 B", None if before is None else ours <= before + 40),
+            ),
+            before=before,
+            before_as_difference="B",
         )
     return table
 
@@ -812,6 +1066,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results: dict[str, Any] = {
             "solara_version": solara.__version__,
             "redis_version": admin.info("server")["redis_version"],
+            "before": str(args.before) if args.before else None,
+            "load": [os.getloadavg()[0]],
         }
         with console.status("declaring both engines' keys"):
             decl = Declarations()
@@ -828,16 +1084,50 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         port, decl, sessions, args.seconds, trips, admin, label
                     )
         with console.status(f"restore of a {RESTORE_KEYS}-key session"):
-            seed_restore_data(port, decl)
+            seed_solara_restore(port, decl)
+            seed_ours_restore(port, decl)
+            if args.before:
+                run_child("seed", port, args.before)
             results["restore"] = {
-                "warm": bench_restore_warm(port, decl, args.restore_runs),
-                "cold": bench_restore_cold(port, args.cold_processes, flush_scripts=False),
-                "cold_flushed": bench_restore_cold(port, args.cold_processes, flush_scripts=True),
+                "warm": bench_restore_warm(port, args.restore_runs, args.restore_rounds, args.before),
+                "cold": bench_restore_cold(port, args.cold_processes, False, args.before),
+                "cold_flushed": bench_restore_cold(port, args.cold_processes, True, args.before),
             }
         with console.status("Redis memory per session"):
-            results["memory"] = [bench_memory(port, decl, admin, query) for query in MEMORY_QUERIES]
+            results["memory"] = [
+                bench_memory(port, decl, admin, query, args.before) for query in MEMORY_QUERIES
+            ]
         admin.close()
+    results["load"].append(os.getloadavg()[0])
     return results
+
+
+def load_line(load: list[float]) -> str:
+    """Other work on the machine moves every number: say how busy it was."""
+    return f"1-minute load average at start / end: {load[0]:.2f} / {load[-1]:.2f} on {os.cpu_count()} cores"
+
+
+def child(args: argparse.Namespace) -> None:
+    """One measure in this fresh process, answered as one JSON line (see ``run_child``)."""
+    if args.child == "seed":
+        configure_solara(args.port)
+        seed_ours_restore(args.port, Declarations())
+        child_answer({})
+    elif args.child == "warm":
+        child_answer(warm_restore_child(args.port, args.restore_runs))
+    elif args.child == "cold":
+        child_answer(cold_restore_child(args.side, args.port))
+    else:
+        child_answer(memory_child(args.port, args.query))
+
+
+def before_checkout(raw: str) -> Path:
+    path = Path(raw).resolve()
+    if not (path / "solara_persisted" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{path} holds no solara_persisted package (a checkout's root?)")
+    if path == ROOT:
+        raise argparse.ArgumentTypeError(f"{path} is this checkout; give the previous commit's worktree")
+    return path
 
 
 def main() -> None:
@@ -849,19 +1139,38 @@ def main() -> None:
     parser.add_argument(
         "--flush-calls", type=int, default=3000, help="backend flush calls per side (default 3000)"
     )
-    parser.add_argument("--restore-runs", type=int, default=300, help="warm restores per side (default 300)")
+    parser.add_argument(
+        "--restore-runs", type=int, default=300, help="warm restores per side per child process (default 300)"
+    )
+    parser.add_argument(
+        "--restore-rounds",
+        type=int,
+        default=5,
+        help="child processes per code version for the warm restore, alternated (default 5)",
+    )
     parser.add_argument(
         "--cold-processes", type=int, default=5, help="fresh processes per cold sample (default 5)"
     )
+    parser.add_argument(
+        "--before",
+        type=before_checkout,
+        metavar="PATH",
+        help="a checkout of the previous commit (git worktree add /tmp/before <commit>): the restore and "
+        "memory measures also run its solara_persisted, in child processes, as 'ours before'",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
-    parser.add_argument("--cold-restore", choices=("ours", "solara"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("seed", "warm", "cold", "memory"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=("ours", "solara"), help=argparse.SUPPRESS)
+    parser.add_argument("--query", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.getLogger("solara.state").setLevel(logging.WARNING)
-    if args.cold_restore:
-        cold_restore_child(args.cold_restore, args.port)
+    if args.child:
+        child(args)
         return
-    console = Console() if sys.stdout.isatty() else Console(width=130)
+    if BEFORE:
+        parser.error(f"{CODE_ROOT_ENV} is set: measure the previous code with --before PATH instead")
+    console = Console() if sys.stdout.isatty() else Console(width=170)
     results = run(args, console)
     console.print(report(results, args))
     for label in ("many", "one"):
@@ -871,6 +1180,13 @@ def main() -> None:
                 f"{side:>6}, {label} session(s): {full['changes']:,} value changes -> {full['flushes']:,} "
                 f"acknowledged flushes, {full['commands_per_flush']:.1f} server commands per flush"
             )
+    warm = results["restore"]["warm"]
+    if "solara_beside_before" in warm:
+        console.print(
+            f"Solara's warm restore beside ours: {warm['solara']:.3f} ms; beside ours before: "
+            f"{warm['solara_beside_before']:.3f} ms (the same code: a gap is this machine's drift)"
+        )
+    console.print(load_line(results["load"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
 

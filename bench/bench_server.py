@@ -13,8 +13,9 @@ What each measure includes (both sides do the same work):
   process does not know" to "the first read of every persisted reactive returned the restored
   value", for a session of five small values of mixed types, written beforehand by the parent
   process through each engine's own write path. Ours: ``solara_integration.activate(Settings(...))``, then
-  a ``VirtualKernelContext`` is built (its ``on_kernel_start`` hook starts the takeover) and the
-  reactives are read inside ``with context:``. Solara: its engine active through
+  a ``VirtualKernelContext`` is built (its ``on_kernel_start`` hook installs our persistence) and the
+  reactives are read inside ``with context:`` (the first read runs the takeover, as a connection's
+  first message does in a server). Solara: its engine active through
   ``solara.server.settings.state``; the context is built and handed to
   ``kernel_context._restore_on_connect(context, backend, session_id)`` as ``initialize_virtual_kernel``
   does for a new context (takeover on its executor, ``attach``, its flush worker started), then the
@@ -39,6 +40,13 @@ What each measure includes (both sides do the same work):
   MutationObserver) and every websocket ``open`` on its own wall clock, so the numbers do not
   depend on Playwright's polling: switch-to-visible starts at the proxy switch, ws-open-to-visible
   at the open of B's websocket. Median of a few runs per side, interleaved.
+
+"Ours before" (``--before PATH``, a worktree of the previous commit): the restore step also runs
+that checkout's ``solara_persisted``, in restore children of its own placed between ours and
+Solara's (``BENCH_CODE_ROOT`` puts it first on ``sys.path``; each child reports the file it
+imported and the parent refuses an answer from the wrong code). Its sessions are written by a
+child running that code, under its own prefix, in the same Redis. The secret is generated once per
+run (``bench_engine.SECRET``) and shared by every child and server.
 
 The ``solara.state`` logger is set to WARNING in this script's processes, so neither engine pays
 for its per-restore and per-flush log lines there. The ``solara run`` instances keep their defaults:
@@ -76,9 +84,26 @@ for path in (BENCH, ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from bench_engine import declare, redis_server  # noqa: E402 - the sibling bench, found through sys.path
+# The sibling bench, found through sys.path. Importing it also puts the code this process measures
+# first on sys.path (this checkout's, or with BENCH_CODE_ROOT set by ``--before`` the previous one's)
+# and fixes the run's generated secret (BENCH_SECRET, inherited by every child process).
+from bench_engine import (  # noqa: E402
+    BEFORE,
+    CODE_ROOT_ENV,
+    SECRET,
+    add_row,
+    before_checkout,
+    code_origin,
+    declare,
+    load_line,
+    new_table,
+    open_session,
+    paired_ratio,
+    ratio,
+    redis_server,
+    session_key,
+)
 
-SECRET = "bench-" + "k" * 40  # the same secret for both engines; a throwaway value
 SCHEMA_TAG = "bench"
 TTL = 86400.0
 CONNECT_TIMEOUT = 2.0  # the same takeover/flush bound for both engines (a busy 2-core machine)
@@ -164,6 +189,11 @@ def configure_solara(port: int, prefix: str, debounce: str = "300ms") -> None:
     state.connect_timeout = CONNECT_TIMEOUT
 
 
+def ours_prefix(prefix: str) -> str:
+    """Our sessions' prefix; "ours before" (the previous code, ``--before``) writes under its own."""
+    return prefix + ("prev:" if BEFORE else "ours:")
+
+
 def declare_ours(values: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
     from solara_persisted.spec import persisted
 
@@ -192,15 +222,25 @@ def new_context(kernel_id: str, session_id: str, kernel: Any) -> Any:
 
 def emit(result: Mapping[str, Any]) -> None:
     """The child's answer, then an immediate exit: leftover daemon/pool threads must not delay it."""
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps({**result, "code": code_origin()}) + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
 
 
-def run_child(console: Console, *args: str) -> dict[str, Any]:
+def run_child(console: Console, *args: str, code_root: Path | None = None) -> dict[str, Any]:
+    """A child process of this script; ``code_root`` None measures this checkout's code.
+
+    The answer names the ``solara_persisted`` the child imported, checked here: a "before" number
+    measured on this checkout's code would be worse than none.
+    """
+    env = dict(os.environ)
+    env.pop(CODE_ROOT_ENV, None)
+    if code_root is not None:
+        env[CODE_ROOT_ENV] = str(code_root)
     completed = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--child", *args],
+        env=env,
         capture_output=True,
         text=True,
         timeout=CHILD_TIMEOUT,
@@ -210,7 +250,13 @@ def run_child(console: Console, *args: str) -> dict[str, Any]:
         raise RuntimeError(f"child {args} failed ({completed.returncode}):\n{completed.stderr[-4000:]}")
     if completed.stderr.strip():
         console.print(escape(completed.stderr.rstrip()), highlight=False)
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    expected = (code_root or ROOT).resolve()
+    if not Path(result["code"]).is_relative_to(expected):
+        raise RuntimeError(
+            f"child {args} imported solara_persisted from {result['code']}, not from {expected}"
+        )
+    return result
 
 
 # -- 1. restore step on a fresh instance ----------------------------------------------------------
@@ -221,18 +267,20 @@ def restore_kernels(side: str, process: int, samples: int) -> list[tuple[str, st
     return [(f"r-{side}-{process}-{i}", f"cookie-{side}-{process}-{i}") for i in range(samples)]
 
 
-def seed_restore(port: int, prefix: str, kernels: Mapping[str, list[tuple[str, str]]]) -> None:
-    """Write every restore session through each engine's own write path (no server involved)."""
+def restored_values() -> dict[str, Any]:
+    return {key: spec[2] for key, spec in RESTORE_VALUES.items()}
+
+
+def seed_solara_restore(port: int, prefix: str, kernels: list[tuple[str, str]]) -> None:
+    """Write Solara's restore sessions through its own write path (no server involved)."""
     import solara.state as S
     from solara.state.redis import RedisStateBackend
 
-    from solara_persisted.engine import Engine
-
-    stored = {key: spec[2] for key, spec in RESTORE_VALUES.items()}
+    stored = restored_values()
     configure_solara(port, prefix + "solara:")
     backend = RedisStateBackend(client=redis.Redis(host="127.0.0.1", port=port, socket_timeout=5))
     tag = S.effective_schema_tag()
-    for kernel_id, session_id in kernels["solara"]:
+    for kernel_id, session_id in kernels:
         result = backend.takeover(kernel_id, S.session_hmacs(session_id), tag)
         fields = {
             "reactive:" + key: S.encode(value, kernel_id=kernel_id, field_name="reactive:" + key)
@@ -242,19 +290,31 @@ def seed_restore(port: int, prefix: str, kernels: Mapping[str, list[tuple[str, s
             raise AssertionError("Solara's seed write was rejected")
     backend.client.close()
 
+
+def seed_ours_restore(port: int, prefix: str, kernels: list[tuple[str, str]]) -> None:
+    """Write our restore sessions through our engine's own write path (this process's version of it)."""
+    from solara_persisted.engine import Engine
+
+    stored = restored_values()
     declare_ours(RESTORE_VALUES)
-    engine = Engine(ours_settings(port, prefix + "ours:"))
+    engine = Engine(ours_settings(port, ours_prefix(prefix)))
     engine.start()
-    for kernel_id, session_id in kernels["ours"]:
+    for kernel_id, session_id in kernels:
         restored = engine.restore(kernel_id, session_id)
-        session = engine.open_session(
-            kernel_id, session_id, restored, lambda keys: {key: stored[key] for key in keys}
+        session = open_session(
+            engine, kernel_id, session_id, restored, lambda keys: {key: stored[key] for key in keys}
         )
         for key in stored:
             engine.mark_dirty(session, key)
     if engine.drain(30.0):
         raise AssertionError("our seed write did not complete")
     engine.close()
+
+
+def seed_child(side: str, port: int, prefix: str, processes: int, samples: int) -> None:
+    """Seed our restore sessions with this process's code (``--before``: the previous commit's)."""
+    seed_ours_restore(port, prefix, [k for p in range(processes) for k in restore_kernels(side, p, samples)])
+    emit({})
 
 
 def profiled(call: Callable[..., Any], profiles: list[cProfile.Profile]) -> Callable[..., Any]:
@@ -287,11 +347,13 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
     server_process()
     takeovers: list[cProfile.Profile] = []
     expected = [spec[2] for spec in RESTORE_VALUES.values()]
-    if side == "ours":
+    if (side == "before") != BEFORE:
+        raise AssertionError(f"a {side!r} restore child runs the code of {code_origin()}")
+    if side in ("ours", "before"):
         from solara_persisted import solara_integration
 
         reactives = list(declare_ours(RESTORE_VALUES).values())
-        active = solara_integration.activate(ours_settings(port, prefix + "ours:"))
+        active = solara_integration.activate(ours_settings(port, ours_prefix(prefix)))
         if profile:
             active.restore = profiled(active.restore, takeovers)  # type: ignore[method-assign]
 
@@ -337,44 +399,68 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
 
 
 def bench_restore(
-    console: Console, port: int, prefix: str, processes: int, samples: int, profile: bool
+    console: Console,
+    port: int,
+    prefix: str,
+    processes: int,
+    samples: int,
+    profile: bool,
+    before: Path | None,
 ) -> dict[str, Any]:
+    sides = ("solara", "ours", "before") if before is not None else ("solara", "ours")
     kernels = {
-        side: [k for p in range(processes) for k in restore_kernels(side, p, samples)]
-        for side in ("ours", "solara")
+        side: [k for p in range(processes) for k in restore_kernels(side, p, samples)] for side in sides
     }
-    seed_restore(port, prefix, kernels)
-    out: dict[str, Any] = {side: {"cold": [], "warm": []} for side in kernels}
+    seed_solara_restore(port, prefix, kernels["solara"])
+    seed_ours_restore(port, prefix, kernels["ours"])
+    if before is not None:
+        counts = ("--processes", str(processes), "--samples", str(samples))
+        run_child(
+            console, "seed", "before", "--port", str(port), "--prefix", prefix, *counts, code_root=before
+        )
+    out: dict[str, Any] = {side: {"cold": [], "warm": [], "warm_by_process": []} for side in sides}
     for process in range(processes):
-        for side in ("solara", "ours"):  # interleaved: a noisy neighbour hits both alike
+        # Interleaved: a noisy neighbour hits every side alike; ours and ours before swap places.
+        order = sides if process % 2 == 0 else (sides[0], *sides[:0:-1])
+        for side in order:
             result = run_child(
                 console, "restore", side, "--port", str(port), "--prefix", prefix, "--process", str(process),
                 "--samples", str(samples), *(["--profile"] if profile and side == "ours" else []),
+                code_root=before if side == "before" else None,
             )  # fmt: skip
             out[side]["cold"].append(result["cold_ms"])
             out[side]["warm"].extend(result["warm_ms"])
-    return {
+            out[side]["warm_by_process"].append(statistics.median(result["warm_ms"]))
+    summary: dict[str, Any] = {
         side: {
             "cold": statistics.median(v["cold"]),
             "warm": statistics.median(v["warm"]),
             "cold_samples": v["cold"],
+            "warm_by_process": v["warm_by_process"],
             "warm_p90": statistics.quantiles(v["warm"], n=10)[-1],
         }
         for side, v in out.items()
     }
+    if before is not None:
+        # Ours and ours before ran back to back in each round: the median of those pairs' ratios.
+        summary["vs_before"] = {
+            "cold": paired_ratio(out["ours"]["cold"], out["before"]["cold"]),
+            "warm": paired_ratio(out["ours"]["warm_by_process"], out["before"]["warm_by_process"]),
+        }
+    return summary
 
 
 # -- 2. shutdown drain ----------------------------------------------------------------------------
 
 
-def count_written(port: int, prefix: str, kernel_ids: list[str], fields: list[str]) -> int:
-    """How many of the kernels' hashes hold every one of ``fields`` (engine-neutral check)."""
+def count_written(port: int, keys: list[str], fields: list[str]) -> int:
+    """How many of the sessions' hashes hold every one of ``fields`` (engine-neutral check)."""
     client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
     written = 0
-    for start in range(0, len(kernel_ids), 1000):
+    for start in range(0, len(keys), 1000):
         pipe = client.pipeline(transaction=False)
-        for kernel_id in kernel_ids[start : start + 1000]:
-            pipe.hmget(prefix + kernel_id, fields)
+        for key in keys[start : start + 1000]:
+            pipe.hmget(key, fields)
         written += sum(all(value is not None for value in row) for row in pipe.execute())
     client.close()
     return written
@@ -391,9 +477,12 @@ def drain_child(side: str, port: int, prefix: str, sessions: int) -> None:
         from solara_persisted import solara_integration
 
         reactives = list(declare_ours(DRAIN_VALUES).values())
-        active = solara_integration.activate(ours_settings(port, prefix + "ours:"))
+        active = solara_integration.activate(ours_settings(port, ours_prefix(prefix)))
         active.writer.stop()  # nothing is written before the drain: every session stays dirty
         fields = list(DRAIN_VALUES)
+        keys = [
+            ours_prefix(prefix) + session_key(kernel_id, f"cookie-{kernel_id}") for kernel_id in kernel_ids
+        ]
         quiet_state_logs()
         for i, kernel_id in enumerate(kernel_ids):
             context = new_context(kernel_id, f"cookie-{kernel_id}", kern)
@@ -419,6 +508,7 @@ def drain_child(side: str, port: int, prefix: str, sessions: int) -> None:
         reactives = list(declare_solara(DRAIN_VALUES).values())
         backend = S.get_backend()
         fields = ["reactive:" + key for key in DRAIN_VALUES]
+        keys = [prefix + "solara:" + kernel_id for kernel_id in kernel_ids]
         quiet_state_logs()
         for i, kernel_id in enumerate(kernel_ids):
             context = new_context(kernel_id, f"cookie-{kernel_id}", kern)
@@ -434,7 +524,7 @@ def drain_child(side: str, port: int, prefix: str, sessions: int) -> None:
         solara_starlette._drain_state_workers(DRAIN_DEADLINE)
         elapsed = time.perf_counter() - start
         acked = S.stats().flush_ok
-    written = count_written(port, prefix + side + ":", kernel_ids, fields)
+    written = count_written(port, keys, fields)
     if written < acked:
         raise AssertionError(f"{side}: {acked} flushes acknowledged but only {written} sessions in Redis")
     emit({"seconds": elapsed, "acked": acked, "sessions": sessions})
@@ -578,47 +668,34 @@ def bench_failover(console: Console, port: int, runs: int) -> dict[str, Any]:
 # -- report ---------------------------------------------------------------------------------------
 
 
-def ratio(ours: float, theirs: float) -> float:
-    return ours / theirs if theirs else float("nan")
-
-
 def report(results: dict[str, Any]) -> Table:
-    table = Table(
-        title=f"solara-persisted vs Solara {results['solara_version']}'s built-in engine in a server, "
+    table = new_table(
+        f"solara-persisted vs Solara {results['solara_version']}'s built-in engine in a server, "
         f"redis-server {results['redis_version']} on loopback"
+        + (f"; ours before: {results['before']}" if results.get("before") else "")
     )
-    for column in ("measure", "ours", "Solara", "ratio", "goal", "met?"):
-        table.add_column(column, justify="left" if column in ("measure", "goal") else "right")
 
-    def row(
-        measure: str,
-        ours: float,
-        theirs: float,
-        fmt: str,
-        goal: str = "",
-        met: bool | None = None,
-        note: str = "",
-    ) -> None:
-        mark = "" if met is None else ("[green]yes[/]" if met else "[red]NO[/]")
-        table.add_row(
-            escape(measure),
-            format(ours, fmt),
-            escape(format(theirs, fmt) + note),
-            f"{ratio(ours, theirs):.2f}×",
-            goal,
-            mark,
-        )
+    def row(measure: str, ours: float, theirs: float, fmt: str, goals: Any = (), **kw: Any) -> None:
+        add_row(table, measure, ours, theirs, fmt, goals, **kw)
 
     restore = results["restore"]
     for label, key in (("cold: first in a new process", "cold"), ("warm: median", "warm")):
         ours, theirs = restore["ours"][key], restore["solara"][key]
+        before = restore["before"][key] if "before" in restore else None
+        vs_before = restore["vs_before"][key] if "vs_before" in restore else None
+        q = ratio(ours, theirs)
+        goals: tuple[tuple[str, bool | None], ...] = (("≤ 0.5×", q <= 0.5),)
+        if key == "warm":
+            goals += (("≤ 0.7× (issue)", q <= 0.7),)
+        goals += (("≤ 1.1× before", None if vs_before is None else vs_before <= 1.1),)
         row(
             f"restore step, {len(RESTORE_VALUES)} keys, {label} (ms)",
             ours,
             theirs,
             ".3f",
-            "≤ 0.5×",
-            ratio(ours, theirs) <= 0.5,
+            goals,
+            before=before,
+            vs_before=vs_before,
         )
     table.add_section()
     for count, sides in results["drain"].items():
@@ -635,9 +712,8 @@ def report(results: dict[str, Any]) -> Table:
             ours["seconds"],
             theirs["seconds"],
             ".3f",
-            "ours ≤ 2 s" if big else "",
-            ours["seconds"] <= 2.0 and ours["acked"] == ours["sessions"] if big else None,
-            note,
+            (("ours ≤ 2 s", ours["seconds"] <= 2.0 and ours["acked"] == ours["sessions"]),) if big else (),
+            note=note,
         )
         row(
             f"shutdown drain, {int(count):,} sessions: written sessions/s",
@@ -658,8 +734,7 @@ def report(results: dict[str, Any]) -> Table:
                 ours,
                 theirs,
                 ".0f",
-                "≤ 1× (no slower)",
-                ratio(ours, theirs) <= 1.0,
+                (("≤ 1× (no slower)", ratio(ours, theirs) <= 1.0),),
             )
     return table
 
@@ -673,16 +748,19 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         results: dict[str, Any] = {
             "solara_version": solara.__version__,
             "redis_version": admin.info("server")["redis_version"],
+            "before": str(args.before) if args.before else None,
+            "load": [os.getloadavg()[0]],
         }
         admin.close()
         prefix = f"bs{uuid.uuid4().hex[:4]}:"
         with console.status("restore step, both engines, child processes"):
             results["restore"] = bench_restore(
-                console, port, prefix, args.processes, args.samples, args.profile
+                console, port, prefix, args.processes, args.samples, args.profile, args.before
             )
         results["drain"] = bench_drain(console, port, prefix, args.drain, args.solara_drain_cap)
         if args.failover_runs:
             results["failover"] = bench_failover(console, port, args.failover_runs)
+    results["load"].append(os.getloadavg()[0])
     return results
 
 
@@ -705,6 +783,13 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile our warm restores; the top functions go to stderr"
     )
+    parser.add_argument(
+        "--before",
+        type=before_checkout,
+        metavar="PATH",
+        help="a checkout of the previous commit (git worktree add /tmp/before <commit>): the restore step "
+        "also runs its solara_persisted, in child processes, as 'ours before'",
+    )
     parser.add_argument("--json", type=Path, help="also write the raw numbers to this file")
     parser.add_argument("--child", nargs=2, metavar=("MEASURE", "SIDE"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -717,12 +802,17 @@ def main() -> None:
         measure, side = args.child
         if measure == "restore":
             restore_child(side, args.port, args.prefix, args.process, args.samples, args.profile)
+        elif measure == "seed":
+            seed_child(side, args.port, args.prefix, args.processes, args.samples)
         else:
             drain_child(side, args.port, args.prefix, args.sessions)
         return
-    console = Console() if sys.stdout.isatty() else Console(width=150)
+    if BEFORE:
+        parser.error(f"{CODE_ROOT_ENV} is set: measure the previous code with --before PATH instead")
+    console = Console() if sys.stdout.isatty() else Console(width=170)
     results = run(args, console)
     console.print(report(results))
+    console.print(load_line(results["load"]))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -287,9 +287,13 @@ class Engine:
             limit = self.budget.max_keys if takeover.over == "keys" else self.budget.max_bytes
             problem = f"the session holds {takeover.amount} {takeover.over}, over its budget of {limit}"
             return self._bail_out(kernel_id, address, takeover.generation, None, "budget", problem)
-        tags = {name: envelope_tag(data) for name, data in takeover.fields.items()}
         if not self.ring.verify_manifest(
-            key_id=meta.key_id, mac=meta.mac, address=address, tag=meta.tag, counter=meta.counter, fields=tags
+            key_id=meta.key_id,
+            mac=meta.mac,
+            address=address,
+            tag=meta.tag,
+            counter=meta.counter,
+            envelopes=takeover.fields,
         ):
             problem = "its fields are not the set its manifest signs (a field was rolled back, removed or added)"
             return self._bail_out(kernel_id, address, takeover.generation, None, "manifest", problem)

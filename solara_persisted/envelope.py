@@ -168,26 +168,29 @@ class KeyRing:
         self, *, address: str, tag: bytes, counter: int, fields: Mapping[str, bytes]
     ) -> tuple[bytes, bytes]:
         """The primary key's id and the manifest MAC over ``fields`` (name -> envelope tag)."""
-        return self.key_ids[0], self._manifest(0, address, tag, counter, _encoded(fields))
+        items = sorted((name.encode("utf-8"), field_tag) for name, field_tag in fields.items())
+        return self.key_ids[0], self._manifest(0, address, tag, counter, items)
 
     def verify_manifest(
-        self, *, key_id: bytes, mac: bytes, address: str, tag: bytes, counter: int, fields: Mapping[bytes, bytes]
+        self, *, key_id: bytes, mac: bytes, address: str, tag: bytes, counter: int, envelopes: Mapping[bytes, bytes]
     ) -> bool:
-        """Whether the key ``key_id`` names signed exactly these fields (raw name -> envelope tag)."""
+        """Whether the key ``key_id`` names signed exactly these fields (raw name -> stored envelope)."""
         try:
             index = self.key_ids.index(key_id)
         except ValueError:
             return False
-        return hmac.compare_digest(self._manifest(index, address, tag, counter, fields), mac)
+        items = sorted((name, envelope[-TAG_SIZE:]) for name, envelope in envelopes.items())
+        return hmac.compare_digest(self._manifest(index, address, tag, counter, items), mac)
 
     def _manifest(
-        self, index: int, address: str, tag: bytes, counter: int, fields: Mapping[bytes, bytes]
+        self, index: int, address: str, tag: bytes, counter: int, items: list[tuple[bytes, bytes]]
     ) -> bytes:
-        parts = [_lp(address.encode("utf-8")), _lp(tag), _u32(counter % COUNTER_MODULUS), _u32(len(fields))]
-        for name in sorted(fields):
-            parts.append(_lp(name))
-            parts.append(_lp(fields[name]))
-        return _mac(self._manifests[index], b"".join(parts))[:MANIFEST_MAC_SIZE]
+        """The MAC over ``items`` (name, envelope tag), sorted by name; layout in docs/envelope.md."""
+        head = b"".join(
+            (_lp(address.encode("utf-8")), _lp(tag), _u32(counter % COUNTER_MODULUS), _u32(len(items)))
+        )
+        body = b"".join([_u32(len(name)) + name + _u32(len(field_tag)) + field_tag for name, field_tag in items])
+        return _mac(self._manifests[index], head + body)[:MANIFEST_MAC_SIZE]
 
     def fingerprint(self) -> str:
         """A short hex digest of the ordered key ids, equal on every instance holding the same ring."""
@@ -207,10 +210,6 @@ class Opened:
 def envelope_tag(envelope: bytes) -> bytes:
     """The part of an envelope a manifest signs for it: its own tag (which covers every other byte)."""
     return envelope[-TAG_SIZE:]
-
-
-def _encoded(fields: Mapping[str, bytes]) -> dict[bytes, bytes]:
-    return {name.encode("utf-8"): tag for name, tag in fields.items()}
 
 
 def seal(ring: KeyRing, *, address: str, field: str, codec: Codec, version: int, payload: bytes) -> bytes:

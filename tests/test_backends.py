@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -1027,3 +1028,43 @@ def test_passwords_never_appear_in_messages() -> None:
     with pytest.raises(BackendError) as failure:
         backend.ping()
     assert "s3cret" not in str(failure.value)
+
+
+def test_budget_by_bytes_on_a_server_that_refuses_memory_usage_in_scripts(
+    tmp_path: pytest.TempPathFactory, prefix: str
+) -> None:
+    """The script skips its exact count only when MEMORY USAGE says the session is small; a server
+    without that command (renamed away here, as some managed services do) gets the exact count."""
+    port = closed_port()
+    server = subprocess.Popen(
+        [
+            *("redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--rename-command", "MEMORY", '""'),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    backend = RedisBackend(Settings(backend="redis", url=f"redis://127.0.0.1:{port}/0", prefix=prefix))
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                backend.ping()
+                break
+            except BackendError:
+                assert time.monotonic() < deadline and server.poll() is None, "redis-server did not start"
+                time.sleep(0.05)
+        address = new_address()
+        values = {"a": b"1" * 10, "b": b"2" * 10, "c": b"3" * 10}
+        assert backend.flush(flush_request(address, FIRST, values))
+        client = redis.Redis(port=port)
+        with pytest.raises(redis.ResponseError, match="unknown command"):
+            client.memory_usage(prefix + address)
+        client.close()
+        assert take(backend, address, budget=SessionBudget(max_bytes=30)).reason == "restored"
+        takeover = take(backend, address, budget=SessionBudget(max_bytes=29))
+        assert (takeover.reason, takeover.over, takeover.amount) == ("over-budget", "bytes", 30)
+    finally:
+        backend.close()
+        server.terminate()
+        server.wait(10)

@@ -321,7 +321,7 @@ def test_the_manifest_is_as_documented_and_verifies() -> None:
     assert key_id == doc_key_id(NEW)
     assert mac == doc_manifest(NEW, address=ADDRESS, counter=7, fields=fields)
     raw = {name.encode(): tag for name, tag in fields.items()}
-    assert ring.verify_manifest(key_id=key_id, mac=mac, address=ADDRESS, tag=TAG, counter=7, fields=raw)
+    assert ring.verify_manifest(key_id=key_id, mac=mac, address=ADDRESS, tag=TAG, counter=7, envelopes=raw)
 
 
 def test_any_change_to_the_signed_set_fails_the_manifest() -> None:
@@ -332,14 +332,15 @@ def test_any_change_to_the_signed_set_fails_the_manifest() -> None:
     )
 
     def verifies(**changes: object) -> bool:
-        args: dict = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 3, "fields": fields}
+        args: dict = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 3, "envelopes": fields}
         args.update(changes)
         return ring.verify_manifest(**args)
 
     assert verifies()
-    assert not verifies(fields={b"a": b"A" * 32})  # a field removed
-    assert not verifies(fields={**fields, b"c": b"C" * 32})  # a field added
-    assert not verifies(fields={b"a": b"X" * 32, b"b": b"B" * 32})  # a field rolled back or replaced
+    assert not verifies(envelopes={b"a": b"A" * 32})  # a field removed
+    assert not verifies(envelopes={**fields, b"c": b"C" * 32})  # a field added
+    assert not verifies(envelopes={b"a": b"X" * 32, b"b": b"B" * 32})  # a field rolled back or replaced
+    assert verifies(envelopes={b"a": b"header" + b"A" * 32, b"b": b"B" * 32}), "only each envelope's tag is signed"
     assert not verifies(counter=2)
     assert not verifies(address=session_address("another-cookie", KERNEL))
     assert not verifies(tag=b"\x00" * 4)
@@ -350,7 +351,7 @@ def test_a_rotated_ring_verifies_a_manifest_signed_by_the_old_key() -> None:
     fields = {"a": b"A" * 32}
     key_id, mac = KeyRing.from_secrets([OLD]).sign_manifest(address=ADDRESS, tag=TAG, counter=1, fields=fields)
     raw = {b"a": b"A" * 32}
-    args = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 1, "fields": raw}
+    args = {"key_id": key_id, "mac": mac, "address": ADDRESS, "tag": TAG, "counter": 1, "envelopes": raw}
     assert KeyRing.from_secrets([NEW, OLD]).verify_manifest(**args)
     assert not KeyRing.from_secrets([NEW]).verify_manifest(**args)
 
