@@ -25,7 +25,7 @@ from .backends import Backend, create_backend
 from .backends.base import FlushRequest, Meta, SessionBudget, Takeover, tag_digest, validate_kernel_id
 from .breaker import Breaker
 from .config import Settings
-from .envelope import Codec, KeyRing, envelope_tag, open_envelope, seal
+from .envelope import TAG_SIZE, Codec, KeyRing, envelope_tag, open_envelope, seal
 from .errors import (
     BackendError,
     CodecError,
@@ -304,21 +304,23 @@ class Engine:
         resign: set[str] = set()
         stored: dict[str, tuple[bytes, int]] = {}
         nbytes = 0
+        resolve, default_cap = self.registry.resolve, self.settings.max_value_bytes
         for raw, data in takeover.fields.items():
             try:
                 field = raw.decode("utf-8")
             except UnicodeDecodeError:
                 error = MalformedEnvelopeError(f"a field name of {len(raw)} bytes is not UTF-8")
                 return self._bail_out(kernel_id, address, takeover.generation, None, "envelope", error)
-            stored[field] = (envelope_tag(data), len(data))
-            spec = self.registry.resolve(field)
+            size = len(data)
+            stored[field] = (data[-TAG_SIZE:], size)  # what the writer's next manifest signs for it
+            spec = resolve(field)
             if spec is None:
                 logger.info("restore skipped undeclared key=%s kernel=%s", quote(field), quote(kernel_id))
                 continue
-            cap = spec.max_bytes if spec.max_bytes is not None else self.settings.max_value_bytes
-            if cap and len(data) > cap:
+            cap = default_cap if spec.max_bytes is None else spec.max_bytes
+            if cap and size > cap:
                 # Over the cap it was written under (a lowered cap, or not ours): never decoded.
-                self.events.oversize(field, kernel_id, len(data), cap, dropped=True)
+                self.events.oversize(field, kernel_id, size, cap, dropped=True)
                 continue
             try:
                 opened = open_envelope(self.ring, data, address=address, field=field)
@@ -348,7 +350,7 @@ class Engine:
                     values[field] = spec.type_codec.loads(opened.payload)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out(kernel_id, address, takeover.generation, field, _cause(error), error)
-            nbytes += len(data)
+            nbytes += size
             if opened.key_index:
                 resign.add(field)
         self.events.restore("success", kernel_id, nbytes=nbytes)

@@ -17,6 +17,7 @@ import enum
 import functools
 import hashlib
 import hmac
+import itertools
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -167,9 +168,12 @@ class KeyRing:
     def sign_manifest(
         self, *, address: str, tag: bytes, counter: int, fields: Mapping[str, bytes]
     ) -> tuple[bytes, bytes]:
-        """The primary key's id and the manifest MAC over ``fields`` (name -> envelope tag)."""
+        """The primary key's id and the manifest MAC over ``fields`` (name -> 32-byte envelope tag)."""
         items = sorted((name.encode("utf-8"), field_tag) for name, field_tag in fields.items())
-        return self.key_ids[0], self._manifest(0, address, tag, counter, items)
+        mac = self._manifest(0, address, tag, counter, items)
+        if mac is None:
+            raise ValueError(f"a manifest signs {TAG_SIZE}-byte envelope tags; use envelope_tag(envelope)")
+        return self.key_ids[0], mac
 
     def verify_manifest(
         self, *, key_id: bytes, mac: bytes, address: str, tag: bytes, counter: int, envelopes: Mapping[bytes, bytes]
@@ -179,17 +183,34 @@ class KeyRing:
             index = self.key_ids.index(key_id)
         except ValueError:
             return False
-        items = sorted((name, envelope[-TAG_SIZE:]) for name, envelope in envelopes.items())
-        return hmac.compare_digest(self._manifest(index, address, tag, counter, items), mac)
+        expected = self._manifest(
+            index, address, tag, counter, sorted((name, envelope[-TAG_SIZE:]) for name, envelope in envelopes.items())
+        )
+        return expected is not None and hmac.compare_digest(expected, mac)
 
     def _manifest(
         self, index: int, address: str, tag: bytes, counter: int, items: list[tuple[bytes, bytes]]
-    ) -> bytes:
-        """The MAC over ``items`` (name, envelope tag), sorted by name; layout in docs/envelope.md."""
+    ) -> bytes | None:
+        """The MAC over ``items`` (name, envelope tag), sorted by name; None if a tag is not 32 bytes.
+
+        Every name's length comes first, in one block, then names and tags back to back: the
+        lengths and the fixed tag size make the encoding unambiguous, and it is built in C.
+        Layout: docs/envelope.md.
+        """
+        count = len(items)
+        lengths = [len(name) for name, _ in items]
+        body = b"".join(itertools.chain.from_iterable(items))
+        if len(body) != sum(lengths) + TAG_SIZE * count:
+            return None  # a value shorter than a tag: no envelope this library wrote
         head = b"".join(
-            (_lp(address.encode("utf-8")), _lp(tag), _u32(counter % COUNTER_MODULUS), _u32(len(items)))
+            (
+                _lp(address.encode("utf-8")),
+                _lp(tag),
+                _u32(counter % COUNTER_MODULUS),
+                _u32(count),
+                struct.pack(f">{count}I", *lengths),
+            )
         )
-        body = b"".join([_u32(len(name)) + name + _u32(len(field_tag)) + field_tag for name, field_tag in items])
         return _mac(self._manifests[index], head + body)[:MANIFEST_MAC_SIZE]
 
     def fingerprint(self) -> str:

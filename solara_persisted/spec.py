@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
-import re
 import string
 import sys
 import threading
@@ -21,7 +20,7 @@ import typing
 import unicodedata
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeGuard, TypeVar
 
 import attrs
 import solara
@@ -71,10 +70,33 @@ def key_problem(key: object, what: str = "key") -> str | None:
         return f"the {what} is {len(key)} characters long, over the maximum of {MAX_KEY_LENGTH}"
     if key != key.strip():
         return f"the {what} {key!r} has leading or trailing whitespace"
-    for char in key:
-        if unicodedata.category(char).startswith("C"):
-            return f"the {what} {key!r} contains the control or format character {char!r}"
+    if _has_control(key):
+        char = next(c for c in key if unicodedata.category(c).startswith("C"))
+        return f"the {what} {key!r} contains the control or format character {char!r}"
     return None
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a control, format, surrogate or unassigned character (Unicode category C)."""
+    # str.isprintable() is False for every category C character (and some separators): C speed
+    # for the usual printable key, the per-character lookup only for the rest.
+    return not text.isprintable() and any(unicodedata.category(char).startswith("C") for char in text)
+
+
+def _could_be_key(name: object) -> TypeGuard[str]:
+    """Whether ``name`` passes the rules every concrete key passed when it was made.
+
+    A fixed key passed ``key_problem`` and has no braces; a family's key passed ``key_problem``
+    and is built from brace-free literals and parameters (``_parameter_problem``). So anything
+    else (not a str, too long, surrounding whitespace, a control character or lone surrogate from
+    undecodable bytes, a brace) can be no declared key, and ``Registry.resolve`` stops here, after
+    at most MAX_KEY_LENGTH characters of work.
+    """
+    if type(name) is not str or not 0 < len(name) <= MAX_KEY_LENGTH or "{" in name or "}" in name:
+        return False
+    if name.isprintable():  # so no category C character, and no whitespace but the ASCII space
+        return name[0] != " " and name[-1] != " "
+    return not name[0].isspace() and not name[-1].isspace() and not _has_control(name)
 
 
 @attrs.frozen(eq=False)
@@ -129,9 +151,60 @@ class _Origin:
 
 @attrs.frozen(eq=False)
 class _Template:
+    """A family's template as its literal text: ``head{a}middle{b}tail`` is ``("head", ("middle",), "tail")``.
+
+    ``matches`` and ``split`` take a key left to right with ``str`` methods, never a regex: each
+    field takes at least one character, and each middle literal is found by one ``str.find`` from
+    just past the previous one. The scan never moves back, so a key costs at most
+    ``2 + len(middles)`` C-level scans, each over part of a key already cut to MAX_KEY_LENGTH.
+
+    Ambiguous keys (``a:{x}:{y}`` and ``a:1:2:3``, ``{x}{y}`` and ``abc``) split at the leftmost
+    occurrence of each literal, so every field but the last takes the shortest value and the last
+    takes the rest: ``("1", "2:3")``, ``("a", "bc")``. Since a field may hold any brace-free text,
+    a key has some split exactly when it has the leftmost one, so the rule never changes which
+    family owns a key: a template matches exactly the keys a full match of it would.
+    """
+
     spec: PersistedSpec
-    pattern: re.Pattern[str]
+    head: str
+    middles: tuple[str, ...]
+    tail: str
     literal_length: int
+    #: The shortest key: the literals and one character per field.
+    min_length: int = attrs.field(
+        default=attrs.Factory(lambda self: self.literal_length + len(self.middles) + 1, takes_self=True)
+    )
+
+    def matches(self, key: str) -> bool:
+        """Whether ``key`` is one of this family's keys (``split`` without collecting the values)."""
+        if len(key) < self.min_length or not key.startswith(self.head) or not key.endswith(self.tail):
+            return False
+        if not self.middles:
+            return True  # one field, and min_length leaves it at least one character
+        start, end = len(self.head), len(key) - len(self.tail)
+        for literal in self.middles:
+            at = key.find(literal, start + 1, end)  # the field before it takes one character or more
+            if at < 0:
+                return False
+            start = at + len(literal)
+        return start < end
+
+    def split(self, key: str) -> tuple[str, ...] | None:
+        """The field values of ``key`` under the leftmost rule, or None if it is not one of this family's keys."""
+        if len(key) < self.min_length or not key.startswith(self.head) or not key.endswith(self.tail):
+            return None
+        start, end = len(self.head), len(key) - len(self.tail)
+        values = []
+        for literal in self.middles:
+            at = key.find(literal, start + 1, end)
+            if at < 0:
+                return None
+            values.append(key[start:at])
+            start = at + len(literal)
+        if start >= end:
+            return None
+        values.append(key[start:end])
+        return tuple(values)
 
 
 class Registry:
@@ -164,13 +237,27 @@ class Registry:
         template = self._templates.get(key)
         return template.spec if template is not None else None
 
-    def resolve(self, concrete_key: str) -> PersistedSpec | None:
-        """The spec a stored key belongs to: the fixed key itself, else the most specific family."""
-        spec = self._fixed.get(concrete_key)
+    def resolve(self, concrete_key: object) -> PersistedSpec | None:
+        """The spec a stored key belongs to: the fixed key itself, else the most specific family.
+
+        A stored field name is untrusted input: anything no declaration could have produced (see
+        ``_could_be_key``: a non-str, over MAX_KEY_LENGTH, a control character...) is None before
+        any family is tried, and families are matched by ``_Template.matches``, a forward-only
+        scan, so no name costs more than a few scans of at most MAX_KEY_LENGTH characters.
+        """
+        if type(concrete_key) is not str:
+            if not isinstance(concrete_key, str):
+                return None
+            concrete_key = str.__str__(concrete_key)  # a plain copy: no overridden methods run below
+        if len(concrete_key) > MAX_KEY_LENGTH:
+            return None
+        spec = self._fixed.get(concrete_key)  # a declared fixed key passed every check when declared
         if spec is not None:
             return spec
+        if not _could_be_key(concrete_key):
+            return None
         for template in self._template_order:
-            if template.pattern.fullmatch(concrete_key):
+            if template.matches(concrete_key):
                 return template.spec
         return None
 
@@ -237,7 +324,7 @@ class Registry:
         """A fixed key that some family could also produce would make two reactives share a field."""
         if template is None:
             for other in self._templates.values():
-                if other.pattern.fullmatch(spec.key) and other.spec.key != spec.key:
+                if other.matches(spec.key) and other.spec.key != spec.key:
                     raise DuplicateKeyError(
                         spec.site,
                         f"the persisted key {spec.key!r} is also a key of the family {other.spec.key!r} "
@@ -246,7 +333,7 @@ class Registry:
                     )
             return
         for key, fixed in self._fixed.items():
-            if template.pattern.fullmatch(key):
+            if template.matches(key):
                 raise DuplicateKeyError(
                     spec.site,
                     f"the family {spec.key!r} can produce the key {key!r}, already declared at {fixed.site}",
@@ -352,7 +439,7 @@ def _parameter_problem(text: str) -> str | None:
         return "is empty"
     if "{" in text or "}" in text:
         return "contains a brace"
-    if any(unicodedata.category(char).startswith("C") for char in text):
+    if _has_control(text):
         return "contains a control or format character"
     return None
 
@@ -526,35 +613,32 @@ def persisted_family(
     problem = key_problem(key, "key template")
     if problem:
         raise SpecError(site, problem, "use a short, printable template such as 'user:{uid}:query'")
-    fields, pattern, literal_length = _parse_template(key, site)
+    fields, literals = _parse_template(key, site)
     _check_options(site, version, warn_bytes, max_bytes, codec)
     factory: Callable[[], Any] = default if callable(default) else (lambda: copy.deepcopy(default))
     type_codec = _type_codec(type, key, codec, site)
     _check_default(factory, type_codec, type, site)
     spec = PersistedSpec(key, type, version, warn_bytes, max_bytes, codec, factory, site, type_codec, True)
-    registry._register(
-        spec, _Origin(where[0], where[1], None, where[2]), _Template(spec, pattern, literal_length)
-    )
+    template = _Template(spec, literals[0], literals[1:-1], literals[-1], sum(map(len, literals)))
+    registry._register(spec, _Origin(where[0], where[1], None, where[2]), template)
     return Family(spec, fields)
 
 
-def _parse_template(template: str, site: str) -> tuple[tuple[str, ...], re.Pattern[str], int]:
-    """The template's field names, a regex matching its concrete keys, and its literal length."""
+def _parse_template(template: str, site: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The template's field names, and the literal text around them (one more than the fields)."""
     fix = "write fields as {name}, e.g. 'user:{uid}:query'"
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise SpecError(site, f"the key template {template!r} is malformed ({exc})", fix) from None
     fields: list[str] = []
-    regex: list[str] = []
-    literal_length = 0
+    literals: list[str] = [""]
     for literal, field, format_spec, conversion in parsed:
         if "{" in literal or "}" in literal:
             raise SpecError(
                 site, f"the key template {template!r} contains an escaped brace; keys cannot hold braces", fix
             )
-        regex.append(re.escape(literal))
-        literal_length += len(literal)
+        literals[-1] += literal
         if field is None:
             continue
         if not field.isidentifier():
@@ -568,11 +652,11 @@ def _parse_template(template: str, site: str) -> tuple[tuple[str, ...], re.Patte
                 site, f"the field {{{field}}} appears twice in {template!r}", "use each field once"
             )
         fields.append(field)
-        regex.append(f"(?P<{field}>[^{{}}]+)")
+        literals.append("")
     if not fields:
         raise SpecError(
             site,
             f"the key template {template!r} has no {{fields}}",
             "use @persisted(key=...) for a fixed key",
         )
-    return tuple(fields), re.compile("".join(regex), re.DOTALL), literal_length
+    return tuple(fields), tuple(literals)

@@ -6,7 +6,9 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import re
 import sys
+import tracemalloc
 import uuid
 import zoneinfo
 from decimal import Decimal
@@ -26,8 +28,9 @@ from solara_persisted.codec import (
     TypeCodec,
     compile_type,
     converter,
+    type_codec,
 )
-from solara_persisted.errors import DecodeError, EncodeError, UnsupportedTypeError
+from solara_persisted.errors import DecodeError, EncodeError, OversizeError, UnsupportedTypeError
 
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -662,3 +665,201 @@ def test_pickle_codec_errors_are_codec_errors() -> None:
 def test_type_codec_repr_names_key_and_type() -> None:
     assert repr(compile_type(list[int], key="k")) == "TypeCodec('k', list[int])"
     assert isinstance(compile_type(int, key="k"), TypeCodec)
+
+
+# --------------------------------------------------------------------------- size caps
+
+CAP = 1_000_000
+
+
+def _refusal_cost(build: Any, encode: Any) -> tuple[int, int, OversizeError]:
+    """The traced size of the value ``build`` makes, the most traced memory above it while ``encode``
+    refuses it, and the refusal."""
+    tracemalloc.start()
+    try:
+        value = build()
+        own = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        with pytest.raises(OversizeError) as info:
+            encode(value)
+        extra = tracemalloc.get_traced_memory()[1] - own
+    finally:
+        tracemalloc.stop()
+    return own, extra, info.value
+
+
+_BIG_VALUES = {
+    "one 50 MB str": (str, lambda: "x" * 50_000_000),
+    "500k strings of 100 chars": (list[str], lambda: [f"{i:0100d}" for i in range(500_000)]),
+    "10k strings of 5000 chars": (tuple[str, ...], lambda: tuple(f"{i:05000d}" for i in range(10_000))),
+    "dict of 10 strings of 5 MB": (dict[str, str], lambda: {str(i): str(i) * 5_000_000 for i in range(10)}),
+    "30 MB of bytes": (list[bytes], lambda: [bytes(30_000_000)]),
+    "200k attrs objects": (list[Line], lambda: [Line(f"sku{i}", i, Decimal(i)) for i in range(200_000)]),
+}
+
+
+@pytest.mark.parametrize("case", list(_BIG_VALUES))
+def test_an_oversize_value_is_refused_before_it_is_copied(case: str) -> None:
+    tp, build = _BIG_VALUES[case]
+    codec = compile_type(tp, key="big")
+    own, extra, error = _refusal_cost(build, lambda value: codec.dumps(value, max_bytes=CAP))
+    assert own > 20_000_000
+    # Refused on a lower bound of the output, never after building it: a small fraction of the
+    # value, bounded by the cap, where a plain encode reserves up to ten times the payload.
+    assert extra < own / 10 and extra < 10 * CAP, (extra, own)
+    assert isinstance(error, EncodeError) and error.key == "big"
+    assert error.limit == CAP and CAP < error.size <= len(codec.dumps(build())) and not error.exact
+    assert f"over the limit of {CAP} bytes" in str(error)
+
+
+def test_the_running_estimate_names_where_it_passed_the_cap() -> None:
+    codec = compile_type(Order, key="order")
+    many = Order([Line(f"sku{i}", i, Decimal(1)) for i in range(100_000)], {})
+    with pytest.raises(OversizeError) as info:
+        codec.dumps(many, max_bytes=10_000)
+    # Each Line takes at least 31 bytes ({"sku":"","qty":0,"price":"0"} and a comma): no item is visited.
+    assert info.value.path == ".items"
+    assert info.value.size == len('{"items":[],"by_name":{}}') + 100_000 * 31 - 1
+    long_skus = Order([Line("x" * 100, i, Decimal(1)) for i in range(200)], {})
+    with pytest.raises(OversizeError) as info:
+        codec.dumps(long_skus, max_bytes=10_000)
+    assert re.fullmatch(r"\.items\[\d+\]\.sku", info.value.path) and not info.value.exact
+    assert int(info.value.path[len(".items[") : -len("].sku")]) < 50
+
+
+@pytest.mark.parametrize("build", [lambda: "x" * 50_000_000, lambda: [f"{i:0100d}" for i in range(500_000)]])
+def test_the_pickle_codec_refuses_an_oversize_value_as_it_writes(build: Any) -> None:
+    codec = PickleTypeCodec("legacy", Any)
+    own, extra, error = _refusal_cost(build, lambda value: codec.dumps(value, max_bytes=CAP))
+    assert extra < own / 10 and extra < 10 * CAP, (extra, own)
+    assert error.limit == CAP and error.size > CAP and not error.exact
+
+
+@PROPERTY
+@given(st.data())
+def test_a_cap_refuses_exactly_the_payloads_longer_than_it(data: st.DataObject) -> None:
+    tp, values = data.draw(TYPES)
+    value = data.draw(values)
+    codec = compile_type(tp, key="prop")
+    encoded = codec.dumps(value)
+    assert codec.dumps(value, max_bytes=len(encoded)) == encoded
+    with pytest.raises(OversizeError) as info:
+        codec.dumps(value, max_bytes=len(encoded) - 1)
+    # Every estimate is a lower bound: it can only pass a cap below the payload by reaching it.
+    assert info.value.size == len(encoded)
+    pickled = PickleTypeCodec("prop", tp).dumps(value)
+    assert PickleTypeCodec("prop", tp).dumps(value, max_bytes=len(pickled)) == pickled
+    with pytest.raises(OversizeError):
+        PickleTypeCodec("prop", tp).dumps(value, max_bytes=len(pickled) - 1)
+
+
+@PROPERTY
+@given(_carts)
+def test_a_cap_on_the_checked_path_is_exact_too(cart: Cart) -> None:
+    codec = compile_type(Cart, key="cart")
+    encoded = codec.dumps(cart)
+    assert codec.dumps(cart, max_bytes=len(encoded)) == encoded
+    with pytest.raises(OversizeError) as info:
+        codec.dumps(cart, max_bytes=len(encoded) - 1)
+    assert info.value.size == len(encoded)
+
+
+def test_a_value_that_does_not_fit_its_type_is_still_an_encode_error_under_a_cap() -> None:
+    with pytest.raises(EncodeError) as info:
+        compile_type(list[int], key="k").dumps([1, "2"], max_bytes=CAP)
+    assert not isinstance(info.value, OversizeError) and info.value.path == "[1]"
+
+
+# --------------------------------------------------------------------------- hardened restores
+
+
+@pytest.mark.parametrize(
+    ("tp", "data", "path"),
+    [
+        (dict[str, int], b'{"a":1,"a":2}', '["a"]'),
+        (dict[str, int], b'{"a":1,"b":2,"a":3}', '["a"]'),
+        (dict[str, int], b'{"a" : 1, "a" : 2}', '["a"]'),
+        (dict[str, int], b'{"a":1,"\\u0061":2}', '["a"]'),
+        (Line, b'{"sku":"a","qty":1,"price":"1","qty":2}', '["qty"]'),
+        (list[dict[str, int]], b'[{"a":1},{"b":2,"b":2}]', '[1]["b"]'),
+        (Order, b'{"items":[{"sku":"a","qty":1,"price":"1","sku":"b"}],"by_name":{}}', '["items"][0]["sku"]'),
+        (dict[str, str], b'{"x":"a:b:c","x":"d"}', '["x"]'),
+    ],
+)
+def test_a_repeated_object_key_is_refused_with_its_path(tp: Any, data: bytes, path: str) -> None:
+    with pytest.raises(DecodeError) as info:
+        compile_type(tp, key="k").loads(data)
+    assert info.value.path == path
+    assert "repeats this key" in info.value.problem
+
+
+def test_other_bytes_without_repeats_still_load() -> None:
+    codec = compile_type(dict[str, dict[str, int]], key="k")
+    assert codec.loads(b'{ "x" : { "a" : 1, "b" : 2 }, "y": {"\\u0061": 3} }') == {
+        "x": {"a": 1, "b": 2},
+        "y": {"a": 3},
+    }
+
+
+@PROPERTY
+@given(st.data())
+def test_the_writers_bytes_never_need_the_second_parse(data: st.DataObject) -> None:
+    tp, values = data.draw(TYPES)
+    codec = compile_type(tp, key="prop")
+    encoded = codec.dumps(data.draw(values))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type_codec, "_refuse_duplicates", _unexpected_second_parse)
+        codec.loads(encoded)
+
+
+def _unexpected_second_parse(key: str, data: bytes) -> None:
+    raise AssertionError(f"the writer's own bytes were parsed again: {data!r}")
+
+
+def _nodes(levels: int, *, children: bool = True) -> bytes:
+    """A stored Node chain ``levels`` JSON arrays and objects deep (an object and a list a Node)."""
+    inner = b'{"value":0,"children":[]}' if children else b'{"value":0}'
+    depth = 2 if children else 1
+    while depth < levels:
+        inner = b'{"value":0,"children":[' + inner + b"]}"
+        depth += 2
+    assert depth == levels, "levels must match the chain's parity"
+    return inner
+
+
+def test_a_recursive_type_refuses_a_document_deeper_than_max_depth() -> None:
+    codec = compile_type(Node, key="k")
+    assert isinstance(codec.loads(_nodes(MAX_DEPTH)), Node)
+    for data in (_nodes(MAX_DEPTH + 1, children=False), _nodes(MAX_DEPTH + 2), _nodes(1001, children=False)):
+        with pytest.raises(DecodeError) as info:
+            codec.loads(data)
+        assert info.value.problem == f"nesting deeper than {MAX_DEPTH} levels"
+        assert info.value.path == '["children"][0]' * (MAX_DEPTH // 2)
+
+
+def test_a_wide_document_at_max_depth_is_not_refused() -> None:
+    root = Node(0)
+    tip = root
+    for _ in range(MAX_DEPTH // 2 - 1):
+        tip.children.extend(Node(j) for j in range(5))
+        tip = tip.children[-1]
+    codec = compile_type(Node, key="k")
+    data = codec.dumps(root)
+    assert data.count(b"{") > MAX_DEPTH
+    assert codec.loads(data) == root
+
+
+def test_parse_checks_a_tree_for_a_migration_whatever_the_declared_type() -> None:
+    codec = compile_type(int, key="k")  # the stored tree has another version's shape
+    assert codec.parse(b'{"a":[1,{"b":2}]}') == {"a": [1, {"b": 2}]}
+    with pytest.raises(DecodeError, match="repeats this key"):
+        codec.parse(b'{"a":1,"a":2}')
+    with pytest.raises(DecodeError, match=f"nesting deeper than {MAX_DEPTH} levels"):
+        codec.parse(b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1))
+    assert codec.parse(b"[" * MAX_DEPTH + b"]" * MAX_DEPTH) is not None
+
+
+def test_a_type_of_bounded_depth_refuses_a_deep_document_where_it_stops_fitting() -> None:
+    with pytest.raises(DecodeError) as info:
+        compile_type(list[list[int]], key="k").loads(b"[" * 1000 + b"]" * 1000)
+    assert info.value.path == "[0][0]" and "expected integer, got JSON array" in info.value.problem

@@ -302,15 +302,16 @@ TAG = b"\x01\x02\x03\x04"
 
 def doc_manifest(secret: str, *, address: str, counter: int, fields: dict[str, bytes]) -> bytes:
     """The manifest MAC exactly as docs/envelope.md defines it."""
+    names = sorted(name.encode() for name in fields)
     signed = [
         lp(b"solara-persisted/manifest/v1"),
         lp(doc_key_id(secret)),
         lp(address.encode()),
         lp(TAG),
         struct.pack(">II", counter, len(fields)),
+        *(struct.pack(">I", len(name)) for name in names),
+        *(name + fields[name.decode()] for name in names),
     ]
-    for name in sorted(fields):
-        signed += [lp(name.encode()), lp(fields[name])]
     return hmac.new(secret.encode(), b"".join(signed), hashlib.sha256).digest()[:16]
 
 
@@ -341,6 +342,7 @@ def test_any_change_to_the_signed_set_fails_the_manifest() -> None:
     assert not verifies(envelopes={**fields, b"c": b"C" * 32})  # a field added
     assert not verifies(envelopes={b"a": b"X" * 32, b"b": b"B" * 32})  # a field rolled back or replaced
     assert verifies(envelopes={b"a": b"header" + b"A" * 32, b"b": b"B" * 32}), "only each envelope's tag is signed"
+    assert not verifies(envelopes={b"a": b"A" * 31, b"b": b"B" * 32}), "a value shorter than a tag is none of ours"
     assert not verifies(counter=2)
     assert not verifies(address=session_address("another-cookie", KERNEL))
     assert not verifies(tag=b"\x00" * 4)
@@ -356,8 +358,13 @@ def test_a_rotated_ring_verifies_a_manifest_signed_by_the_old_key() -> None:
     assert not KeyRing.from_secrets([NEW]).verify_manifest(**args)
 
 
+def test_a_manifest_signs_only_whole_envelope_tags() -> None:
+    with pytest.raises(ValueError, match="32-byte envelope tags"):
+        KeyRing.from_secrets([NEW]).sign_manifest(address=ADDRESS, tag=TAG, counter=1, fields={"a": b"short"})
+
+
 def test_manifest_and_envelope_macs_are_domain_separated() -> None:
     ring = KeyRing.from_secrets([NEW])
     data = seal(ring, address="a", field="a", codec=Codec.JSON, version=1, payload=b"a")
-    _, mac = ring.sign_manifest(address="a", tag=TAG, counter=1, fields={"a": b"a"})
+    _, mac = ring.sign_manifest(address="a", tag=TAG, counter=1, fields={"a": envelope_tag(data)})
     assert mac not in data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import linecache
 import re
+import string
 import sys
 import threading
 import uuid
@@ -15,13 +16,19 @@ from typing import Any
 import attrs
 import pytest
 import solara
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from solara_persisted import spec as spec_module
 from solara_persisted.codec import PickleTypeCodec, TypeCodec
 from solara_persisted.envelope import Codec
 from solara_persisted.errors import DuplicateKeyError, InvalidIdentifierError, SpecError, UnsupportedTypeError
 from solara_persisted.spec import (
+    MAX_KEY_LENGTH,
     STORAGE_PREFIX,
     Family,
+    _could_be_key,
+    _Template,
     key_from_storage_key,
     key_problem,
     persisted,
@@ -508,3 +515,198 @@ def test_key_problem_accepts_good_keys() -> None:
     assert key_problem("shop.page") is None
     assert key_problem("ünïcode·key 🙂") is None
     assert key_problem("k" * 200) is None
+
+
+# --------------------------------------------------------------------------- resolving stored names
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+#: Families side by side, including ones whose keys look alike or whose fields touch.
+TEMPLATES = [
+    "user:{uid}:query",
+    "user:{uid}:{tab}",
+    "a:{x}",
+    "a:{x}:{y}",
+    "a:{x}:{y}:z",
+    "{x}:b",
+    "{x}.{y}.z",
+    "p{x}q{y}r{z}",
+    "{x}{y}",
+]
+
+
+def _declare_templates() -> list[Family[int]]:
+    return [persisted_family(template, type=int, default=0) for template in TEMPLATES]
+
+
+def _old_resolve(key: str) -> str | None:
+    """What resolve answered before: a full match of each template's regex, most specific first."""
+    order = sorted(TEMPLATES, key=lambda t: (-sum(len(lit) for lit, *_ in string.Formatter().parse(t)), t))
+    for template in order:
+        regex = "".join(
+            re.escape(literal) + ("" if field is None else f"(?P<{field}>[^{{}}]+)")
+            for literal, field, _, _ in string.Formatter().parse(template)
+        )
+        if re.fullmatch(regex, key, re.DOTALL):
+            return template
+    return None
+
+
+# Parameter text leaning on the templates' own literals, so ambiguous splits come up often.
+_PARAMETER = st.text(
+    st.sampled_from(":.abqrpz/é ") | st.characters(exclude_categories=("C",), exclude_characters="{}"),
+    min_size=1,
+    max_size=12,
+)
+
+
+@PROPERTY
+@given(st.data())
+def test_every_family_key_resolves_as_the_full_match_did(data: st.DataObject) -> None:
+    with registry.isolated():
+        families = _declare_templates()
+        family = data.draw(st.sampled_from(families))
+        params = {field: data.draw(_PARAMETER, label=field) for field in family.fields}
+        key = family.spec.key.format(**params)
+        assume(key_problem(key) is None)
+        owner = registry.resolve(key)
+        assert owner is not None and owner.key == _old_resolve(key)
+        # The leftmost split of the owner gives back the key (it may differ from params if ambiguous).
+        template = next(t for t in registry._template_order if t.spec is owner)
+        values = template.split(key)
+        assert values is not None
+        assert owner.key.format(**dict(zip(_fields(owner.key), values, strict=True))) == key
+
+
+def _fields(template: str) -> list[str]:
+    return [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+
+
+@PROPERTY
+@given(st.text(st.sampled_from(":.abqrpz/ {}é\n\x00\u200b"), max_size=24))
+def test_any_name_resolves_as_the_full_match_did_or_not_at_all(name: str) -> None:
+    with registry.isolated():
+        _declare_templates()
+        owner = registry.resolve(name)
+        if _could_be_key(name):
+            assert (owner.key if owner else None) == _old_resolve(name)
+        else:
+            assert owner is None
+        for template in registry._template_order:
+            assert template.matches(name) == (template.split(name) is not None)
+
+
+def test_validation_is_exactly_the_rules_keys_are_made_with() -> None:
+    for name in ("shop.page", "user:5:query", "ünïcode·key 🙂", "a b", "k" * MAX_KEY_LENGTH, "a\u00a0b"):
+        assert _could_be_key(name) and key_problem(name) is None
+    for name in (
+        "",
+        "k" * (MAX_KEY_LENGTH + 1),
+        " a",
+        "a ",
+        "a\u00a0",
+        "a\nb",
+        "a\u200bb",
+        "a{b",
+        "a}b",
+        "\udcff",
+    ):
+        assert not _could_be_key(name)
+        assert key_problem(name) is not None or "{" in name or "}" in name
+
+
+def test_ambiguous_keys_split_at_the_leftmost_literal() -> None:
+    families = dict(zip(TEMPLATES, _declare_templates(), strict=True))
+    template = {t.spec.key: t for t in registry._template_order}
+    assert template["a:{x}:{y}"].split("a:1:2:3") == ("1", "2:3")
+    assert template["{x}{y}"].split("abc") == ("a", "bc")
+    assert template["p{x}q{y}r{z}"].split("pqqrqrr") == ("q", "rq", "r")
+    assert template["{x}:b"].split("x:b:b") == ("x:b",)
+    assert template["a:{x}:{y}"].split("a::") is None  # each field takes a character
+    # Templates whose fields touch keep working end to end.
+    touching = families["{x}{y}"]
+    assert touching.key_for(x="1", y="23") == "123"
+    assert registry.resolve("123") is touching.spec
+
+
+class _CountingStr(str):
+    """A key that records each str method the matcher calls on it."""
+
+    calls: list[tuple[str, int]]
+
+    def find(self, sub: str, start: Any = None, end: Any = None) -> int:
+        self.calls.append(("find", start))
+        return super().find(sub, start, end)
+
+    def startswith(self, prefix: Any, *args: Any) -> bool:
+        self.calls.append(("startswith", 0))
+        return super().startswith(prefix, *args)
+
+    def endswith(self, suffix: Any, *args: Any) -> bool:
+        self.calls.append(("endswith", 0))
+        return super().endswith(suffix, *args)
+
+
+def test_family_matching_is_a_forward_scan_without_regex() -> None:
+    _declare_templates()
+    assert re not in vars(spec_module).values()
+    for template in registry._template_order:
+        assert not any(isinstance(getattr(template, f.name), re.Pattern) for f in attrs.fields(_Template))
+        for body in (":" * 190, "q" * 95 + "r" * 95, "a:" * 95, "x" * 198):
+            for method in (template.matches, template.split):
+                key = _CountingStr(template.head + body + template.tail)
+                key.calls = []
+                method(key)
+                # One startswith, one endswith, one find per middle literal: never more, whatever the key.
+                assert len(key.calls) <= 2 + len(template.middles)
+                starts = [start for name, start in key.calls if name == "find"]
+                assert starts == sorted(set(starts))  # each search starts past the previous: no backtracking
+
+
+@pytest.mark.parametrize("size", [12 * 1024, 1024 * 1024])
+def test_huge_adversarial_names_fail_validation_before_any_family_is_tried(
+    size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _declare_templates()
+
+    def never(self: _Template, key: str) -> Any:
+        raise AssertionError("a family was tried")
+
+    monkeypatch.setattr(_Template, "matches", never)
+    monkeypatch.setattr(_Template, "split", never)
+    for name in ("a:" + ":" * size, "p" + "q" * size + "r", "user:" + "a:" * (size // 2) + "query"):
+        assert not _could_be_key(name)
+        assert registry.resolve(name) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        None,
+        5,
+        5.0,
+        b"user:1:query",
+        bytearray(b"user:1:query"),
+        ["user:1:query"],
+        {"user:1:query": 1},
+        object(),
+        b"user:\xff:query".decode("utf-8", "surrogateescape"),
+        "user:\ud800:query",
+        "user:\n:query",
+        "user:1:query\u200b",
+        " user:1:query",
+        "user:{1}:query",
+        "",
+    ],
+)
+def test_resolve_never_raises_on_a_name_no_declaration_could_make(name: Any) -> None:
+    queries = persisted_family("user:{uid}:query", type=str, default="")
+
+    @persisted(key="user")
+    def user() -> int:
+        return 0
+
+    assert registry.resolve(name) is None
+    assert registry.resolve("user:1:query") is queries.spec
+    assert registry.resolve(type("Name", (str,), {})("user:1:query")) is queries.spec
+    assert registry.resolve(type("Name", (str,), {})("user")) is registry.get("user")

@@ -14,6 +14,13 @@ names its class and renaming a class cannot break a restore.
 Integers are limited to the 64-bit range, because orjson (like most JSON readers) reads larger
 ones back as floats; use ``Decimal`` for bigger numbers.
 
+Stored bytes and written values are both untrusted in size and shape. ``dumps(value, max_bytes=n)``
+raises ``OversizeError`` for a payload over ``n`` bytes, deciding on a lower bound of the output
+kept as the value is checked, before orjson (which reserves several times its output) or the JSON
+tree of a class-based value costs memory. ``loads`` refuses a document whose objects repeat a key,
+and, for a type that can nest without end (a recursive class), one nested deeper than
+``MAX_DEPTH`` arrays and objects, the same limit values are written with.
+
 The package, one module a concern: ``nodes`` (the compiled form of a type and what every builder
 shares), the node builders ``scalars``, ``value_sets`` (Literal, Enum), ``containers``, ``unions``
 and ``classes``, ``compile`` (type -> node, memoised), ``type_codec`` (``TypeCodec``),

@@ -17,7 +17,18 @@ from cattrs.errors import AttributeValidationNote, ClassValidationError, Forbidd
 from cattrs.gen import make_dict_structure_fn, override
 
 from ..errors import CodecError
-from .nodes import MAX_DEPTH, _dec_mismatch, _Defs, _Mismatch, _mismatch, _Node, _Refusal, _too_deep
+from .nodes import (
+    MAX_DEPTH,
+    _Budget,
+    _dec_mismatch,
+    _Defs,
+    _Mismatch,
+    _mismatch,
+    _nested,
+    _Node,
+    _Refusal,
+    _too_deep,
+)
 
 #: One converter for the package: its hooks are the strict ones ``compile`` builds (installed by
 #: ``cattrs_converter``), so ``converter.structure(obj, T)`` / ``converter.unstructure(v, T)``
@@ -80,7 +91,7 @@ def _class_node(cls: type, node: _Node, compile_field: Callable[[Any], _Node]) -
         **{f: override(struct_hook=n.st) for f, n, _ in fields if f not in _CATTRS_PARAMETERS},
     )
 
-    def un(v: Any, d: int = 0) -> dict[str, Any]:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> dict[str, Any]:
         if type(v) is not cls:
             raise _mismatch(name, v)
         if d >= MAX_DEPTH:
@@ -90,7 +101,7 @@ def _class_node(cls: type, node: _Node, compile_field: Callable[[Any], _Node]) -
         f = ""
         try:
             for f, fu in plan:
-                out[f] = fu(getattr(v, f), d)
+                out[f] = fu(getattr(v, f), d, b)
         except _Mismatch as m:
             m.push("." + f, v)
             raise
@@ -122,6 +133,10 @@ def _class_node(cls: type, node: _Node, compile_field: Callable[[Any], _Node]) -
     node.un, node.st, node.owns, node.schema = un, st, owns, schema
     node.hashable = getattr(cls, "__hash__", None) is not None
     node.kinds = frozenset({"object"})
+    node.depth = _nested(n.depth for _, n, _ in fields)
+    # Braces, commas, and each field's quoted name, colon and smallest value: all a capped encode
+    # takes for an instance, before its fields take what they write beyond that.
+    node.size = 1 + sum(len(f) + 4 + n.size for f, n, _ in fields) if fields else 2
 
 
 def _from_class_error(name: str, exc: ClassValidationError) -> _Mismatch:

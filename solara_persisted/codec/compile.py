@@ -33,11 +33,13 @@ def _compile(tp: Any) -> _Node:
                 tp,
                 cached.name,
                 frozenset({"object"}),
-                lambda v, d=0: cached.un(v, d),
+                lambda v, d=0, b=None: cached.un(v, d, b),
                 lambda o, _t=None: cached.st(o),
                 lambda v: cached.owns(v),
                 lambda defs: cached.schema(defs),
                 hashable=getattr(tp, "__hash__", None) is not None,
+                size=0,  # not known yet, and a lower bound is all a size must be
+                depth=None,  # a class that contains itself: no bound but MAX_DEPTH
             )
         return cached
     node = _build(tp)

@@ -6,13 +6,14 @@ import enum
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
 import orjson
 
-#: Deepest nesting a value may have; deeper values (and cycles) are refused at write.
+#: Deepest nesting a value may have, in JSON arrays and objects: deeper values (and cycles) are
+#: refused at write, and deeper stored documents at read, before structuring recurses into them.
 MAX_DEPTH = 64
 
 _NoneType = type(None)
@@ -74,6 +75,40 @@ class _Refusal(Exception):
         super().__init__(problem)
         self.problem = problem
         self.fix = fix
+
+
+class _Oversize(_Mismatch):
+    """A capped encode passed its cap; ``size`` is the running lower bound of the payload at that point."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the encoded value is at least {size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class _Budget:
+    """The cap of one capped encode and a running lower bound of the bytes it will write.
+
+    Every node has a ``size``, the fewest bytes any value of its type encodes to. Whoever picks a
+    node for a value has taken its ``size`` already (a container takes its items' sizes and its
+    separators on entry, in O(1)); the node's ``un`` takes only what its value writes beyond that,
+    such as a string's characters. So a class instance costs no step of its own, and a value far
+    over the cap is refused after O(cap) work and memory, long before its JSON tree or payload exists.
+    """
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit  # per-leaf callers subtract from it inline and call ``over`` below zero
+
+    def take(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise self.over()
+
+    def over(self) -> _Oversize:
+        return _Oversize(self.limit - self.left, self.limit)
 
 
 def _too_deep() -> _Mismatch:
@@ -140,6 +175,12 @@ class _Node:
     ``json_ok`` / ``json_ok_many`` are the same tests for trees decoded by orjson, which can skip
     what orjson already guarantees (string keys, 64-bit ints, finite floats): only types remain.
     ``owns`` is a shallow type test used to pick a union member for a value.
+    ``size`` is the fewest bytes any value of the type encodes to (see ``_Budget``).
+    ``floor`` / ``floor_many`` are lower bounds of the encoded size in bytes of a value (a batch)
+    that passed ``ok`` (``ok_many``), computed with the same kind of C-level passes, so a capped
+    encode can refuse a value before orjson reserves memory for it; ``floor`` is None where a
+    value is a few bytes whatever it holds (numbers, booleans, None). ``depth`` is the deepest JSON
+    nesting the type allows, None for a recursive type (no bound but ``MAX_DEPTH``).
     """
 
     tp: Any
@@ -160,6 +201,24 @@ class _Node:
     json_ok_many: Callable[[Iterable[Any]], bool] | None = attrs.field(
         default=attrs.Factory(lambda self: self.ok_many, takes_self=True)
     )
+    size: int = 1
+    floor: Callable[[Any], int] | None = None
+    floor_many: Callable[[Collection[Any]], int] = attrs.field(default=len)
+    depth: int | None = 0
+
+
+def _deepest(depths: Iterable[int | None]) -> int | None:
+    """The deepest of these nesting depths (None, unbounded, wins)."""
+    known = list(depths)
+    if None in known:
+        return None
+    return max(known, default=0)  # type: ignore[type-var]
+
+
+def _nested(depths: Iterable[int | None]) -> int | None:
+    """The depth of a JSON container of items of these depths."""
+    deepest = _deepest(depths)
+    return None if deepest is None else deepest + 1
 
 
 def _many_from_one(one: Callable[[Any], bool] | None) -> Callable[[Iterable[Any]], bool] | None:

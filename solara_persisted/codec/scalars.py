@@ -9,12 +9,13 @@ import decimal
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from .nodes import (
     INT_MAX,
     INT_MIN,
+    _Budget,
     _dec_mismatch,
     _Mismatch,
     _mismatch,
@@ -27,8 +28,24 @@ from .nodes import (
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
+def _four_each(xs: Collection[Any]) -> int:
+    return 4 * len(xs)  # null, true, false
+
+
+def _three_each(xs: Collection[Any]) -> int:
+    return 3 * len(xs)  # orjson writes no finite float shorter than 0.0
+
+
+def _str_floor(v: str) -> int:
+    return len(v) + 2  # at least a byte a character, and the quotes
+
+
+def _strs_floor(xs: Collection[str]) -> int:
+    return sum(map(len, xs)) + 2 * len(xs)
+
+
 def _none_node() -> _Node:
-    def un(v: Any, d: int = 0) -> None:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> None:
         if v is not None:
             raise _mismatch("None", v)
 
@@ -50,11 +67,13 @@ def _none_node() -> _Node:
         is_none,
         _types_within(frozenset({_NoneType})),
         values={(_NoneType, None): None},
+        size=4,
+        floor_many=_four_each,
     )
 
 
 def _bool_node() -> _Node:
-    def un(v: Any, d: int = 0) -> bool:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> bool:
         if type(v) is not bool:
             raise _mismatch("bool", v)
         return v
@@ -78,11 +97,13 @@ def _bool_node() -> _Node:
         lambda defs: {"type": "boolean"},
         is_bool,
         many,
+        size=4,
+        floor_many=_four_each,
     )
 
 
 def _int_node() -> _Node:
-    def un(v: Any, d: int = 0) -> int:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> int:
         if isinstance(v, int) and not isinstance(v, bool):
             if not INT_MIN <= v <= INT_MAX:
                 raise _Mismatch(
@@ -132,7 +153,7 @@ def _finite_floats(xs: Iterable[Any]) -> bool:
 
 
 def _float_node() -> _Node:
-    def un(v: Any, d: int = 0) -> float:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> float:
         if isinstance(v, float):
             if v - v != 0.0:
                 raise _Mismatch(f"{v!r} is not a finite number; JSON has no NaN or infinity")
@@ -177,16 +198,22 @@ def _float_node() -> _Node:
         _finite_floats,
         json_ok=is_json_float,
         json_ok_many=_types_within(frozenset({float})),
+        size=3,
+        floor_many=_three_each,
     )
 
 
 def _str_node() -> _Node:
-    def un(v: Any, d: int = 0) -> str:
-        if type(v) is str:
-            return v
-        if isinstance(v, str):
-            return str.__str__(v)
-        raise _mismatch("str", v)
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> str:
+        if type(v) is not str:
+            if not isinstance(v, str):
+                raise _mismatch("str", v)
+            v = str.__str__(v)
+        if b is not None:  # inline: this runs for every string of a capped encode
+            b.left -= len(v)  # beyond the quotes
+            if b.left < 0:
+                raise b.over()
+        return v
 
     def st(o: Any, _t: Any = None) -> str:
         if type(o) is not str:
@@ -210,6 +237,9 @@ def _str_node() -> _Node:
         lambda defs: {"type": "string"},
         is_str,
         many,
+        size=2,
+        floor=_str_floor,
+        floor_many=_strs_floor,
     )
 
 
@@ -220,14 +250,31 @@ def _string_form_node(
     schema: dict[str, Any],
     owns: Callable[[Any], bool],
     what: str,
+    size: int,
+    text_length: Callable[[Any], int] | None = None,
 ) -> _Node:
-    """A type stored as a JSON string (datetimes, UUID, Decimal, bytes)."""
-    name = tp.__qualname__
+    """A type stored as a JSON string (datetimes, UUID, Decimal, bytes).
 
-    def un(v: Any, d: int = 0) -> str:
+    ``size`` is the shortest JSON string of the type. For a type whose text has no bound
+    (Decimal, bytes) a capped encode takes the rest of its length: from ``text_length`` before
+    making the text where it can (a big ``bytes`` is refused before its base64 is built).
+    """
+    name = tp.__qualname__
+    unbounded = tp in (decimal.Decimal, bytes)
+
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> str:
         if not owns(v):
             raise _mismatch(name, v)
-        return to_text(v)
+        if b is None or not unbounded:
+            return to_text(v)
+        if text_length is not None:
+            b.take(text_length(v) + 2 - size)
+            return to_text(v)
+        text = to_text(v)
+        b.left -= len(text) + 2 - size
+        if b.left < 0:
+            raise b.over()
+        return text
 
     def st(o: Any, _t: Any = None) -> Any:
         if type(o) is not str:
@@ -237,7 +284,7 @@ def _string_form_node(
         except (ValueError, ArithmeticError, binascii.Error):
             raise _Mismatch(f"{o[:64]!r} is not {what}") from None
 
-    return _Node(tp, name, frozenset({"string"}), un, st, owns, lambda defs: dict(schema))
+    return _Node(tp, name, frozenset({"string"}), un, st, owns, lambda defs: dict(schema), size=size)
 
 
 def _iso_text(v: dt.datetime | dt.time) -> str:
@@ -284,6 +331,10 @@ def _decimal_from_text(text: str) -> decimal.Decimal:
     return decimal.Decimal(text)
 
 
+def _base64_length(v: bytes) -> int:
+    return 4 * ((len(v) + 2) // 3)
+
+
 def _bytes_from_text(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
@@ -307,6 +358,7 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
         {"type": "string", "pattern": _ISO_DATETIME},
         _is_datetime,
         "an ISO 8601 datetime",
+        len('"2024-01-01T00:00:00"'),
     ),
     dt.date: lambda: _string_form_node(
         dt.date,
@@ -315,6 +367,7 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
         {"type": "string", "format": "date"},
         _is_date,
         "an ISO 8601 date",
+        len('"2024-01-01"'),
     ),
     dt.time: lambda: _string_form_node(
         dt.time,
@@ -323,9 +376,10 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
         {"type": "string", "pattern": _ISO_TIME},
         _is_time,
         "an ISO 8601 time",
+        len('"00:00:00"'),
     ),
     uuid.UUID: lambda: _string_form_node(
-        uuid.UUID, str, uuid.UUID, {"type": "string", "format": "uuid"}, _is_uuid, "a UUID"
+        uuid.UUID, str, uuid.UUID, {"type": "string", "format": "uuid"}, _is_uuid, "a UUID", 38
     ),
     decimal.Decimal: lambda: _string_form_node(
         decimal.Decimal,
@@ -334,6 +388,7 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
         {"type": "string", "pattern": "^" + _DECIMAL.pattern + "$"},
         _is_decimal,
         "a decimal number",
+        len('"0"'),
     ),
     bytes: lambda: _string_form_node(
         bytes,
@@ -342,5 +397,7 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
         {"type": "string", "contentEncoding": "base64"},
         _is_bytes,
         "base64 data",
+        len('""'),
+        _base64_length,
     ),
 }

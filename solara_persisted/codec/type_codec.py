@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from itertools import chain
 from typing import Any
 
 import orjson
 
-from ..errors import DecodeError, EncodeError
-from .nodes import _ORJSON_OPTIONS, _Defs, _Mismatch, _Node
+from ..errors import DecodeError, EncodeError, OversizeError
+from .containers import _key_segment
+from .nodes import _ORJSON_OPTIONS, MAX_DEPTH, _Budget, _Defs, _Mismatch, _Node, _Oversize
+
+_CONTAINERS = frozenset({list, dict})
+_COLON = ord(":")
 
 
 class TypeCodec:
     """The JSON codec of one declared type, bound to a persisted key for error messages."""
 
-    __slots__ = ("_json_ok", "_node", "_ok", "key", "type")
+    __slots__ = ("_deep", "_floor", "_json_ok", "_node", "_ok", "key", "type")
 
     def __init__(self, key: str, tp: Any, node: _Node) -> None:
         self.key = key
@@ -21,31 +27,105 @@ class TypeCodec:
         self._node = node
         self._ok = node.ok
         self._json_ok = node.json_ok
+        self._floor = node.floor
+        # Only a type that can nest deeper than MAX_DEPTH (a recursive class) needs the depth scan on
+        # read: structuring any other type stops, at the latest, where the type's own nesting ends.
+        self._deep = node.depth is None or node.depth > MAX_DEPTH
 
     def __repr__(self) -> str:
         return f"TypeCodec({self.key!r}, {self._node.name})"
 
-    def dumps(self, value: Any) -> bytes:
-        """Compact UTF-8 JSON of ``value``; ``EncodeError`` (with the path) if it does not fit the type."""
+    def dumps(self, value: Any, *, max_bytes: int | None = None) -> bytes:
+        """Compact UTF-8 JSON of ``value``; ``EncodeError`` (with the path) if it does not fit the type.
+
+        With ``max_bytes``, a longer payload raises ``OversizeError``. orjson reserves several times
+        its output before writing (up to ~10x a string's length, far more for many small items), so
+        it only ever sees a value whose lower bound of the output fits: that bound is taken in the
+        same C-level passes as the type check, or as a running total during the checked walk, which
+        stops once it passes the cap, before the value's JSON tree or payload is built.
+        """
         ok = self._ok
+        if max_bytes is None:
+            if ok is not None and ok(value):
+                try:
+                    return orjson.dumps(value, option=_ORJSON_OPTIONS)
+                except TypeError:
+                    pass  # a lone surrogate: the checked path reports it
+            return self._write(self.unstructure(value))
         if ok is not None and ok(value):
+            floor = self._floor
+            if floor is not None:
+                bound = floor(value)
+                if bound > max_bytes:
+                    raise OversizeError(self.key, "", bound, max_bytes, exact=False)
             try:
-                return orjson.dumps(value, option=_ORJSON_OPTIONS)
+                payload = orjson.dumps(value, option=_ORJSON_OPTIONS)
             except TypeError:
                 pass  # a lone surrogate: the checked path reports it
-        tree = self.unstructure(value)
+            else:
+                if len(payload) > max_bytes:
+                    raise OversizeError(self.key, "", len(payload), max_bytes, exact=True)
+                return payload
+        budget = _Budget(max_bytes)
+        try:
+            budget.take(self._node.size)
+            tree = self._node.un(value, 0, budget)
+        except _Oversize as m:
+            raise OversizeError(self.key, m.path(), m.size, max_bytes, exact=False) from None
+        except _Mismatch as m:
+            path, problem = m.describe()
+            raise EncodeError(self.key, path, problem) from None
+        payload = self._write(tree)
+        if len(payload) > max_bytes:
+            raise OversizeError(self.key, "", len(payload), max_bytes, exact=True)
+        return payload
+
+    def _write(self, tree: Any) -> bytes:
         try:
             return orjson.dumps(tree, option=_ORJSON_OPTIONS)
         except TypeError as exc:
             raise EncodeError(self.key, "", f"cannot be written as JSON: {exc}") from None
 
     def loads(self, data: bytes) -> Any:
-        """Strictly decode bytes written by ``dumps``; ``DecodeError`` on anything else."""
+        """Strictly decode bytes written by ``dumps``; ``DecodeError`` on anything else.
+
+        Beyond what structuring checks, a document is refused if an object repeats a key (readers
+        disagree on which value wins) or, for a type that could follow it, if it nests deeper
+        than ``MAX_DEPTH`` arrays and objects. Those two errors name a path in the stored JSON
+        (``["items"][0]["sku"]``), as no type has been applied yet.
+        """
+        return self.structure(self._parse(data, self._deep))
+
+    def parse(self, data: bytes) -> Any:
+        """The JSON tree of stored bytes, with the checks of ``loads`` but no structuring.
+
+        For a value stored at another version (a migration's input), so the depth limit applies
+        whatever the declared type: the tree has another version's shape.
+        """
+        return self._parse(data, True)
+
+    def _parse(self, data: bytes, deep: bool) -> Any:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             raise DecodeError(self.key, "", f"not valid JSON ({exc})") from None
-        return self.structure(obj)
+        if type(obj) in _CONTAINERS:  # a scalar document can neither nest nor repeat a key
+            if type(data) is not bytes:
+                data = data.encode() if isinstance(data, str) else bytes(data)
+            if deep and _may_be_too_deep(obj, data) and _deeper_than_max(obj):
+                raise DecodeError(self.key, _deep_path(obj), f"nesting deeper than {MAX_DEPTH} levels")
+            # Every object member has a colon, so colons == members of a top-level object means no
+            # other object and no repeat. Else the writer's bytes are exactly what orjson writes back
+            # for what it read, which a dropped repeat cannot be: only other bytes are parsed again.
+            if _COLON in data:  # an int operand: the cheapest test, for the many documents without one
+                colons = data.count(b":")
+                if (
+                    colons > 1
+                    and not (type(obj) is dict and colons == len(obj))
+                    and not _rewrites_to(obj, data)
+                ):
+                    _refuse_duplicates(self.key, data)
+        return obj
 
     def unstructure(self, value: Any) -> Any:
         """The value as a JSON tree of dicts, lists and scalars (sharing unchanged lists and dicts with ``value``)."""
@@ -79,3 +159,98 @@ class TypeCodec:
         if defs.schemas:
             schema["$defs"] = defs.schemas
         return schema
+
+
+# --------------------------------------------------------------------------- read-side scans
+
+
+# In orjson's two-space indented form, whatever sits inside n arrays and objects starts a line with
+# 2n spaces, and a container nested MAX_DEPTH + 1 deep sits (or, if not empty, closes) inside
+# MAX_DEPTH of them; strings cannot hold a raw newline.
+_DEEP_LINE = b"\n" + b"  " * MAX_DEPTH
+
+
+def _may_be_too_deep(obj: Any, data: bytes) -> bool:
+    """A cheap necessary condition for nesting deeper than MAX_DEPTH: enough brackets, then a deep line."""
+    if data.count(b"[") + data.count(b"{") <= MAX_DEPTH:
+        return False
+    try:
+        return _DEEP_LINE in orjson.dumps(obj, option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:  # past orjson's own nesting limit
+        return True
+
+
+def _deeper_than_max(obj: Any) -> bool:
+    """Whether a decoded tree nests more than MAX_DEPTH arrays and objects, one pass per level."""
+    level = [obj]
+    for _ in range(MAX_DEPTH):
+        containers = [x for x in level if type(x) in _CONTAINERS]
+        if not containers:
+            return False
+        level = [
+            *chain.from_iterable(x for x in containers if type(x) is list),
+            *chain.from_iterable(x.values() for x in containers if type(x) is dict),
+        ]
+    return not _CONTAINERS.isdisjoint(map(type, level))
+
+
+def _deep_path(obj: Any) -> str:
+    """The path of the first container nested MAX_DEPTH deep (only run once the tree is known too deep)."""
+    stack: list[tuple[Any, int, str]] = [(obj, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if depth == MAX_DEPTH:
+            if type(node) in _CONTAINERS:
+                return path
+            continue
+        if type(node) is list:
+            stack.extend((x, depth + 1, f"{path}[{i}]") for i, x in reversed(list(enumerate(node))))
+        elif type(node) is dict:
+            stack.extend((x, depth + 1, path + _key_segment(k)) for k, x in reversed(node.items()))
+    return ""
+
+
+def _rewrites_to(obj: Any, data: bytes) -> bool:
+    try:
+        return orjson.dumps(obj) == data
+    except orjson.JSONEncodeError:  # deeper than orjson writes: not the writer's bytes
+        return False
+
+
+class _Repeated(dict):  # type: ignore[type-arg]
+    """An object whose source repeated ``key``."""
+
+    key: str
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) == len(pairs):
+        return out
+    seen: set[str] = set()
+    for k, _ in pairs:
+        if k in seen:
+            break
+        seen.add(k)
+    marked = _Repeated(out)
+    marked.key = k
+    return marked
+
+
+def _refuse_duplicates(key: str, data: bytes) -> None:
+    """Parse other-than-written bytes again, keeping every key, and refuse the first repeated one."""
+    try:
+        tree = json.loads(data.decode("utf-8"), object_pairs_hook=_pairs)
+    except RecursionError:
+        raise DecodeError(key, "", "stored value nested too deeply") from None
+    except ValueError as exc:  # orjson took it, so this is not expected; refuse rather than guess
+        raise DecodeError(key, "", f"not valid JSON ({exc})") from None
+    stack: list[tuple[Any, str]] = [(tree, "")]
+    while stack:
+        node, path = stack.pop()
+        if type(node) is _Repeated:
+            raise DecodeError(key, path + _key_segment(node.key), "the object repeats this key")
+        if type(node) is list:
+            stack.extend((x, f"{path}[{i}]") for i, x in reversed(list(enumerate(node))))
+        elif isinstance(node, dict):
+            stack.extend((x, path + _key_segment(k)) for k, x in reversed(node.items()))

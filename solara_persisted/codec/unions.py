@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from cattrs.disambiguators import create_default_dis_func
@@ -12,6 +12,8 @@ from .classes import _is_class, converter
 from .nodes import (
     INT_MAX,
     INT_MIN,
+    _Budget,
+    _deepest,
     _kind,
     _many_from_one,
     _Mismatch,
@@ -42,10 +44,10 @@ def _union_node(tp: Any, members: list[_Node]) -> _Node:
 
         owners.append((owns, n.un))
 
-    def un(v: Any, d: int = 0) -> Any:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> Any:
         for owns, f in owners:
             if owns(v):
-                return f(v, d)
+                return f(v, d, b)
         raise _mismatch(name, v)
 
     # Structuring dispatches on the decoded JSON type, then on the exact value for value sets.
@@ -75,12 +77,28 @@ def _union_node(tp: Any, members: list[_Node]) -> _Node:
     plain = all(n.tp in _PLAIN_SCALARS for n in members)
     oks = [n.ok for n in members]
     ok = ok_many = None
+    floor: Callable[[Any], int] | None = None
+    floor_many: Callable[[Collection[Any]], int] = _plain_scalars_floor if plain else len
     if None not in oks:
 
         def ok(v: Any) -> bool:
             return any(f(v) for f in oks)  # type: ignore[misc]
 
         ok_many = _plain_scalars_many(frozenset(n.tp for n in members)) if plain else _many_from_one(ok)
+        sized = [(n.ok, n.floor) for n in members if n.floor is not None]
+        if sized:
+
+            def floor(v: Any) -> int:
+                for member_ok, member_floor in sized:
+                    if member_ok(v):  # type: ignore[misc]
+                        return member_floor(v)
+                return 1
+
+            def floor_each(xs: Collection[Any]) -> int:
+                return sum(map(floor, xs))
+
+            if not plain:
+                floor_many = floor_each
     json_oks = [n.json_ok for n in members]
     json_ok = json_ok_many = None
     if None not in json_oks:
@@ -106,10 +124,20 @@ def _union_node(tp: Any, members: list[_Node]) -> _Node:
         hashable=all(n.hashable for n in members),
         json_ok=json_ok,
         json_ok_many=json_ok_many,
+        size=min(n.size for n in members),
+        floor=floor,
+        floor_many=floor_many,
+        depth=_deepest(n.depth for n in members),
     )
 
 
 _PLAIN_SCALARS = (_NoneType, bool, int, float, str)
+
+
+def _plain_scalars_floor(xs: Collection[Any]) -> int:
+    """A byte per item, and the quotes and characters of the strings among them."""
+    strs = [*filter(str.__instancecheck__, xs)]
+    return len(xs) + sum(map(len, strs)) + len(strs)
 
 
 def _plain_scalars_many(allowed: frozenset[type]) -> Callable[[Iterable[Any]], bool]:

@@ -8,7 +8,9 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from .nodes import _kind, _Mismatch, _Node, _Refusal, _short, type_name
+import orjson
+
+from .nodes import _Budget, _kind, _Mismatch, _Node, _Refusal, _short, type_name
 
 
 def _json_scalar_kind(value: Any) -> str:
@@ -24,7 +26,7 @@ def _value_set_node(tp: Any, name: str, members: list[tuple[Any, Any]], schema: 
     by_json = {(type(j), j): p for p, j in members}
     by_python = {(type(p), p): j for p, j in members}
 
-    def un(v: Any, d: int = 0) -> Any:
+    def un(v: Any, d: int = 0, b: _Budget | None = None) -> Any:
         try:
             return by_python[(type(v), v)]
         except (KeyError, TypeError):
@@ -65,6 +67,7 @@ def _value_set_node(tp: Any, name: str, members: list[tuple[Any, Any]], schema: 
         ok,
         ok_many,
         values=by_json,
+        size=min(len(orjson.dumps(j)) for _, j in members),
     )
 
 
