@@ -376,9 +376,9 @@ def convert(spec: PersistedSpec, key: str, version: int, payload: bytes) -> Any:
             key, version, "", f"pickled values have no migrations (declared version {spec.version})"
         )
     try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise MigrationError(key, version, "", f"not valid JSON ({exc})") from None
+        obj = spec.type_codec.parse(payload)  # the checks of a restore: duplicate keys, depth
+    except CodecError as error:
+        raise MigrationError(key, version, error.path, error.problem) from None
     obj = run_chain(spec, key, version, obj)
     # The declared type's compiled structuring is the validator: it is generated from the same
     # type as the committed JSON Schema, refuses what the schema refuses (closed objects, no

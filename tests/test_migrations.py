@@ -254,3 +254,13 @@ def test_declarations_are_checked_where_they_are_written() -> None:
         retired("t.gone", successor="t.n")
         assert registry.retired() == {"t.gone": "t.n"}
     assert "t.gone" not in registry.retired(), "isolation restores the retired keys too"
+
+
+def test_an_older_version_with_a_repeated_key_is_refused_like_any_stored_value(
+    engine: Engine, shop: ModuleType
+) -> None:
+    payload = b'{"skus":["tea"],"total":"1.00","total":"2.00"}'
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    assert engine.store_payloads(kernel_id, cookie, {"shop.cart": (Codec.JSON, 2, payload)})
+    restored = engine.restore(kernel_id, cookie)
+    assert (restored.result, restored.cause) == ("bailout", "migration")
