@@ -3,10 +3,14 @@
 The kernel id is public (it travels in the websocket URL and in logs) and any client may present
 any id; the session cookie is the credential. So the storage key of a kernel's state is
 ``SOLARA_STATE_PREFIX`` + ``session_address(cookie, kernel id)``: another cookie addresses another
-hash, and nothing a client chooses ever becomes a raw key name. The digest is unkeyed on purpose:
-it must survive a rotation of ``SOLARA_STATE_SECRET_KEYS``, and the cookie (a random token only
-its browser holds) is what makes it unguessable. It is still one key per kernel, so one Cluster
-slot.
+hash, and nothing a client chooses ever becomes a raw key name. The digests are unkeyed on
+purpose: they must survive a rotation of ``SOLARA_STATE_SECRET_KEYS``, and the cookie (a random
+token only its browser holds) is what makes them unguessable.
+
+An address is ``{S}K``: ``S`` digests the cookie alone and ``K`` the cookie and the kernel id,
+10 base64url characters (60 bits) each. The braces are a Redis Cluster hash tag, so every hash
+of one browser session lands in one slot (state shared by a session's tabs can then be read in
+the same atomic script as a kernel's own), while sessions spread over the cluster.
 """
 
 from __future__ import annotations
@@ -15,20 +19,26 @@ import base64
 import hashlib
 import re
 
-ADDRESS_DOMAIN = b"solara-persisted/address/v1"
-#: 128 bits of SHA-256, base64url without padding: 22 characters.
-ADDRESS_BYTES = 16
-ADDRESS_LENGTH = 22
-ADDRESS = re.compile(r"[A-Za-z0-9_-]{22}")
+SESSION_DOMAIN = b"solara-persisted/address/session/v1"
+KERNEL_DOMAIN = b"solara-persisted/address/kernel/v1"
+#: Characters kept of each digest: 10 base64url characters are 60 bits.
+PART_LENGTH = 10
+ADDRESS_LENGTH = 2 * PART_LENGTH + 2
+ADDRESS = re.compile(r"\{[A-Za-z0-9_-]{10}\}[A-Za-z0-9_-]{10}")
 
 
-def _lp(part: bytes) -> bytes:
-    return len(part).to_bytes(4, "big") + part
+def _lp(part: str) -> bytes:
+    data = part.encode("utf-8", "surrogatepass")
+    return len(data).to_bytes(4, "big") + data
+
+
+def _digest(*parts: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(b"".join(parts)).digest()).decode("ascii")[:PART_LENGTH]
 
 
 def session_address(session_id: str, kernel_id: str) -> str:
     """The storage address of ``kernel_id``'s state for the session cookie ``session_id``."""
-    digest = hashlib.sha256(
-        _lp(ADDRESS_DOMAIN) + _lp(session_id.encode("utf-8", "surrogatepass")) + _lp(kernel_id.encode("utf-8", "surrogatepass"))
-    ).digest()[:ADDRESS_BYTES]
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    cookie = _lp(session_id)
+    session = _digest(len(SESSION_DOMAIN).to_bytes(4, "big"), SESSION_DOMAIN, cookie)
+    kernel = _digest(len(KERNEL_DOMAIN).to_bytes(4, "big"), KERNEL_DOMAIN, cookie, _lp(kernel_id))
+    return f"{{{session}}}{kernel}"

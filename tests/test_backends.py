@@ -680,7 +680,7 @@ def test_the_key_name_never_contains_the_kernel_id_or_the_cookie(
     keys = sorted(key.decode() for key in redis_client.keys("*"))
     assert keys == sorted(prefix + address for address in sessions.values()), "one key per session"
     for key in keys:
-        assert re.fullmatch(re.escape(prefix) + r"[A-Za-z0-9_-]{22}", key)
+        assert re.fullmatch(re.escape(prefix) + ADDRESS.pattern, key)
         for secret in (kernel_id, kernel_id.replace("-", ""), *sessions):
             assert secret not in key
     for session_id, address in sessions.items():

@@ -39,10 +39,14 @@ def doc_key_id(secret: str) -> bytes:
 
 def doc_address(cookie: str, kernel_id: str) -> str:
     """The session address exactly as docs/envelope.md defines it."""
-    digest = hashlib.sha256(
-        lp(b"solara-persisted/address/v1") + lp(cookie.encode()) + lp(kernel_id.encode())
-    ).digest()
-    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+    def part(*pieces: bytes) -> str:
+        digest = hashlib.sha256(b"".join(lp(piece) for piece in pieces)).digest()
+        return base64.urlsafe_b64encode(digest).decode()[:10]
+
+    session = part(b"solara-persisted/address/session/v1", cookie.encode())
+    kernel = part(b"solara-persisted/address/kernel/v1", cookie.encode(), kernel_id.encode())
+    return "{" + session + "}" + kernel
 
 
 def doc_tag(secret: str, *, address: str, field: str, codec: int, varint: bytes, payload: bytes) -> bytes:
@@ -161,6 +165,9 @@ def test_the_address_is_a_digest_of_cookie_and_kernel_id() -> None:
     assert session_address("the-session-cookie", KERNEL[:-1] + "2") != ADDRESS
     # length prefixes: moving bytes between cookie and kernel id gives another address
     assert session_address("ab", "c") != session_address("a", "bc")
+    # one hash tag per browser session: all its kernels share a Redis Cluster slot, sessions do not
+    assert session_address("the-session-cookie", "another-kernel")[:12] == ADDRESS[:12]
+    assert session_address("another-cookie", KERNEL)[:12] != ADDRESS[:12]
 
 
 def test_replay_into_another_session_or_field_is_refused(ring: KeyRing) -> None:
