@@ -460,7 +460,7 @@ class KernelPersistence:
         with self._lock:
             found = key in self._values
             value = self._values.pop(key, None)
-            if key not in self._stores:
+            if key not in self._stores and not self._closed:  # a read racing close() watches nothing
                 self._stores[key] = store
                 self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key)))
         return found, value
@@ -468,7 +468,7 @@ class KernelPersistence:
     # -- writes -----------------------------------------------------------------------------
 
     def _changed(self, key: str) -> None:
-        if self.disabled:
+        if self.disabled or self._closed:
             return
         self._engine.mark_dirty(self._open_session(), key)
 
@@ -539,11 +539,11 @@ class KernelPersistence:
         A kernel that never took over starts no backend I/O here.
         """
         reason = getattr(self._context, "close_reason", "unknown")
-        if not self._closed:
-            self._closed = True
-            _kernel_closed(self._session_id)
         with self._lock:
+            first, self._closed = not self._closed, True
             unsubscribe, self._unsubscribe = self._unsubscribe, []
+        if first:
+            _kernel_closed(self._session_id)
         for stop in unsubscribe:
             stop()
         if reason == "server-shutdown":

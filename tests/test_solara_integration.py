@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from starlette.testclient import TestClient
 
 from solara_persisted import solara_integration, state_generation
 from solara_persisted.address import session_address
+from solara_persisted.backends.memory import MemoryBackend
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.errors import ConfigError
@@ -342,3 +344,42 @@ def test_the_tab_close_route_refuses_cross_site_and_malformed_requests(
         f"/_solara/api/close/{kernel_id}?session_id=page-1", headers={"Sec-Fetch-Site": "same-origin"}
     )
     assert same_origin.status_code == 200
+
+
+class _HeldTakeovers(MemoryBackend):
+    """The in-process backend, with takeovers held at a gate: a slow Redis, deterministically."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def takeover(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the takeover"
+        return super().takeover(*args, **kwargs)
+
+
+def test_a_close_that_races_the_restore_writes_nothing_afterwards(specs: dict[str, Any]) -> None:
+    settings = Settings(
+        backend="memory", secret_keys=(secrets.token_urlsafe(32),), flush_debounce=DEBOUNCE, session_http_only=True
+    )
+    backend = _HeldTakeovers(settings)
+    active = Engine(settings, backend=backend)
+    kernel_id = uuid.uuid4().hex
+    context = kernel_context.VirtualKernelContext(id=kernel_id, session_id="cookie", kernel=kernel.Kernel())
+    manager = solara_integration.KernelPersistence(active, context)
+    context.state_persistence = manager
+    restoring = threading.Thread(target=manager.on_client_message)
+    restoring.start()
+    assert backend.entered.wait(10)
+    context.close_reason = "page-close"
+    manager.close()  # the page went away while its takeover waits on the backend: no I/O, no session
+    backend.release.set()
+    restoring.join(10)
+    assert manager.last_restore["status"] == "miss"
+    found, _ = manager.pop_restored("solara_persisted:i.page", specs["page"]._storage)
+    manager._changed("i.page")  # a late change event of the closed kernel
+    assert active.writer.pending() == 0 and active.drain(1.0) == 0
+    assert backend.raw(session_address("cookie", kernel_id)) is None, "nothing was written for a closed kernel"
+    assert not found
