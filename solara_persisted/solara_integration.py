@@ -35,7 +35,7 @@ from typing import Any
 
 import attrs
 
-from .config import Settings
+from .config import Settings, unknown_settings
 from .engine import Engine, Restored
 from .errors import ConfigError
 from .events import quote
@@ -53,6 +53,7 @@ _lock = threading.Lock()
 _engine: Engine | None = None
 _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
 _live_kernels: collections.Counter[str] = collections.Counter()  # live kernels per session cookie
+_reported_off = False  # "persistence is off" is said once per process
 
 
 def check_solara_version(version: str) -> None:
@@ -77,9 +78,25 @@ def engine() -> Engine | None:
 
 
 def autostart() -> None:
-    """Activate inside a running Solara server when the environment asks for persistence."""
-    if os.environ.get("SOLARA_STATE_BACKEND") and "solara.server.starlette" in sys.modules:
+    """Activate inside a running Solara server when the environment asks for persistence.
+
+    Inside a server without ``SOLARA_STATE_BACKEND`` it says once that persistence is off, so
+    an operator who meant to turn it on (or misspelt a setting) is told, not left guessing.
+    """
+    global _reported_off
+    if "solara.server.starlette" not in sys.modules:
+        return
+    if os.environ.get("SOLARA_STATE_BACKEND"):
         activate()
+        return
+    with _lock:
+        if _reported_off:
+            return
+        _reported_off = True
+    _show_state_logs()
+    logger.info("solara-persisted: persistence is off (SOLARA_STATE_BACKEND is unset; set it to redis or memory)")
+    for warning in unknown_settings():
+        logger.warning(warning)
 
 
 def activate(settings: Settings | None = None) -> Engine:
@@ -97,6 +114,8 @@ def activate(settings: Settings | None = None) -> Engine:
             # `solara run --production` decides the mode in-process, after the environment was read.
             settings = attrs.evolve(Settings.from_env(), production=server_settings.main.mode == "production")
         _show_state_logs()  # first: the engine's start-up warnings are for operators too
+        for warning in unknown_settings():
+            logger.warning(warning)
         active = Engine(settings)
         _silence_builtin_engine(active)
         active.start()

@@ -178,8 +178,8 @@ class Stats:
             last_ok, last_error = self._last_ok, self._last_error
         if not enabled:
             status = "off"
-        elif breaker_state != "closed":
-            status = "degraded"
+        elif breaker_state != "closed" or last_error is not None:
+            status = "degraded"  # from the first failed call, not only once the breaker opens
         else:
             status = "healthy"
         block: dict[str, Any] = {"status": status, "circuit_breaker": breaker_state}

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -76,3 +78,25 @@ def test_outage_opens_the_breaker_and_recovery_writes_everything(
     assert engine.state_block()["breaker_transitions"] >= 3  # open, half_open, closed
     fresh = Engine(settings)
     assert fresh.restore(kernel_id, cookie).values == {"d.page": 3}
+
+
+def test_a_backend_unreachable_at_start_up_is_degraded_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    settings = Settings(
+        backend="redis",
+        url=f"redis://127.0.0.1:{closed}/0",
+        secret_keys=(secrets.token_urlsafe(32),),
+        connect_timeout=0.2,
+        session_http_only=True,
+    )
+    engine = Engine(settings)
+    with caplog.at_level(logging.WARNING, logger="solara.state"):
+        engine.start()
+    try:
+        block = engine.state_block()
+        assert (block["status"], block["circuit_breaker"]) == ("degraded", "closed")
+        assert block["backend_last_error"] and any("unreachable at start-up" in m for m in caplog.messages)
+    finally:
+        engine.close()

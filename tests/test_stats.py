@@ -102,6 +102,14 @@ def test_status(enabled: bool, breaker_state: str, status: str) -> None:
     assert (result["status"], result["circuit_breaker"]) == (status, breaker_state)
 
 
+def test_status_is_degraded_from_the_first_failed_call_until_one_succeeds() -> None:
+    stats = Stats()
+    stats.backend_error("redis ping at redis://127.0.0.1:1/0 failed: ConnectionError")
+    assert block(stats)["status"] == "degraded", "before the breaker has seen enough failures to open"
+    stats.backend_ok()
+    assert block(stats)["status"] == "healthy"
+
+
 def test_counters_land_in_their_fields() -> None:
     stats = Stats()
     names = [*GUIDE_FIELDS[2:13], "restore_bytes_total", *EXTRA_FIELDS]
