@@ -12,7 +12,10 @@ What each measure includes (both sides do the same work):
 - restore step on a fresh instance: from "a kernel context is created for a kernel id this
   process does not know" to "the first read of every persisted reactive returned the restored
   value", for a session of five small values of mixed types, written beforehand by the parent
-  process through each engine's own write path. Ours: ``solara_integration.activate(Settings(...))``, then
+  process through each engine's own write path. A third side, "persist=True under ours", declares
+  the same five reactives with Solara's own API (``solara.reactive(..., persist=True, key=...)``)
+  in a process that imported solara_persisted, so our engine restores them through their untyped
+  specs; its sessions are written by a child that declares them the same way. Ours: ``solara_integration.activate(Settings(...))``, then
   a ``VirtualKernelContext`` is built (its ``on_kernel_start`` hook installs our persistence) and the
   reactives are read inside ``with context:`` (the first read runs the takeover, as a connection's
   first message does in a server). Solara: its engine active through
@@ -201,6 +204,7 @@ def declare_ours(values: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
 
 
 def declare_solara(values: Mapping[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """Solara's own persist API; in a process that imported solara_persisted, our engine persists these too."""
     import solara
 
     return {key: solara.reactive(spec[1], key=key, persist=True) for key, spec in values.items()}
@@ -291,12 +295,14 @@ def seed_solara_restore(port: int, prefix: str, kernels: list[tuple[str, str]]) 
     backend.client.close()
 
 
-def seed_ours_restore(port: int, prefix: str, kernels: list[tuple[str, str]]) -> None:
+def seed_ours_restore(
+    port: int, prefix: str, kernels: list[tuple[str, str]], declare_values: Callable[..., Any] = declare_ours
+) -> None:
     """Write our restore sessions through our engine's own write path (this process's version of it)."""
     from solara_persisted.engine import Engine
 
     stored = restored_values()
-    declare_ours(RESTORE_VALUES)
+    declare_values(RESTORE_VALUES)
     engine = Engine(ours_settings(port, ours_prefix(prefix)))
     engine.start()
     for kernel_id, session_id in kernels:
@@ -312,8 +318,15 @@ def seed_ours_restore(port: int, prefix: str, kernels: list[tuple[str, str]]) ->
 
 
 def seed_child(side: str, port: int, prefix: str, processes: int, samples: int) -> None:
-    """Seed our restore sessions with this process's code (``--before``: the previous commit's)."""
-    seed_ours_restore(port, prefix, [k for p in range(processes) for k in restore_kernels(side, p, samples)])
+    """Seed our restore sessions with this process's code (``--before``: the previous commit's), or the
+    persist=True side's through its untyped specs (a process may not declare a key both ways)."""
+    kernels = [k for p in range(processes) for k in restore_kernels(side, p, samples)]
+    if side == "persist-true":
+        import solara_persisted  # noqa: F401  # adopts the persist=True reactives declared next
+
+        seed_ours_restore(port, prefix, kernels, declare_solara)
+    else:
+        seed_ours_restore(port, prefix, kernels)
     emit({})
 
 
@@ -349,10 +362,11 @@ def restore_child(side: str, port: int, prefix: str, process: int, samples: int,
     expected = [spec[2] for spec in RESTORE_VALUES.values()]
     if (side == "before") != BEFORE:
         raise AssertionError(f"a {side!r} restore child runs the code of {code_origin()}")
-    if side in ("ours", "before"):
+    if side in ("ours", "before", "persist-true"):
         from solara_persisted import solara_integration
 
-        reactives = list(declare_ours(RESTORE_VALUES).values())
+        declare_values = declare_solara if side == "persist-true" else declare_ours
+        reactives = list(declare_values(RESTORE_VALUES).values())
         active = solara_integration.activate(ours_settings(port, ours_prefix(prefix)))
         if profile:
             active.restore = profiled(active.restore, takeovers)  # type: ignore[method-assign]
@@ -407,14 +421,15 @@ def bench_restore(
     profile: bool,
     before: Path | None,
 ) -> dict[str, Any]:
-    sides = ("solara", "ours", "before") if before is not None else ("solara", "ours")
+    sides = ("solara", "ours", "persist-true", *(("before",) if before is not None else ()))
     kernels = {
         side: [k for p in range(processes) for k in restore_kernels(side, p, samples)] for side in sides
     }
     seed_solara_restore(port, prefix, kernels["solara"])
     seed_ours_restore(port, prefix, kernels["ours"])
+    counts = ("--processes", str(processes), "--samples", str(samples))
+    run_child(console, "seed", "persist-true", "--port", str(port), "--prefix", prefix, *counts)
     if before is not None:
-        counts = ("--processes", str(processes), "--samples", str(samples))
         run_child(
             console, "seed", "before", "--port", str(port), "--prefix", prefix, *counts, code_root=before
         )
@@ -440,6 +455,11 @@ def bench_restore(
             "warm_p90": statistics.quantiles(v["warm"], n=10)[-1],
         }
         for side, v in out.items()
+    }
+    # persist=True and @persisted under ours ran back to back in each round, as ours and ours before do.
+    summary["vs_typed"] = {
+        "cold": paired_ratio(out["persist-true"]["cold"], out["ours"]["cold"]),
+        "warm": paired_ratio(out["persist-true"]["warm_by_process"], out["ours"]["warm_by_process"]),
     }
     if before is not None:
         # Ours and ours before ran back to back in each round: the median of those pairs' ratios.
@@ -696,6 +716,15 @@ def report(results: dict[str, Any]) -> Table:
             goals,
             before=before,
             vs_before=vs_before,
+        )
+    for label, key in (("cold: first in a new process", "cold"), ("warm: median", "warm")):
+        builtin, theirs, vs_typed = restore["persist-true"][key], restore["solara"][key], restore["vs_typed"][key]
+        row(
+            f"restore step, {len(RESTORE_VALUES)} keys declared persist=True, under ours, {label} (ms)",
+            builtin,
+            theirs,
+            ".3f",
+            ((f"≤ 1.1× @persisted (issue 9): {vs_typed:.2f}×", vs_typed <= 1.1),),
         )
     table.add_section()
     for count, sides in results["drain"].items():

@@ -18,7 +18,7 @@ from .errors import (
     UnsupportedTypeError,
 )
 from .migrations import AddField, Convert, RemoveField, Rename, migration, retired
-from .solara_integration import autostart, simulate_failover, state_generation
+from .solara_integration import adopt_persist_true, autostart, simulate_failover, state_generation
 from .spec import Family, PersistedSpec, persisted, persisted_family, registry
 
 __all__ = [
@@ -51,4 +51,5 @@ __all__ = [
     "state_generation",
 ]
 
+adopt_persist_true()
 autostart()

@@ -122,6 +122,7 @@ def codegen(apps: tuple[str, ...], schemas_dir: Path, force: bool) -> None:
         console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
     for skipped in report.skipped:
         console.print(f"[dim]skipped {skipped}[/]")
+    _print_untyped(console, report.untyped)
     _print_problems(console, report.problems)
     if report.problems:
         raise SystemExit(1)
@@ -162,10 +163,16 @@ def check(apps: tuple[str, ...], schemas_dir: Path) -> None:
     console.print(table)
     for skipped in report.skipped:
         console.print(f"[dim]skipped {skipped}[/]")
+    _print_untyped(console, report.untyped)
     _print_problems(console, report.problems)
     if not report.ok:
         raise SystemExit(1)
     console.print("[green]check passed[/]")
+
+
+def _print_untyped(console: Console, notes: list[str]) -> None:
+    for note in notes:
+        console.print(f"[yellow]untyped (persist=True)[/] {note}", highlight=False, soft_wrap=True)
 
 
 def _print_problems(console: Console, problems: list[Problem]) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "read_committed",
     "render",
     "schema_document",
+    "untyped_notes",
 ]
 
 META = "x-solara-persisted"
@@ -339,6 +340,19 @@ class GenerateReport:
     stubs: list[Path] = attrs.Factory(list)
     skipped: list[str] = attrs.Factory(list)
     problems: list[Problem] = attrs.Factory(list)
+    #: ``persist=True`` reactives: persisted, but with no schema to write (``untyped_notes``).
+    untyped: list[str] = attrs.Factory(list)
+
+
+def untyped_notes(registry: Registry) -> list[str]:
+    """One line per ``persist=True`` reactive: persisted without a type, and how to declare it typed."""
+    return [
+        f"{spec.key} (declared at {spec.site}, {spec.codec_name} following its default "
+        f"{spec.type.__qualname__}): no schema, no versions; to evolve it safely declare it with "
+        f"@persisted(key={spec.key!r}, version=1) over a default factory annotated with its type, "
+        "and drop persist= from the solara.reactive"
+        for spec in registry.untyped()
+    ]
 
 
 def _json_specs(registry: Registry, skipped: list[str]) -> list[PersistedSpec]:
@@ -362,7 +376,7 @@ def generate(registry: Registry, schemas_dir: Path, *, force: bool = False) -> G
     A committed version whose shape changed is left alone (a problem: bump the version) unless
     ``force``, for a version that was never deployed.
     """
-    report = GenerateReport()
+    report = GenerateReport(untyped=untyped_notes(registry))
     committed = read_committed(schemas_dir)
     for spec in _json_specs(registry, report.skipped):
         versions = committed.get(spec.key, {})
@@ -465,6 +479,8 @@ class CheckReport:
     keys: list[KeyReport] = attrs.Factory(list)
     problems: list[Problem] = attrs.Factory(list)
     skipped: list[str] = attrs.Factory(list)
+    #: ``persist=True`` reactives (``untyped_notes``); listed, never a failure.
+    untyped: list[str] = attrs.Factory(list)
 
     @property
     def ok(self) -> bool:
@@ -473,7 +489,7 @@ class CheckReport:
 
 def check(registry: Registry, schemas_dir: Path) -> CheckReport:
     """Everything that would lose or corrupt stored state on the next deploy, as problems."""
-    report = CheckReport()
+    report = CheckReport(untyped=untyped_notes(registry))
     committed = read_committed(schemas_dir)
     specs = _json_specs(registry, report.skipped)
     for spec in specs:

@@ -262,6 +262,12 @@ def _resolve(target: Target, site: str) -> PersistedSpec:
             f"{target!r} is not a declared persisted key or reactive",
             "declare the spec (@persisted / persisted_family) before its migrations, and pass it or its key",
         )
+    if spec.untyped:
+        raise SpecError(
+            site,
+            f"{spec.key!r} is declared with Solara's persist=True, which has no type or version to migrate",
+            f"declare it with @persisted(key={spec.key!r}, version=1) over an annotated default factory first",
+        )
     return spec
 
 

@@ -13,6 +13,9 @@ engine and leaves that one inert, then hooks the seams Solara offers but does no
 - ``state_persistence.pop_restored``: Solara asks it for a value the first time a reactive is
   read in a kernel, before the first render; that is where restored values are installed (no
   listener fires) and where the change listener that marks keys dirty is attached.
+- ``solara.state.persist.register_persisted_reactive`` (wrapped from import on, active or not):
+  every reactive declared with Solara's own ``persist=True`` / ``PersistConfig`` gets an untyped
+  spec under its persist key, which is also its storage key, so ours persists it like any spec.
 - ``recovery_failed`` / ``last_restore`` / ``generation`` / ``disabled``: read by Solara's
   app-status reply, which decides between a soft re-mount and the refresh dialog.
 - ``close()``: called by Solara outside the kernel lock with ``context.close_reason`` set.
@@ -39,7 +42,7 @@ from .config import Settings, unknown_settings
 from .engine import Engine, Restored
 from .errors import ConfigError
 from .events import quote
-from .spec import key_from_storage_key
+from .spec import key_from_storage_key, persist_true_spec, registry
 from .worker import Session
 
 logger = logging.getLogger("solara.state")
@@ -70,6 +73,50 @@ def check_solara_version(version: str) -> None:
             f"({'.'.join(map(str, first))} up to, not including, {'.'.join(map(str, last))})",
             "install a solara release in that range, or a solara-persisted release that supports yours",
         )
+
+
+def adopt_persist_true() -> None:
+    """Persist the reactives of Solara's own API too: each one gets an untyped spec in our registry.
+
+    Those Solara registered before this import are adopted now, and every later one as Solara
+    registers it (its ``register_persisted_reactive`` is wrapped, whether our engine is active or
+    not), so a key declared both ways is refused at import in either order. Idempotent.
+    """
+    from solara.state import derive
+    from solara.state import persist as builtin
+
+    with _lock:
+        builtin_register = builtin.register_persisted_reactive
+        if getattr(builtin_register, "adopts_persist_true", False):
+            return
+
+        def register_persisted_reactive(
+            key: str, config: Any, reactive: Any, source: tuple[str, int, int], derived: bool
+        ) -> None:
+            spec, origin = _persist_true_spec(key, config, reactive, source)
+            registry.refuse_typed(spec)  # before Solara registers a reactive whose declaration fails
+            builtin_register(key, config, reactive, source, derived)  # Solara's own checks
+            registry.adopt(spec, origin)
+
+        register_persisted_reactive.adopts_persist_true = True  # type: ignore[attr-defined]
+        builtin.register_persisted_reactive = register_persisted_reactive
+    for key, (config, ref) in builtin.persisted_reactives().items():
+        reactive = ref()
+        if reactive is not None:
+            known = derive._registry.get(key)  # (definition site, reactive)
+            spec, origin = _persist_true_spec(key, config, reactive, known[0] if known else ("<unknown>", 0, 0))
+            registry.adopt(spec, origin)
+
+
+def _persist_true_spec(key: str, config: Any, reactive: Any, source: tuple[str, int, int]) -> tuple[Any, Any]:
+    """Our spec of a reactive Solara registers as persisted, from its default and ``PersistConfig``."""
+    from solara._stores import StoreValue
+
+    inner = getattr(reactive._storage, "_storage", reactive._storage)  # mutation detection wraps the store
+    default = getattr(inner, "default_value", None)  # a store from a custom factory may keep none
+    if isinstance(default, StoreValue):
+        default = default.private
+    return persist_true_spec(key, default, getattr(config, "serializer", "json"), source[0], source[1])
 
 
 def engine() -> Engine | None:
@@ -305,10 +352,14 @@ def _install_refresh_banner() -> None:
 
 def _on_kernel_start() -> None:
     from solara.server import kernel_context
+    from solara.state import persist as builtin
 
     active = _engine
     if active is None:
         return
+    # A persist=True reactive in a class body whose key never resolved (stored in a dict there)
+    # would never persist: refuse the kernel loudly, as Solara's own engine does at attach.
+    builtin._check_pending_resolved()
     context = kernel_context.get_current_context()
     _limit_kernels_per_session(context)
     # One object in both slots: Solara asks the worker slot for new_epoch() on a reconnect.
@@ -343,6 +394,17 @@ def _kernel_closed(session_id: str) -> None:
             _live_kernels[session_id] = left
         else:
             del _live_kernels[session_id]
+
+
+def _stored_form(store: Any, value: Any) -> Any:
+    """A restored value as ``store`` holds one: wrapped, as Solara's mutation detection wraps it."""
+    from solara._stores import StoreValue, _PublicValueNotSet, _SetValueNotSet
+
+    if not isinstance(getattr(store, "default_value", None), StoreValue):
+        return value
+    return StoreValue(
+        private=value, public=_PublicValueNotSet(), get_traceback=None, set_value=_SetValueNotSet(), set_traceback=None
+    )
 
 
 def simulate_failover() -> None:
@@ -471,10 +533,17 @@ class KernelPersistence:
         return {"status": status, "failedKey": None, "cause": restored.cause, "nFields": len(restored.values)}
 
     def pop_restored(self, storage_key: str, store: Any) -> tuple[bool, Any]:
-        """Solara's first read of a reactive in this kernel: install its restored value, watch it."""
+        """Solara's first read of a reactive in this kernel: install its restored value, watch it.
+
+        Ours have the storage key ``STORAGE_PREFIX + key``; a ``persist=True`` reactive's storage
+        key is its persist key, under which ``adopt_persist_true`` registered its untyped spec.
+        """
         key = key_from_storage_key(storage_key)
         if key is None:
-            return False, None
+            spec = self._engine.registry.get(storage_key)
+            if spec is None or not spec.untyped:
+                return False, None
+            key = storage_key
         self.ensure_restored()  # values must be in place before the first render
         with self._lock:
             found = key in self._values
@@ -482,6 +551,8 @@ class KernelPersistence:
             if key not in self._stores and not self._closed:  # a read racing close() watches nothing
                 self._stores[key] = store
                 self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key)))
+        if found:
+            value = _stored_form(store, value)
         return found, value
 
     # -- writes -----------------------------------------------------------------------------
@@ -501,8 +572,12 @@ class KernelPersistence:
             return self._session
 
     def _snapshot(self, keys: Any) -> dict[str, Any]:
+        from solara._stores import StoreValue
+
         with self._context:
-            return {key: self._stores[key].peek() for key in keys if key in self._stores}
+            values = {key: self._stores[key].peek() for key in keys if key in self._stores}
+        # Solara's mutation detection keeps a persist=True value wrapped; its private copy is the value set.
+        return {key: v.private if type(v) is StoreValue else v for key, v in values.items()}
 
     def _rejected(self, session: Session) -> None:
         """Fenced out: another instance took this kernel over, so this copy is stale for good.

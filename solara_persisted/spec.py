@@ -27,6 +27,7 @@ import solara
 import solara.toestand
 
 from .codec import PickleTypeCodec, TypeCodec, compile_type, type_name
+from .codec.untyped import UntypedCodec, untyped_codec
 from .config import Settings
 from .envelope import Codec
 from .errors import DuplicateKeyError, EncodeError, InvalidIdentifierError, SpecError
@@ -39,6 +40,7 @@ __all__ = [
     "Registry",
     "key_from_storage_key",
     "key_problem",
+    "persist_true_spec",
     "persisted",
     "persisted_family",
     "registry",
@@ -104,7 +106,9 @@ class PersistedSpec:
     """One declaration: everything the engine, codegen and restore need to know about a key.
 
     ``key`` is the declared key, or the template for a family (``is_template``). ``default`` is
-    a zero-argument factory. ``site`` ("path/to/app.py:12") is where it was declared.
+    a zero-argument factory. ``site`` ("path/to/app.py:12") is where it was declared. ``untyped``:
+    declared with Solara's own ``persist=True`` / ``PersistConfig`` rather than ``@persisted``, so
+    there is no annotation (the codec follows the default) and no version to evolve.
     """
 
     key: str
@@ -115,12 +119,13 @@ class PersistedSpec:
     codec_name: CodecName
     default: Callable[[], Any]
     site: str
-    type_codec: TypeCodec | PickleTypeCodec
+    type_codec: TypeCodec | PickleTypeCodec | UntypedCodec
     is_template: bool
     reactive: solara.Reactive[Any] | None = attrs.field(default=None, repr=False)
     #: Migration steps by the version they start from, declared with ``migrations.migration``
     #: after the spec; kept on the spec so a re-run declaration starts with none.
     steps: dict[int, Any] = attrs.field(factory=dict, repr=False)
+    untyped: bool = False
 
     @property
     def codec_id(self) -> Codec:
@@ -262,9 +267,16 @@ class Registry:
         return None
 
     def specs(self) -> list[PersistedSpec]:
-        """Every declared spec, sorted by key."""
+        """Every spec declared with ``@persisted`` / ``persisted_family``, sorted by key (schemas, goldens
+        and migrations are theirs; ``untyped()`` lists the rest)."""
         with self._lock:
             every = [*self._fixed.values(), *(t.spec for t in self._templates.values())]
+        return sorted((spec for spec in every if not spec.untyped), key=lambda spec: spec.key)
+
+    def untyped(self) -> list[PersistedSpec]:
+        """The specs of reactives declared with Solara's own ``persist=True``, sorted by key."""
+        with self._lock:
+            every = [spec for spec in self._fixed.values() if spec.untyped]
         return sorted(every, key=lambda spec: spec.key)
 
     def retire(self, key: str, successor: str | None) -> None:
@@ -295,6 +307,8 @@ class Registry:
             self._forget_previous_executions(origin)
             key = spec.key
             existing = self.get(key)
+            if existing is not None and existing.untyped:
+                raise _declared_both_ways(spec, existing, spec)
             if existing is not None and not origin.redefines(self._origins[key]):
                 raise DuplicateKeyError(
                     spec.site,
@@ -310,12 +324,38 @@ class Registry:
             self._origins[key] = origin
             self._reorder()
 
+    def adopt(self, spec: PersistedSpec, origin: _Origin) -> None:
+        """Register the spec of a ``persist=True`` reactive (``persist_true_spec``).
+
+        It replaces an earlier ``persist=True`` spec of its key, which Solara's own registration
+        has already vetted (a re-run, a hot reload, a dead reactive); an ``@persisted`` spec of the
+        key is a ``DuplicateKeyError`` naming both sites.
+        """
+        with self._lock:
+            self.refuse_typed(spec)
+            self._check_overlap(spec, None)
+            self._drop(spec.key)
+            self._fixed[spec.key] = spec
+            self._origins[spec.key] = origin
+
+    def refuse_typed(self, spec: PersistedSpec) -> None:
+        """``DuplicateKeyError`` if ``@persisted`` declared the key of this ``persist=True`` spec already."""
+        existing = self.get(spec.key)
+        if existing is not None and not existing.untyped:
+            raise _declared_both_ways(existing, spec, spec)
+
     def _forget_previous_executions(self, origin: _Origin) -> None:
-        """A module re-executed in a fresh namespace (Solara's hot reload) replaces all it declared."""
+        """A module re-executed in a fresh namespace (Solara's hot reload) replaces all it declared.
+
+        Not its ``persist=True`` specs: Solara registers those again as the module runs, and
+        ``adopt`` replaces each one then.
+        """
         stale = [
             key
             for key, known in self._origins.items()
-            if known.filename == origin.filename and known.namespace is not origin.namespace
+            if known.filename == origin.filename
+            and known.namespace is not origin.namespace
+            and known.namespace is not _NO_NAMESPACE
         ]
         for key in stale:
             self._drop(key)
@@ -352,7 +392,21 @@ class Registry:
         )
 
 
+def _declared_both_ways(
+    typed: PersistedSpec, untyped: PersistedSpec, refused: PersistedSpec
+) -> DuplicateKeyError:
+    return DuplicateKeyError(
+        refused.site,
+        f"the persisted key {typed.key!r} is declared twice: with @persisted at {typed.site} and with "
+        f"Solara's persist=True at {untyped.site}",
+        "keep one declaration (the @persisted one is typed: drop persist= and key= from the solara.reactive), "
+        "or give one of them another key",
+    )
+
+
 registry = Registry()
+#: The namespace of every ``persist=True`` origin: Solara, not a module's re-execution, replaces those.
+_NO_NAMESPACE: dict[str, Any] = {}
 
 
 class Family(Generic[T]):
@@ -497,14 +551,18 @@ def _check_options(site: str, version: object, warn_bytes: object, max_bytes: ob
 def _type_codec(tp: Any, key: str, codec: CodecName, site: str) -> TypeCodec | PickleTypeCodec:
     if codec == "json":
         return compile_type(tp, key=key, site=site)
+    _check_pickle_allowed(key, site, "codec")
+    return PickleTypeCodec(key, tp)
+
+
+def _check_pickle_allowed(key: str, site: str, option: str) -> None:
     if not Settings.from_env().allow_pickle:
         raise SpecError(
             site,
-            f'{key!r} uses codec="pickle", which the deployment has not allowed: unpickling runs code',
-            'use the default codec="json", or have the deployer set SOLARA_STATE_ALLOW_PICKLE=true '
+            f'{key!r} uses {option}="pickle", which the deployment has not allowed: unpickling runs code',
+            f'use the default {option}="json", or have the deployer set SOLARA_STATE_ALLOW_PICKLE=true '
             "(with real SOLARA_STATE_SECRET_KEYS)",
         )
-    return PickleTypeCodec(key, tp)
 
 
 def _check_default(
@@ -532,6 +590,38 @@ def _check_default(
 def _new_reactive(factory: Callable[[], T], key: str) -> solara.Reactive[T]:
     # One fresh default per kernel, stored by Solara under a storage key we can map back.
     return solara.Reactive(solara.toestand.KernelStoreFactory(factory, key=STORAGE_PREFIX + key))
+
+
+def persist_true_spec(
+    key: str, default: Any, serializer: object, filename: str, lineno: int
+) -> tuple[PersistedSpec, _Origin]:
+    """The spec of a reactive declared with Solara's own API (``persist=True`` / ``PersistConfig``) at
+    ``filename:lineno``, for ``Registry.adopt``.
+
+    It has no annotation, so its JSON codec follows its default (``codec.untyped``); version 1
+    and the global budgets. ``serializer="pickle"`` passes the same gate as ``codec="pickle"``.
+    """
+    site = _site((filename, lineno, _NO_NAMESPACE))
+    problem = key_problem(key)
+    if problem:
+        raise SpecError(site, f"persist=True: {problem}", "give the reactive a short, printable key=...")
+    if serializer not in _CODECS:
+        raise SpecError(
+            site,
+            f"{key!r} uses PersistConfig(serializer={serializer!r}); solara-persisted stores json or pickle",
+            'use serializer="json" (the default)',
+        )
+    type_codec: UntypedCodec | PickleTypeCodec
+    codec: CodecName
+    if serializer == "json":
+        codec, type_codec = "json", untyped_codec(key, default)
+    else:
+        _check_pickle_allowed(key, site, "serializer")
+        codec, type_codec = "pickle", PickleTypeCodec(key, type(default))
+    spec = PersistedSpec(
+        key, type(default), 1, None, None, codec, lambda: default, site, type_codec, False, untyped=True
+    )
+    return spec, _Origin(filename, lineno, None, _NO_NAMESPACE)
 
 
 def persisted(

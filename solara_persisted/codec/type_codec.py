@@ -94,7 +94,7 @@ class TypeCodec:
         than ``MAX_DEPTH`` arrays and objects. Those two errors name a path in the stored JSON
         (``["items"][0]["sku"]``), as no type has been applied yet.
         """
-        return self.structure(self._parse(data, self._deep))
+        return self.structure(parse_json(self.key, data, self._deep))
 
     def parse(self, data: bytes) -> Any:
         """The JSON tree of stored bytes, with the checks of ``loads`` but no structuring.
@@ -102,30 +102,7 @@ class TypeCodec:
         For a value stored at another version (a migration's input), so the depth limit applies
         whatever the declared type: the tree has another version's shape.
         """
-        return self._parse(data, True)
-
-    def _parse(self, data: bytes, deep: bool) -> Any:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DecodeError(self.key, "", f"not valid JSON ({exc})") from None
-        if type(obj) in _CONTAINERS:  # a scalar document can neither nest nor repeat a key
-            if type(data) is not bytes:
-                data = data.encode() if isinstance(data, str) else bytes(data)
-            if deep and _may_be_too_deep(obj, data) and _deeper_than_max(obj):
-                raise DecodeError(self.key, _deep_path(obj), f"nesting deeper than {MAX_DEPTH} levels")
-            # Every object member has a colon, so colons == members of a top-level object means no
-            # other object and no repeat. Else the writer's bytes are exactly what orjson writes back
-            # for what it read, which a dropped repeat cannot be: only other bytes are parsed again.
-            if _COLON in data:  # an int operand: the cheapest test, for the many documents without one
-                colons = data.count(b":")
-                if (
-                    colons > 1
-                    and not (type(obj) is dict and colons == len(obj))
-                    and not _rewrites_to(obj, data)
-                ):
-                    _refuse_duplicates(self.key, data)
-        return obj
+        return parse_json(self.key, data, True)
 
     def unstructure(self, value: Any) -> Any:
         """The value as a JSON tree of dicts, lists and scalars (sharing unchanged lists and dicts with ``value``)."""
@@ -162,6 +139,28 @@ class TypeCodec:
 
 
 # --------------------------------------------------------------------------- read-side scans
+
+
+def parse_json(key: str, data: bytes, deep: bool) -> Any:
+    """The JSON tree of stored bytes for ``key``: a repeated object key, and with ``deep`` nesting past
+    ``MAX_DEPTH``, is a ``DecodeError``."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(key, "", f"not valid JSON ({exc})") from None
+    if type(obj) in _CONTAINERS:  # a scalar document can neither nest nor repeat a key
+        if type(data) is not bytes:
+            data = data.encode() if isinstance(data, str) else bytes(data)
+        if deep and _may_be_too_deep(obj, data) and _deeper_than_max(obj):
+            raise DecodeError(key, _deep_path(obj), f"nesting deeper than {MAX_DEPTH} levels")
+        # Every object member has a colon, so colons == members of a top-level object means no
+        # other object and no repeat. Else the writer's bytes are exactly what orjson writes back
+        # for what it read, which a dropped repeat cannot be: only other bytes are parsed again.
+        if _COLON in data:  # an int operand: the cheapest test, for the many documents without one
+            colons = data.count(b":")
+            if colons > 1 and not (type(obj) is dict and colons == len(obj)) and not _rewrites_to(obj, data):
+                _refuse_duplicates(key, data)
+    return obj
 
 
 # In orjson's two-space indented form, whatever sits inside n arrays and objects starts a line with

@@ -1,0 +1,36 @@
+"""A counter written only against Solara's own persist API; `import solara_persisted` is the whole change.
+
+Every persist=True form is here: a key Solara derives (module-level, class attribute), an
+explicit key=, and a PersistConfig; next to a plain reactive that is not persisted.
+"""
+
+import solara
+
+import solara_persisted  # noqa: F401  # with SOLARA_STATE_* set, it persists every persist=True reactive
+
+count = solara.reactive(0, persist=True)
+plain = solara.reactive(0)
+history = solara.reactive((), persist=True, key="e2e.history")
+clicked = solara.reactive(frozenset(), persist=solara.PersistConfig(key="e2e.clicked"))
+
+
+class Prefs:
+    dark = solara.reactive(False, persist=True)
+
+
+def add() -> None:
+    count.set(count.value + 1)
+    history.set((*history.value, count.value))
+    clicked.set(clicked.value | {f"n{count.value}"})
+    Prefs.dark.set(count.value % 2 == 1)
+
+
+@solara.component
+def Page() -> None:
+    solara.Button("Add persisted", on_click=add)
+    solara.Button("Add plain", on_click=lambda: plain.set(plain.value + 1))
+    solara.Text(f"Persisted: {count.value}")
+    solara.Text(f"Plain: {plain.value}")
+    solara.Text(f"History: {history.value!r}")
+    solara.Text(f"Clicked: {sorted(clicked.value)!r}")
+    solara.Text(f"Dark: {Prefs.dark.value}")
