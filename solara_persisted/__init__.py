@@ -18,7 +18,7 @@ from .errors import (
     UnsupportedTypeError,
 )
 from .migrations import AddField, Convert, RemoveField, Rename, migration, retired
-from .solara_integration import adopt_persist_true, autostart, simulate_failover, state_generation
+from .solara_integration import adopt_persist_true, autostart, checkpoint, simulate_failover, state_generation
 from .spec import Family, PersistedSpec, persisted, persisted_family, registry
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "Settings",
     "SpecError",
     "UnsupportedTypeError",
+    "checkpoint",
     "migration",
     "persisted",
     "persisted_family",

@@ -430,6 +430,23 @@ def simulate_failover() -> None:
     ).start()
 
 
+def checkpoint(timeout: float = 5.0) -> bool:
+    """Write this kernel's changed persisted values now and wait for the store's acknowledgement.
+
+    For the moment before a risky step (a payment, a long job): True when everything changed so
+    far is stored, False when it could not be within ``timeout`` (backend down, this copy fenced
+    out by another instance, persistence off). Call it from the kernel's own thread.
+    """
+    from solara.server import kernel_context
+
+    if not kernel_context.has_current_context():
+        return False
+    manager = kernel_context.get_current_context().state_persistence
+    if not isinstance(manager, KernelPersistence) or manager.disabled:
+        return False
+    return manager.checkpoint(timeout)
+
+
 def state_generation() -> int | None:
     """This kernel's fencing generation, for an app's own external writes; None without write rights."""
     from solara.server import kernel_context
@@ -570,6 +587,12 @@ class KernelPersistence:
                     self._kernel_id, restored, self._snapshot, on_rejected=self._rejected
                 )
             return self._session
+
+    def checkpoint(self, timeout: float) -> bool:
+        session = self._session
+        if session is None:
+            return True  # nothing changed since the restore: the store already holds it all
+        return self._engine.writer.flush_now(session, timeout)
 
     def _snapshot(self, keys: Any) -> dict[str, Any]:
         from solara._stores import StoreValue

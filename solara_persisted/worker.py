@@ -213,6 +213,23 @@ class Writer:
                 left += self._write(chunk)
         return left
 
+    def flush_now(self, session: Session, timeout: float) -> bool:
+        """Write ``session``'s changed keys now, not at the debounce; True once all are acknowledged.
+
+        Waits (up to ``timeout``) for a batch in flight first: it may hold this session's keys,
+        and if it failed they are back in ``dirty`` by the time it releases.
+        """
+        if not self._io.acquire(timeout=max(timeout, 0.0)):
+            return False
+        try:
+            with self._cond:
+                if session.stale or session.closed:
+                    return False
+                keys, session.dirty, session.due = session.dirty, set(), None
+            return not keys or (self._write([(session, keys)]) == 0 and not session.stale)
+        finally:
+            self._io.release()
+
     def pending(self) -> int:
         """How many sessions hold unacknowledged changes (for tests and the demo)."""
         with self._cond:

@@ -383,3 +383,23 @@ def test_a_close_that_races_the_restore_writes_nothing_afterwards(specs: dict[st
     assert active.writer.pending() == 0 and active.drain(1.0) == 0
     assert backend.raw(session_address("cookie", kernel_id)) is None, "nothing was written for a closed kernel"
     assert not found
+
+
+def test_checkpoint_writes_now_and_reports_the_acknowledgement(engine: Engine, specs: dict[str, Any]) -> None:
+    slow = Engine(attrs.evolve(engine.settings, flush_debounce=60.0), backend=engine.backend)
+    slow.start()
+    context = new_context(uuid.uuid4().hex, "cookie")
+    manager = solara_integration.KernelPersistence(slow, context)
+    context.state_persistence = manager
+    with context:
+        assert solara_integration.checkpoint(), "nothing changed: nothing to wait for"
+        specs["page"].value = 7  # the debounce is a minute: only a checkpoint writes it now
+        assert slow.writer.pending() == 1
+        assert solara_integration.checkpoint(timeout=5.0)
+    assert slow.writer.pending() == 0 and slow.state_block()["flush_ok"] == 1
+    assert dict(engine.restore(context.id, "cookie").values) == {"i.page": 7}
+    with context:
+        specs["page"].value = 8  # another instance took over meanwhile: this copy is fenced out
+        assert solara_integration.checkpoint(timeout=5.0) is False
+    slow.close()
+    assert solara_integration.checkpoint() is False, "outside a kernel"
