@@ -390,7 +390,7 @@ def test_checkpoint_writes_now_and_reports_the_acknowledgement(engine: Engine, s
     slow.start()
     context = new_context(uuid.uuid4().hex, "cookie")
     manager = solara_integration.KernelPersistence(slow, context)
-    context.state_persistence = manager
+    context.state_persistence = context.state_flush_worker = manager  # Solara closes through both slots
     with context:
         assert solara_integration.checkpoint(), "nothing changed: nothing to wait for"
         specs["page"].value = 7  # the debounce is a minute: only a checkpoint writes it now
@@ -401,5 +401,6 @@ def test_checkpoint_writes_now_and_reports_the_acknowledgement(engine: Engine, s
     with context:
         specs["page"].value = 8  # another instance took over meanwhile: this copy is fenced out
         assert solara_integration.checkpoint(timeout=5.0) is False
+    context.close(reason="cull")
     slow.close()
     assert solara_integration.checkpoint() is False, "outside a kernel"
