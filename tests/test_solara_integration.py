@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 from solara_persisted import solara_integration, state_generation
 from solara_persisted.address import session_address
-from solara_persisted.backends.memory import MemoryBackend
+from solara_persisted.backends.redis import RedisBackend
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.errors import ConfigError
@@ -346,8 +346,8 @@ def test_the_tab_close_route_refuses_cross_site_and_malformed_requests(
     assert same_origin.status_code == 200
 
 
-class _HeldTakeovers(MemoryBackend):
-    """The in-process backend, with takeovers held at a gate: a slow Redis, deterministically."""
+class _HeldTakeovers(RedisBackend):
+    """The Redis backend with takeovers held at a gate: a slow Redis, deterministically."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
@@ -360,9 +360,14 @@ class _HeldTakeovers(MemoryBackend):
         return super().takeover(*args, **kwargs)
 
 
-def test_a_close_that_races_the_restore_writes_nothing_afterwards(specs: dict[str, Any]) -> None:
+def test_a_close_that_races_the_restore_writes_nothing_afterwards(redis_url: str, specs: dict[str, Any]) -> None:
     settings = Settings(
-        backend="memory", secret_keys=(secrets.token_urlsafe(32),), flush_debounce=DEBOUNCE, session_http_only=True
+        backend="redis",
+        url=redis_url,
+        prefix=f"r{uuid.uuid4().hex[:6]}:",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=DEBOUNCE,
+        session_http_only=True,
     )
     backend = _HeldTakeovers(settings)
     active = Engine(settings, backend=backend)
@@ -381,8 +386,9 @@ def test_a_close_that_races_the_restore_writes_nothing_afterwards(specs: dict[st
     found, _ = manager.pop_restored("solara_persisted:i.page", specs["page"]._storage)
     manager._changed("i.page")  # a late change event of the closed kernel
     assert active.writer.pending() == 0 and active.drain(1.0) == 0
-    assert backend.raw(session_address("cookie", kernel_id)) is None, "nothing was written for a closed kernel"
+    assert backend.peek_generation(session_address("cookie", kernel_id)) is None, "nothing written for a closed kernel"
     assert not found
+    backend.close()
 
 
 def test_checkpoint_writes_now_and_reports_the_acknowledgement(engine: Engine, specs: dict[str, Any]) -> None:
