@@ -27,18 +27,15 @@ ADDRESS_LENGTH = 2 * PART_LENGTH + 2
 ADDRESS = re.compile(r"\{[A-Za-z0-9_-]{10}\}[A-Za-z0-9_-]{10}")
 
 
-def _lp(part: str) -> bytes:
-    data = part.encode("utf-8", "surrogatepass")
-    return len(data).to_bytes(4, "big") + data
-
-
 def _digest(*parts: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(b"".join(parts)).digest()).decode("ascii")[:PART_LENGTH]
+    """``PART_LENGTH`` base64url characters of SHA-256 over the length-prefixed ``parts``."""
+    message = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    return base64.urlsafe_b64encode(hashlib.sha256(message).digest()).decode("ascii")[:PART_LENGTH]
 
 
 def session_address(session_id: str, kernel_id: str) -> str:
     """The storage address of ``kernel_id``'s state for the session cookie ``session_id``."""
-    cookie = _lp(session_id)
-    session = _digest(len(SESSION_DOMAIN).to_bytes(4, "big"), SESSION_DOMAIN, cookie)
-    kernel = _digest(len(KERNEL_DOMAIN).to_bytes(4, "big"), KERNEL_DOMAIN, cookie, _lp(kernel_id))
+    cookie = session_id.encode("utf-8", "surrogatepass")
+    session = _digest(SESSION_DOMAIN, cookie)
+    kernel = _digest(KERNEL_DOMAIN, cookie, kernel_id.encode("utf-8", "surrogatepass"))
     return f"{{{session}}}{kernel}"
