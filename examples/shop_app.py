@@ -2,7 +2,9 @@
 
 The recovery model in one page: persist the user's *inputs* (filters, the chosen product id,
 the checkout form), recompute everything derived from them (the product list) on restore, and
-check a persisted choice against the recomputed options instead of trusting it.
+check a persisted choice against the recomputed options instead of trusting it. The currency is
+session state (``scope="session"``): a reload (F5) or a new tab keeps it, while the rest is this
+page's state, which a failover restores and a reload starts afresh.
 
 Run it on one machine with ``bash .ci/demo`` (the memory backend and a "Simulate failover"
 button), or behind a fleet with ``SOLARA_STATE_BACKEND=redis``.
@@ -15,7 +17,7 @@ import os
 import attrs
 import solara
 
-from solara_persisted import persisted, simulate_failover, state_generation
+from solara_persisted import persisted, restore_info, simulate_failover, state_generation
 
 
 @attrs.frozen
@@ -62,6 +64,19 @@ class Checkout:
 @persisted(key="shop.filters")
 def filters() -> Filters:
     return Filters()
+
+
+@persisted(key="shop.currency", scope="session")
+def currency() -> str:
+    return "EUR"
+
+
+RATES = {"EUR": (1.0, "€"), "USD": (1.08, "$"), "GBP": (0.86, "£")}
+
+
+def price(amount: float) -> str:
+    rate, sign = RATES.get(currency.value, RATES["EUR"])
+    return f"{amount * rate:.0f} {sign}"
 
 
 @persisted(key="shop.selected")
@@ -124,7 +139,7 @@ def ProductPicker() -> None:
             values=[product.id for product in options],
             on_value=selected.set,
         )
-        solara.Markdown("\n".join(f"- `{p.id}` {p.name}: {p.price:.0f} €" for p in options))
+        solara.Markdown("\n".join(f"- `{p.id}` {p.name}: {price(p.price)}" for p in options))
     else:
         solara.Info("Nothing matches these filters.")
     solara.Text(f"Selected: {chosen.name if chosen else 'nothing'}")
@@ -150,10 +165,28 @@ def CheckoutForm() -> None:
 
 
 @solara.component
+def RestoreNote() -> None:
+    """What this page's restore brought back, as the app sees it (``restore_info()``)."""
+    info = restore_info()
+    if info is not None and info.result == "success":
+        solara.Success(
+            f"Restored {len(info.keys)} values on {info.instance} in {info.duration * 1000:.0f} ms "
+            f"(last saved {info.age or 0:.0f} s ago): {', '.join(info.keys)}"
+        )
+
+
+@solara.component
 def Page() -> None:
     solara.Title("solara-persisted shop")
     with solara.Column(style={"max-width": "720px", "margin": "auto"}):
         solara.Markdown("# Shop")
+        RestoreNote()
+        solara.ToggleButtonsSingle(value=currency.value, values=list(RATES), on_value=currency.set)
+        solara.Text(
+            f"Currency: {currency.value}. It is session state: reload (F5) or open a new tab and it "
+            "stays; the filters, product and checkout are this page's state: a failover restores "
+            "them, a reload starts them afresh."
+        )
         FilterPanel()
         ProductPicker()
         CheckoutForm()

@@ -18,8 +18,17 @@ from .errors import (
     UnsupportedTypeError,
 )
 from .migrations import AddField, Convert, RemoveField, Rename, migration, retired
-from .solara_integration import adopt_persist_true, autostart, checkpoint, simulate_failover, state_generation
-from .spec import Family, PersistedSpec, persisted, persisted_family, registry
+from .restore_info import RestoreInfo, on_restore
+from .solara_integration import (
+    adopt_persist_true,
+    autostart,
+    checkpoint,
+    forget_session,
+    restore_info,
+    simulate_failover,
+    state_generation,
+)
+from .spec import Family, PersistConfig, PersistedSpec, persisted, persisted_family, registry
 
 __all__ = [
     "AddField",
@@ -34,19 +43,24 @@ __all__ = [
     "EnvelopeError",
     "Family",
     "MigrationError",
+    "PersistConfig",
     "PersistedError",
     "PersistedSpec",
     "RemoveField",
     "Rename",
+    "RestoreInfo",
     "Restored",
     "Settings",
     "SpecError",
     "UnsupportedTypeError",
     "checkpoint",
+    "forget_session",
     "migration",
+    "on_restore",
     "persisted",
     "persisted_family",
     "registry",
+    "restore_info",
     "retired",
     "simulate_failover",
     "state_generation",

@@ -10,7 +10,8 @@ token only its browser holds) is what makes them unguessable.
 An address is ``{S}K``: ``S`` digests the cookie alone and ``K`` the cookie and the kernel id,
 10 base64url characters (60 bits) each. The braces are a Redis Cluster hash tag, so every hash
 of one browser session lands in one slot (state shared by a session's tabs can then be read in
-the same atomic script as a kernel's own), while sessions spread over the cluster.
+the same atomic script as a kernel's own), while sessions spread over the cluster. The state a
+browser session's tabs share (``scope="session"``) lives at ``{S}`` alone: ``shared_address``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ KERNEL_DOMAIN = b"solara-persisted/address/kernel/v1"
 PART_LENGTH = 10
 ADDRESS_LENGTH = 2 * PART_LENGTH + 2
 ADDRESS = re.compile(r"\{[A-Za-z0-9_-]{10}\}[A-Za-z0-9_-]{10}")
+SHARED_ADDRESS_LENGTH = PART_LENGTH + 2
 
 
 def _digest(*parts: bytes) -> str:
@@ -39,3 +41,12 @@ def session_address(session_id: str, kernel_id: str) -> str:
     session = _digest(SESSION_DOMAIN, cookie)
     kernel = _digest(KERNEL_DOMAIN, cookie, kernel_id.encode("utf-8", "surrogatepass"))
     return f"{{{session}}}{kernel}"
+
+
+def shared_address(address: str) -> str:
+    """The address of the state shared by every tab of ``address``'s browser session: its ``{S}``.
+
+    It names the cookie's digest alone, so a session's kernels all find it, and it is in the same
+    Cluster slot as each of their own hashes (read and written in the same script).
+    """
+    return address[:SHARED_ADDRESS_LENGTH]

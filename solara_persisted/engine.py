@@ -20,12 +20,22 @@ from typing import Any, Literal
 import attrs
 
 from . import migrations
-from .address import session_address
+from .address import session_address, shared_address
 from .backends import Backend, create_backend
-from .backends.base import FlushRequest, Meta, SessionBudget, Takeover, tag_digest, validate_kernel_id
+from .backends.base import (
+    STAMP_SIZE,
+    TAG_DIGEST_SIZE,
+    FlushRequest,
+    Meta,
+    SessionBudget,
+    SolaraClaim,
+    Takeover,
+    tag_digest,
+    validate_kernel_id,
+)
 from .breaker import Breaker
 from .config import Settings
-from .envelope import TAG_SIZE, Codec, KeyRing, envelope_tag, open_envelope, seal
+from .envelope import TAG_SIZE, Codec, KeyRing, envelope_tag, open_envelope, seal, shared_binding
 from .errors import (
     BackendError,
     CodecError,
@@ -36,10 +46,11 @@ from .errors import (
     TamperedError,
 )
 from .events import Events, quote
+from .solara_format import SOURCE, SolaraEngineSettings, read_solara_session, session_hmacs
 from .spec import Registry
 from .spec import registry as default_registry
 from .stats import Stats, reveal_keys
-from .worker import Budget, Session, Snapshot, Writer
+from .worker import Budget, Session, Snapshot, Writer, next_stamp
 
 logger = logging.getLogger("solara.state")
 
@@ -60,6 +71,37 @@ CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "ev
 SAFE_EVICTION_POLICIES = frozenset({"noeviction"})
 
 
+class _NewerVersion(Exception):
+    """A value written by a newer deploy that no reversible migration chain reads here."""
+
+    def __init__(self, field: str, error: MigrationError) -> None:
+        super().__init__(field)
+        self.field = field
+        self.error = error
+
+
+@attrs.define
+class _Shared:
+    """What a restore read of the browser session's shared hash: values, the hash as seen, bytes
+    read, keys migrated (from which version) and the newest change's stamp."""
+
+    values: dict[str, Any] = attrs.field(factory=dict)
+    stored: dict[str, tuple[bytes, int]] = attrs.field(factory=dict)
+    nbytes: int = 0
+    migrated: dict[str, int] = attrs.field(factory=dict)
+    newest: int = 0
+
+
+@attrs.frozen
+class _Opened:
+    """One verified, decoded value; ``migrated_from`` is the version it was stored at, if older
+    or newer than the declared one."""
+
+    value: Any
+    key_index: int
+    migrated_from: int | None
+
+
 @attrs.frozen
 class Restored:
     """What a takeover gave this process: values to install and the write rights it holds.
@@ -67,7 +109,9 @@ class Restored:
     ``generation`` 0 means no write rights (a refused kernel id, or state signed with secrets
     this instance lacks). ``resign`` are keys verified under a non-primary secret; they are
     rewritten on open. ``stored`` (field -> (envelope tag, size)) and ``counter`` describe the hash
-    as stored, which the writer's manifests continue from.
+    as stored, which the writer's manifests continue from; ``shared`` the same of the browser
+    session's shared hash. ``migrated`` maps keys read through a migration to the version they
+    were stored at; ``age`` is seconds since the restored state was last written.
     """
 
     result: RestoreResult
@@ -78,6 +122,9 @@ class Restored:
     address: str = ""
     stored: Mapping[str, tuple[bytes, int]] = attrs.field(factory=dict)
     counter: int = 0
+    shared: Mapping[str, tuple[bytes, int]] = attrs.field(factory=dict)
+    migrated: Mapping[str, int] = attrs.field(factory=dict)
+    age: float | None = None
 
     @property
     def bailed_out(self) -> bool:
@@ -124,6 +171,10 @@ class Engine:
         self._lock = threading.Lock()
         self._drained = False
         self._recent: collections.deque[tuple[float, bool]] = collections.deque()
+        #: Where Solara's built-in engine kept sessions, for a fleet switching engines (read once).
+        self._solara = SolaraEngineSettings.from_env()
+        #: The host this instance runs on, as an app may show it ("restored on web-2").
+        self.instance_name = socket.gethostname()
         self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._key_rings: dict[str, str] = {}
         self._closing = threading.Event()
@@ -223,7 +274,8 @@ class Engine:
         """Take over ``kernel_id``'s state for the session cookie ``session_id``: all-or-nothing, never raising.
 
         The state lives at the digest of both (``session_address``), so another cookie presenting
-        the same kernel id addresses another, empty hash: a kernel id alone gets nothing.
+        the same kernel id addresses another, empty hash: a kernel id alone gets nothing. The
+        values the cookie's tabs share (``scope="session"``) are read in the same step.
         """
         try:
             validate_kernel_id(kernel_id)
@@ -235,7 +287,16 @@ class Engine:
             # degraded: no read, no connect-time tax
             return Restored("skipped", generation=fresh_generation(), address=address)
         try:
-            takeover = self.backend.takeover(address, self.schema_tag, self.settings.ttl, self.budget)
+            takeover = self.backend.takeover(
+                address,
+                self.schema_tag,
+                self.settings.ttl,
+                self.budget,
+                shared=self.registry.has_session_scope(),
+                solara=SolaraClaim(
+                    self._solara.hash_key(kernel_id), session_hmacs(session_id, self.settings.secret_keys)
+                ),
+            )
         except BackendError as error:
             self.breaker.failure(str(error))
             self.stats.backend_error(str(error))
@@ -243,7 +304,7 @@ class Engine:
             return Restored("timeout", generation=fresh_generation(), address=address)
         self.breaker.success()
         self.stats.backend_ok()
-        return self._remember(self._settle(kernel_id, address, takeover))
+        return self._remember(self._settle(kernel_id, session_id, address, takeover))
 
     def bailout_storm(self) -> bool:
         """Whether most recent restores bailed out: a fleet-wide cause (secrets, a bad deploy).
@@ -266,10 +327,12 @@ class Engine:
                 self._recent.popleft()
         return restored
 
-    def _settle(self, kernel_id: str, address: str, takeover: Takeover) -> Restored:
+    def _settle(self, kernel_id: str, session_id: str, address: str, takeover: Takeover) -> Restored:
         if takeover.reason == "miss":
-            self.events.restore("miss", kernel_id)
-            return Restored("miss", generation=fresh_generation(), address=address)
+            switched = self._restore_from_solara(kernel_id, session_id, address, takeover)
+            if switched is not None:
+                return switched
+            return self._settle_miss(kernel_id, session_id, address, takeover)
         if takeover.reason == "corrupt":
             return self._bail_out(kernel_id, address, None, None, "manifest", "its meta field is not ours")
         meta = takeover.meta
@@ -281,8 +344,20 @@ class Engine:
             return Restored("bailout", generation=0, cause="hmac", address=address)
         if takeover.reason == "schema-reset":
             # Nothing is read; the first write wipes the old tag's fields (so the manifest starts empty).
+            shared = self._decode_shared(kernel_id, address, takeover)
+            if isinstance(shared, Restored):
+                return shared
             self.events.restore("fresh-schema", kernel_id)
-            return Restored("fresh-schema", generation=takeover.generation, address=address, counter=meta.counter)
+            return Restored(
+                "fresh-schema",
+                generation=takeover.generation,
+                address=address,
+                counter=meta.counter,
+                values=shared.values,
+                shared=shared.stored,
+                migrated=shared.migrated,
+                age=self._age(takeover, shared),
+            )
         if takeover.reason == "over-budget":
             limit = self.budget.max_keys if takeover.over == "keys" else self.budget.max_bytes
             problem = f"the session holds {takeover.amount} {takeover.over}, over its budget of {limit}"
@@ -299,72 +374,240 @@ class Engine:
             return self._bail_out(kernel_id, address, takeover.generation, None, "manifest", problem)
         return self._decode_all(kernel_id, address, takeover)
 
+    def _restore_from_solara(
+        self, kernel_id: str, session_id: str, address: str, takeover: Takeover
+    ) -> Restored | None:
+        """Our hash is a miss: a fleet switching from Solara's built-in engine may hold the session in
+        Solara's format, which the takeover claimed in the same round trip (cookie checked, Solara's
+        writer fenced out). Verify and decode it; restored keys go in ``resign``, so the session's
+        first write puts them all in our format. None when there is nothing of this session's there
+        (no hash, an empty claim, another browser's), which leaves the miss to ``_settle_miss``.
+        Solara's hash is left to its TTL either way.
+        """
+        fields = takeover.solara
+        if fields is None:
+            return None  # the usual miss: a new kernel, or a fleet that never ran Solara's engine
+        secret_keys = self.settings.secret_keys
+        read = read_solara_session(
+            fields,
+            kernel_id=kernel_id,
+            session_id=session_id,
+            secrets=secret_keys,
+            schema_tag=self._solara.schema_tag,
+            registry=self.registry,
+            max_value_bytes=self.settings.max_value_bytes,
+            allow_pickle=self.settings.allow_pickle,
+        )
+        for key in read.undeclared:
+            logger.info("restore skipped undeclared key=%s kernel=%s", quote(key), quote(kernel_id))
+        for key, size, cap in read.oversize:
+            self.events.oversize(key, kernel_id, size, cap, dropped=True)
+        source = SOURCE
+        if read.outcome == "foreign-session":
+            logger.info(
+                "restore found kernel=%s in Solara's engine format under another browser session; not read",
+                quote(kernel_id),
+            )
+        if read.outcome in ("miss", "foreign-session"):
+            return None
+        if read.outcome == "schema-mismatch":
+            self.events.restore("fresh-schema", kernel_id, source=source)
+            return Restored("fresh-schema", generation=fresh_generation(), address=address)
+        if read.outcome == "bailout":
+            logger.warning(
+                "restore of key=%s kernel=%s from Solara's engine format failed: %s",
+                quote(read.key or "*"),
+                quote(kernel_id),
+                read.problem,
+            )
+            self.events.restore("bailout", kernel_id, key=read.key, cause=read.cause, source=source)
+            return Restored("bailout", generation=fresh_generation(), cause=read.cause, address=address)
+        shared = self._decode_shared(kernel_id, address, takeover)
+        if isinstance(shared, Restored):
+            return shared
+        self.events.restore("success", kernel_id, nbytes=read.nbytes + shared.nbytes, source=source)
+        values = dict(read.values)
+        return Restored(
+            "success",
+            generation=fresh_generation(),
+            values={**values, **shared.values},  # a session-scoped value already in our format is newer
+            resign=frozenset(values.keys() - shared.values.keys()),
+            address=address,
+            shared=shared.stored,
+        )
+
+    def _settle_miss(self, kernel_id: str, session_id: str, address: str, takeover: Takeover) -> Restored:
+        """Nothing stored for this kernel: a new page (or reload) of the session, or an unknown id."""
+        shared = self._decode_shared(kernel_id, address, takeover)
+        if isinstance(shared, Restored):
+            return shared
+        if shared.values:
+            # A reload or a new tab: the session's shared values, and fresh write rights of its own.
+            self.events.restore("success", kernel_id, nbytes=shared.nbytes)
+            return Restored(
+                "success",
+                generation=fresh_generation(),
+                values=shared.values,
+                address=address,
+                shared=shared.stored,
+                migrated=shared.migrated,
+                age=self._age(takeover, shared),
+            )
+        self.events.restore("miss", kernel_id)
+        return Restored("miss", generation=fresh_generation(), address=address, shared=shared.stored)
+
+    def _open_value(self, kernel_id: str, field: str, data: bytes, address: str, bound: str) -> _Opened | None:
+        """Verify and decode one stored value; None when it is skipped (undeclared, over its cap).
+
+        Raises ``EnvelopeError`` / ``CodecError``, and ``_NewerVersion`` when only a newer deploy
+        can read it."""
+        spec = self.registry.resolve(field)
+        if spec is None:
+            logger.info("restore skipped undeclared key=%s kernel=%s", quote(field), quote(kernel_id))
+            return None
+        cap = self.settings.max_value_bytes if spec.max_bytes is None else spec.max_bytes
+        if cap and len(data) > cap:
+            # Over the cap it was written under (a lowered cap, or not ours): never decoded.
+            self.events.oversize(field, kernel_id, len(data), cap, dropped=True)
+            return None
+        opened = open_envelope(self.ring, data, address=address, field=bound)
+        if opened.codec != spec.codec_id:
+            raise CodecError(field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}")
+        if opened.version > spec.version:
+            # Written by a newer deploy: read it through a reversible chain, else start fresh here;
+            # either way the newer state is left untouched for newer instances.
+            try:
+                value = migrations.convert(spec, field, opened.version, opened.payload)
+            except MigrationError as error:
+                raise _NewerVersion(field, error) from None
+            return _Opened(value, opened.key_index, opened.version)
+        if opened.version < spec.version:
+            value = migrations.convert(spec, field, opened.version, opened.payload)
+            return _Opened(value, opened.key_index, opened.version)
+        return _Opened(spec.type_codec.loads(opened.payload), opened.key_index, None)
+
+    def _newer_version(self, kernel_id: str, address: str, generation: int, newer: _NewerVersion) -> Restored:
+        logger.info(
+            "restore of key=%s kernel=%s at a newer version: %s", quote(newer.field), quote(kernel_id), newer.error
+        )
+        self.events.restore("fresh-schema", kernel_id, key=newer.field, cause="newer-version")
+        return Restored("fresh-schema", generation=generation, cause="newer-version", address=address)
+
     def _decode_all(self, kernel_id: str, address: str, takeover: Takeover) -> Restored:
         values: dict[str, Any] = {}
         resign: set[str] = set()
         stored: dict[str, tuple[bytes, int]] = {}
+        migrated: dict[str, int] = {}
         nbytes = 0
-        resolve, default_cap = self.registry.resolve, self.settings.max_value_bytes
         for raw, data in takeover.fields.items():
             try:
                 field = raw.decode("utf-8")
             except UnicodeDecodeError:
                 error = MalformedEnvelopeError(f"a field name of {len(raw)} bytes is not UTF-8")
                 return self._bail_out(kernel_id, address, takeover.generation, None, "envelope", error)
-            size = len(data)
-            stored[field] = (data[-TAG_SIZE:], size)  # what the writer's next manifest signs for it
-            spec = resolve(field)
-            if spec is None:
-                logger.info("restore skipped undeclared key=%s kernel=%s", quote(field), quote(kernel_id))
-                continue
-            cap = default_cap if spec.max_bytes is None else spec.max_bytes
-            if cap and size > cap:
-                # Over the cap it was written under (a lowered cap, or not ours): never decoded.
-                self.events.oversize(field, kernel_id, size, cap, dropped=True)
+            stored[field] = (data[-TAG_SIZE:], len(data))  # what the writer's next manifest signs for it
+            spec = self.registry.resolve(field)
+            if spec is not None and spec.scope == "session":
+                logger.info("restore skipped key=%s kernel=%s: declared scope=session now", quote(field), quote(kernel_id))
                 continue
             try:
-                opened = open_envelope(self.ring, data, address=address, field=field)
-                if opened.codec != spec.codec_id:
-                    raise CodecError(
-                        field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}"
-                    )
-                if opened.version > spec.version:
-                    # Written by a newer deploy: read it through a reversible chain, else start
-                    # fresh here; either way the newer state is left untouched for newer instances.
-                    try:
-                        values[field] = migrations.convert(spec, field, opened.version, opened.payload)
-                    except MigrationError as error:
-                        logger.info(
-                            "restore of key=%s kernel=%s at a newer version: %s",
-                            quote(field),
-                            quote(kernel_id),
-                            error,
-                        )
-                        self.events.restore("fresh-schema", kernel_id, key=field, cause="newer-version")
-                        return Restored(
-                            "fresh-schema", generation=takeover.generation, cause="newer-version", address=address
-                        )
-                elif opened.version < spec.version:
-                    values[field] = migrations.convert(spec, field, opened.version, opened.payload)
-                else:
-                    values[field] = spec.type_codec.loads(opened.payload)
+                opened = self._open_value(kernel_id, field, data, address, field)
+            except _NewerVersion as newer:
+                return self._newer_version(kernel_id, address, takeover.generation, newer)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out(kernel_id, address, takeover.generation, field, _cause(error), error)
-            nbytes += size
+            if opened is None:
+                continue
+            values[field] = opened.value
+            nbytes += len(data)
             if opened.key_index:
                 resign.add(field)
-        self.events.restore("success", kernel_id, nbytes=nbytes)
+            if opened.migrated_from is not None:
+                migrated[field] = opened.migrated_from
+        shared = self._decode_shared(kernel_id, address, takeover)
+        if isinstance(shared, Restored):
+            return shared
+        self.events.restore("success", kernel_id, nbytes=nbytes + shared.nbytes)
         meta = takeover.meta
         assert meta is not None
         return Restored(
             "success",
             generation=takeover.generation,
-            values=values,
+            values={**values, **shared.values},
             resign=frozenset(resign),
             address=address,
             stored=stored,
             counter=meta.counter,
+            shared=shared.stored,
+            migrated={**migrated, **shared.migrated},
+            age=self._age(takeover, shared),
         )
+
+    def _decode_shared(self, kernel_id: str, address: str, takeover: Takeover) -> _Shared | Restored:
+        """The browser session's shared values that this schema wrote, or the bail-out they cause.
+
+        Each is checked against the stamp and schema tag stored with it (both are signed), so
+        a value written under another ``SOLARA_STATE_SCHEMA_TAG`` is skipped, not a failure.
+        """
+        shared = _Shared()
+        at = shared_address(address)
+        if takeover.shared_over is not None:
+            limit = self.budget.max_keys if takeover.shared_over == "keys" else self.budget.max_bytes
+            problem = (
+                f"the browser session's shared state holds {takeover.shared_amount} {takeover.shared_over}, "
+                f"over its budget of {limit}"
+            )
+            return self._bail_out_shared(kernel_id, address, takeover, None, "budget", problem)
+        tag = tag_digest(self.schema_tag)
+        for raw, data in takeover.shared.items():
+            try:
+                field = raw.decode("utf-8")
+                stamp = int(data[:STAMP_SIZE])
+            except (UnicodeDecodeError, ValueError):
+                error = MalformedEnvelopeError(f"a shared field of {len(raw)} bytes is not a stamped value")
+                return self._bail_out_shared(kernel_id, address, takeover, None, "envelope", error)
+            envelope = data[STAMP_SIZE + TAG_DIGEST_SIZE :]
+            shared.stored[field] = (envelope[-TAG_SIZE:], len(envelope))
+            if data[STAMP_SIZE : STAMP_SIZE + TAG_DIGEST_SIZE] != tag:
+                continue  # another schema's: left for the instances that run it
+            spec = self.registry.resolve(field)
+            if spec is not None and spec.scope != "session":
+                logger.info("restore skipped shared key=%s kernel=%s: declared scope=kernel now", quote(field), quote(kernel_id))
+                continue
+            try:
+                opened = self._open_value(kernel_id, field, envelope, at, shared_binding(field, stamp, tag))
+            except _NewerVersion as newer:
+                generation = takeover.generation or fresh_generation()
+                return self._newer_version(kernel_id, address, generation, newer)
+            except (EnvelopeError, CodecError) as error:
+                return self._bail_out_shared(kernel_id, address, takeover, field, _cause(error), error)
+            if opened is not None:
+                shared.values[field] = opened.value
+                shared.nbytes += len(data)
+                shared.newest = max(shared.newest, stamp)
+                if opened.migrated_from is not None:
+                    shared.migrated[field] = opened.migrated_from
+        return shared
+
+    def _age(self, takeover: Takeover, shared: _Shared) -> float | None:
+        """Seconds since the restored state was last written: the kernel hash's TTL spent, or the
+        newest shared change."""
+        ages = []
+        if takeover.ttl_left is not None:
+            ages.append(max(self.settings.ttl - takeover.ttl_left, 0.0))
+        if shared.newest:
+            ages.append(max(time.time() - shared.newest / 1000, 0.0))
+        return min(ages, default=None)
+
+    def _bail_out_shared(
+        self, kernel_id: str, address: str, takeover: Takeover, field: str | None, cause: str, error: Exception | str
+    ) -> Restored:
+        """A poisoned shared hash: forgotten (no tab can read it), and this restore bails out."""
+        try:
+            self.backend.forget(shared_address(address), next_stamp(), self.settings.ttl)
+        except BackendError as forget_error:
+            self.breaker.failure(str(forget_error))
+        return self._bail_out(kernel_id, address, takeover.generation or None, field, cause, error)
 
     def _bail_out(
         self,
@@ -420,6 +663,7 @@ class Engine:
             dirty=set(restored.resign),
             stored=dict(restored.stored),
             counter=restored.counter,
+            shared=dict(restored.shared),
         )
         self.writer.add(session)
         return session
@@ -441,6 +685,22 @@ class Engine:
         )
         meta = Meta(tag, key_id, 1, mac, fresh_generation())
         return self.backend.flush(FlushRequest(address, meta, fields, self.settings.ttl))
+
+    def forget_shared(self, address: str) -> bool:
+        """Drop the shared values of ``address``'s browser session (a logout); False if the backend
+        could not. A change made before it, pending anywhere in the fleet, is never written after it."""
+        if not address or not self.breaker.allow():
+            return False
+        try:
+            dropped = self.backend.forget(shared_address(address), next_stamp(), self.settings.ttl)
+        except BackendError as error:
+            self.breaker.failure(str(error))
+            self.stats.backend_error(str(error))
+            return False
+        self.breaker.success()
+        self.stats.backend_ok()
+        logger.info("forget session=%s dropped=%d", shared_address(address), dropped)
+        return True
 
     def mark_dirty(self, session: Session, key: str) -> None:
         if session.generation:

@@ -233,6 +233,16 @@ def envelope_tag(envelope: bytes) -> bytes:
     return envelope[-TAG_SIZE:]
 
 
+def shared_binding(field: str, stamp: int, tag: bytes) -> str:
+    """The field name a shared value's envelope is signed for: its key, change stamp and schema tag.
+
+    A browser session's shared hash has no manifest (many kernels write it), so what decides a
+    restore (which change is newest, which schema wrote it) is bound into each value's own tag:
+    altering the stored stamp or tag is a verification failure, not a different winner.
+    """
+    return f"{field}\x00{stamp}\x00{tag.hex()}"
+
+
 def seal(ring: KeyRing, *, address: str, field: str, codec: Codec, version: int, payload: bytes) -> bytes:
     """Sign ``payload`` with the ring's primary key, bound to this session address, field, codec and version."""
     if type(codec) is not Codec:

@@ -69,15 +69,18 @@ class Events:
         key: str | None = None,
         cause: str | None = None,
         nbytes: int = 0,
+        source: str | None = None,
     ) -> None:
-        """One restore attempt; ``nbytes`` are the envelope bytes read back."""
+        """One restore attempt; ``nbytes`` are the envelope bytes read back; ``source`` (logged as
+        ``from=``) names another format the state was read from (``solara-engine``)."""
         counter = _lookup(_RESTORE_COUNTERS, result, "restore result")
         self.stats.count("restore_attempts")
         self.stats.count(counter)
         if nbytes:
             self.stats.count("restore_bytes_total", nbytes)
         level = logging.WARNING if result == "bailout" else logging.INFO
-        self._emit(level, "restore", {"result": result, "kernel": kernel_id, "key": key, "cause": cause})
+        fields = {"result": result, "kernel": kernel_id, "key": key, "cause": cause, "from": source}
+        self._emit(level, "restore", fields)
 
     def flush(self, result: FlushResult, kernel_id: str, n_fields: int) -> None:
         """One fenced write of a kernel's batch: acknowledged, fenced out (rejected) or failed."""

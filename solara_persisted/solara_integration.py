@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,7 @@ from .config import Settings, unknown_settings
 from .engine import Engine, Restored
 from .errors import ConfigError
 from .events import quote
+from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
 from .worker import Session
 
@@ -116,7 +118,8 @@ def _persist_true_spec(key: str, config: Any, reactive: Any, source: tuple[str, 
     default = getattr(inner, "default_value", None)  # a store from a custom factory may keep none
     if isinstance(default, StoreValue):
         default = default.private
-    return persist_true_spec(key, default, getattr(config, "serializer", "json"), source[0], source[1])
+    serializer, scope = getattr(config, "serializer", "json"), getattr(config, "scope", "kernel")
+    return persist_true_spec(key, default, serializer, source[0], source[1], scope)
 
 
 def engine() -> Engine | None:
@@ -447,6 +450,39 @@ def checkpoint(timeout: float = 5.0) -> bool:
     return manager.checkpoint(timeout)
 
 
+def forget_session() -> bool:
+    """Forget what this browser session shares across its tabs (``scope="session"``): a logout.
+
+    The stored values are deleted, this page's session-scoped reactives go back to their
+    defaults, and no change made before the call (another tab's pending write, a paused
+    instance) is written after it. Other open tabs keep what they show until they reload.
+    Kernel-scoped values are untouched. True once the store acknowledged; False when it could
+    not (backend down, persistence off). Call it from the kernel's own thread.
+    """
+    from solara.server import kernel_context
+
+    if not kernel_context.has_current_context():
+        return False
+    manager = kernel_context.get_current_context().state_persistence
+    if not isinstance(manager, KernelPersistence):
+        return False
+    return manager.forget_session()
+
+
+def restore_info() -> RestoreInfo | None:
+    """What this kernel's restore did (result, keys, migrations, age), for a component to show;
+    None outside a kernel or with persistence off. Call it from the kernel's own thread."""
+    from solara.server import kernel_context
+
+    if not kernel_context.has_current_context():
+        return None
+    manager = kernel_context.get_current_context().state_persistence
+    if not isinstance(manager, KernelPersistence):
+        return None
+    manager.ensure_restored()
+    return manager.info
+
+
 def state_generation() -> int | None:
     """This kernel's fencing generation, for an app's own external writes; None without write rights."""
     from solara.server import kernel_context
@@ -479,25 +515,38 @@ class KernelPersistence:
         self._stores: dict[str, Any] = {}
         self._unsubscribe: list[Callable[[], None]] = []
         self._values: dict[str, Any] = {}
+        self._muted: set[str] = set()
         self._session: Session | None = None
         self._restored: Restored | None = None
+        self.info: RestoreInfo | None = None
         self.disabled = False
 
     # -- the takeover ---------------------------------------------------------------------------
 
     def ensure_restored(self) -> Restored:
-        """The takeover's outcome, run by the first thread that needs it (bounded by the backend's timeout)."""
+        """The takeover's outcome, run by the first thread that needs it (bounded by the backend's timeout).
+
+        That thread then runs the app's ``on_restore`` callbacks in the kernel's context.
+        """
         restored = self._restored
-        if restored is None:
-            with self._restoring:  # one takeover per kernel, whichever thread asks first
-                restored = self._restored
-                if restored is None:
-                    restored = self._engine.restore(self._kernel_id, self._session_id)
-                    with self._lock:
-                        self._values = dict(restored.values)
-                        self._restored = restored
-                    if not restored.generation:
-                        self.disabled = True  # a refused kernel id, or state signed with other secrets
+        if restored is not None:
+            return restored
+        with self._restoring:  # one takeover per kernel, whichever thread asks first
+            restored = self._restored
+            if restored is not None:
+                return restored
+            started = time.perf_counter()
+            restored = self._engine.restore(self._kernel_id, self._session_id)
+            self.info = RestoreInfo.of(
+                restored, duration=time.perf_counter() - started, instance=self._engine.instance_name
+            )
+            with self._lock:
+                self._values = dict(restored.values)
+                self._restored = restored
+            if not restored.generation:
+                self.disabled = True  # a refused kernel id, or state signed with other secrets
+        with self._context:
+            run_callbacks(self.info)
         return restored
 
     def on_client_message(self) -> bool:
@@ -567,17 +616,28 @@ class KernelPersistence:
             value = self._values.pop(key, None)
             if key not in self._stores and not self._closed:  # a read racing close() watches nothing
                 self._stores[key] = store
-                self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key)))
+                self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key, new)))
         if found:
             value = _stored_form(store, value)
         return found, value
 
     # -- writes -----------------------------------------------------------------------------
 
-    def _changed(self, key: str) -> None:
-        if self.disabled or self._closed:
+    def _changed(self, key: str, new: Any) -> None:
+        if self.disabled or self._closed or key in self._muted:
             return
+        if not self._engine.settings.production:
+            self._check_encodes(key, new)
         self._engine.mark_dirty(self._open_session(), key)
+
+    def _check_encodes(self, key: str, value: Any) -> None:
+        """Development only: a value the writer could not encode fails at the ``.set()`` that made it,
+        naming the key and the path inside it, not later in the writer's log."""
+        from solara._stores import StoreValue
+
+        spec = self._engine.registry.resolve(key)
+        if spec is not None:
+            spec.type_codec.dumps(value.private if type(value) is StoreValue else value)
 
     def _open_session(self) -> Session:
         restored = self.ensure_restored()
@@ -587,6 +647,24 @@ class KernelPersistence:
                     self._kernel_id, restored, self._snapshot, on_rejected=self._rejected
                 )
             return self._session
+
+    def forget_session(self) -> bool:
+        restored = self.ensure_restored()
+        registry = self._engine.registry
+        with self._lock:
+            shared = {}
+            for key, store in self._stores.items():
+                spec = registry.resolve(key)
+                if spec is not None and spec.scope == "session":
+                    shared[key] = (store, spec)
+            self._muted.update(shared)
+        try:
+            for store, spec in shared.values():
+                store.set(_stored_form(store, spec.default()))  # nobody's change: not written
+        finally:
+            with self._lock:
+                self._muted.difference_update(shared)
+        return self._engine.forget_shared(restored.address)
 
     def checkpoint(self, timeout: float) -> bool:
         session = self._session

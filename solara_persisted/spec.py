@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import string
 import sys
@@ -34,8 +35,10 @@ from .errors import DuplicateKeyError, EncodeError, InvalidIdentifierError, Spec
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "SCOPES",
     "STORAGE_PREFIX",
     "Family",
+    "PersistConfig",
     "PersistedSpec",
     "Registry",
     "key_from_storage_key",
@@ -48,6 +51,10 @@ __all__ = [
 
 T = TypeVar("T")
 CodecName = Literal["json", "pickle"]
+#: How long a value lives: "kernel" (one page: a reload or a new tab starts from the default) or
+#: "session" (the browser session: every tab and reload of one cookie restores the latest change).
+Scope = Literal["kernel", "session"]
+SCOPES: tuple[Scope, ...] = ("kernel", "session")
 
 #: Prefix of the Solara storage key of every persisted reactive; the rest is the persisted key.
 STORAGE_PREFIX = "solara_persisted:"
@@ -109,6 +116,7 @@ class PersistedSpec:
     a zero-argument factory. ``site`` ("path/to/app.py:12") is where it was declared. ``untyped``:
     declared with Solara's own ``persist=True`` / ``PersistConfig`` rather than ``@persisted``, so
     there is no annotation (the codec follows the default) and no version to evolve.
+    ``scope``: "kernel" (one page's state) or "session" (shared by a browser session's tabs).
     """
 
     key: str
@@ -126,6 +134,7 @@ class PersistedSpec:
     #: after the spec; kept on the spec so a re-run declaration starts with none.
     steps: dict[int, Any] = attrs.field(factory=dict, repr=False)
     untyped: bool = False
+    scope: Scope = "kernel"
 
     @property
     def codec_id(self) -> Codec:
@@ -272,6 +281,12 @@ class Registry:
         with self._lock:
             every = [*self._fixed.values(), *(t.spec for t in self._templates.values())]
         return sorted((spec for spec in every if not spec.untyped), key=lambda spec: spec.key)
+
+    def has_session_scope(self) -> bool:
+        """Whether any declaration is ``scope="session"`` (only then does a restore read the shared hash)."""
+        with self._lock:
+            every = [*self._fixed.values(), *(t.spec for t in self._templates.values())]
+        return any(spec.scope == "session" for spec in every)
 
     def untyped(self) -> list[PersistedSpec]:
         """The specs of reactives declared with Solara's own ``persist=True``, sorted by key."""
@@ -522,7 +537,20 @@ def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _check_options(site: str, version: object, warn_bytes: object, max_bytes: object, codec: object) -> None:
+def _check_scope(site: str, scope: object) -> None:
+    if scope not in SCOPES:
+        raise SpecError(
+            site,
+            f"scope must be 'kernel' or 'session', got {scope!r}",
+            'use scope="session" for a value every tab and reload of the browser session shares, '
+            "or leave it out for one page's state",
+        )
+
+
+def _check_options(
+    site: str, version: object, warn_bytes: object, max_bytes: object, codec: object, scope: object = "kernel"
+) -> None:
+    _check_scope(site, scope)
     if not _is_positive_int(version):
         raise SpecError(
             site,
@@ -587,13 +615,24 @@ def _check_default(
         ) from None
 
 
+@dataclasses.dataclass
+class PersistConfig(solara.PersistConfig):
+    """Solara's ``PersistConfig`` plus a ``scope``, for ``solara.reactive(..., persist=PersistConfig(...))``.
+
+    A subclass, so Solara accepts it wherever it takes its own; ``scope="session"`` shares the
+    value across the browser session's tabs and reloads as ``@persisted(scope="session")`` does.
+    """
+
+    scope: Scope = "kernel"
+
+
 def _new_reactive(factory: Callable[[], T], key: str) -> solara.Reactive[T]:
     # One fresh default per kernel, stored by Solara under a storage key we can map back.
     return solara.Reactive(solara.toestand.KernelStoreFactory(factory, key=STORAGE_PREFIX + key))
 
 
 def persist_true_spec(
-    key: str, default: Any, serializer: object, filename: str, lineno: int
+    key: str, default: Any, serializer: object, filename: str, lineno: int, scope: object = "kernel"
 ) -> tuple[PersistedSpec, _Origin]:
     """The spec of a reactive declared with Solara's own API (``persist=True`` / ``PersistConfig``) at
     ``filename:lineno``, for ``Registry.adopt``.
@@ -605,6 +644,7 @@ def persist_true_spec(
     problem = key_problem(key)
     if problem:
         raise SpecError(site, f"persist=True: {problem}", "give the reactive a short, printable key=...")
+    _check_scope(site, scope)
     if serializer not in _CODECS:
         raise SpecError(
             site,
@@ -619,7 +659,7 @@ def persist_true_spec(
         _check_pickle_allowed(key, site, "serializer")
         codec, type_codec = "pickle", PickleTypeCodec(key, type(default))
     spec = PersistedSpec(
-        key, type(default), 1, None, None, codec, lambda: default, site, type_codec, False, untyped=True
+        key, type(default), 1, None, None, codec, lambda: default, site, type_codec, False, untyped=True, scope=scope
     )
     return spec, _Origin(filename, lineno, None, _NO_NAMESPACE)
 
@@ -631,10 +671,12 @@ def persisted(
     warn_bytes: int | None = None,
     max_bytes: int | None = None,
     codec: CodecName = "json",
+    scope: Scope = "kernel",
 ) -> Callable[[Callable[[], T]], solara.Reactive[T]]:
     """Decorate a default factory to make it a persisted Solara reactive.
 
     The return annotation is the persisted type; the factory gives each kernel its default.
+    ``scope="session"`` shares the value across the browser session's tabs and reloads.
     """
     where = _caller()
     site = _site(where)
@@ -647,7 +689,7 @@ def persisted(
             f"the key {key!r} contains braces",
             'use persisted_family("user:{uid}:query", type=..., default=...) for per-instance keys',
         )
-    _check_options(site, version, warn_bytes, max_bytes, codec)
+    _check_options(site, version, warn_bytes, max_bytes, codec, scope)
 
     def decorate(factory: Callable[[], T]) -> solara.Reactive[T]:
         if not callable(factory):
@@ -675,7 +717,7 @@ def persisted(
         _check_default(factory, type_codec, tp, site)
         reactive = _new_reactive(factory, key)
         spec = PersistedSpec(
-            key, tp, version, warn_bytes, max_bytes, codec, factory, site, type_codec, False, reactive
+            key, tp, version, warn_bytes, max_bytes, codec, factory, site, type_codec, False, reactive, scope=scope
         )
         origin = _Origin(where[0], where[1], getattr(factory, "__qualname__", None), where[2])
         registry._register(spec, origin, None)
@@ -693,10 +735,12 @@ def persisted_family(
     warn_bytes: int | None = None,
     max_bytes: int | None = None,
     codec: CodecName = "json",
+    scope: Scope = "kernel",
 ) -> Family[T]:
     """Declare persisted reactives keyed per instance: ``persisted_family("user:{uid}:query", ...)``.
 
-    ``default`` is a zero-argument factory or a value (copied for each kernel).
+    ``default`` is a zero-argument factory or a value (copied for each kernel); ``scope`` as for
+    ``persisted``.
     """
     where = _caller()
     site = _site(where)
@@ -704,11 +748,13 @@ def persisted_family(
     if problem:
         raise SpecError(site, problem, "use a short, printable template such as 'user:{uid}:query'")
     fields, literals = _parse_template(key, site)
-    _check_options(site, version, warn_bytes, max_bytes, codec)
+    _check_options(site, version, warn_bytes, max_bytes, codec, scope)
     factory: Callable[[], Any] = default if callable(default) else (lambda: copy.deepcopy(default))
     type_codec = _type_codec(type, key, codec, site)
     _check_default(factory, type_codec, type, site)
-    spec = PersistedSpec(key, type, version, warn_bytes, max_bytes, codec, factory, site, type_codec, True)
+    spec = PersistedSpec(
+        key, type, version, warn_bytes, max_bytes, codec, factory, site, type_codec, True, scope=scope
+    )
     template = _Template(spec, literals[0], literals[1:-1], literals[-1], sum(map(len, literals)))
     registry._register(spec, _Origin(where[0], where[1], None, where[2]), template)
     return Family(spec, fields)

@@ -7,8 +7,10 @@ and one round trip per tick, not 10,000 of each. Keys stay dirty until the backe
 acknowledges them: a failed write puts them back. A fenced-out write makes the session stale
 for good: its copy is older than the store's, so it never writes again (not even on close) and
 its owner is told. Each write carries a new signed manifest of the whole hash and keeps the
-session within its key and byte budget. The same batched path, bounded by a deadline, is the
-shutdown drain.
+session within its key and byte budget. Values shared by the browser session's tabs
+(``scope="session"``) ride on the same fenced write, stamped with the time of the change that
+made them, so the newest change wins however the writes interleave. The same batched path,
+bounded by a deadline, is the shutdown drain.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from typing import Any
 
 import attrs
 
-from .backends.base import Backend, FlushRequest, Meta, SessionBudget
+from .address import shared_address
+from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stamp
 from .breaker import Breaker
-from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal
+from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
 from .errors import BackendError, EncodeError, OversizeError
 from .events import Events, quote
 from .spec import Registry
@@ -38,6 +41,20 @@ BATCH_SIZE = 1000
 RETRY_DELAY = 1.0
 
 Snapshot = Callable[[Iterable[str]], Mapping[str, Any]]
+#: A session's kernel hash and shared hash as one write leaves them (field -> (envelope tag, size)).
+_Views = tuple[dict[str, tuple[bytes, int]], dict[str, tuple[bytes, int]]]
+
+
+_stamps = threading.Lock()
+_last_stamp = 0
+
+
+def next_stamp() -> int:
+    """Now in ms since the epoch, never the same twice in this process: the order of its changes."""
+    global _last_stamp
+    with _stamps:
+        _last_stamp = max(time.time_ns() // 1_000_000, _last_stamp + 1)
+        return _last_stamp
 
 
 @attrs.define(eq=False)
@@ -47,8 +64,9 @@ class Session:
     ``snapshot`` returns the current values of the given concrete keys; it is called from the
     writer thread and must take whatever lock guards those values (the kernel's store lock).
     ``stored`` mirrors the hash as acknowledged (field -> (envelope tag, size)): the next
-    manifest signs it, and the budgets are checked against it. ``stale``: fenced out, never
-    written again.
+    manifest signs it, and the budgets are checked against it. ``shared`` is the same for the
+    browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
+    of each key's latest change (ms since the epoch). ``stale``: fenced out, never written again.
     """
 
     kernel_id: str
@@ -59,6 +77,8 @@ class Session:
     dirty: set[str] = attrs.field(factory=set)
     stored: dict[str, tuple[bytes, int]] = attrs.field(factory=dict)
     counter: int = 0
+    shared: dict[str, tuple[bytes, int]] = attrs.field(factory=dict)
+    stamps: dict[str, int] = attrs.field(factory=dict)
     due: float | None = None
     closed: bool = False
     stale: bool = False
@@ -122,6 +142,7 @@ class Writer:
             if session.closed or session.stale:
                 return
             session.dirty.add(key)
+            session.stamps[key] = next_stamp()
             if session.due is None:
                 self._schedule(session, self._clock() + self._debounce)
 
@@ -244,14 +265,14 @@ class Writer:
             self._requeue(batch, when=self._clock() + RETRY_DELAY)
             return sum(len(keys) for _, keys in batch)
         requests: list[FlushRequest] = []
-        written: list[tuple[Session, set[str], dict[str, int], dict[str, tuple[bytes, int]]]] = []
+        written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         for session, keys in batch:
             if session.stale:
                 continue  # fenced out while queued: its values are older than the store's
-            request, sizes, stored = self._request(session, keys)
+            request, sizes, views = self._request(session, keys)
             if request is not None:
                 requests.append(request)
-                written.append((session, keys, sizes, stored))
+                written.append((session, keys, sizes, views))
         if not requests:
             return 0
         try:
@@ -260,9 +281,9 @@ class Writer:
             results = [error] * len(requests)
         left = 0
         failure: BackendError | None = None
-        for (session, keys, sizes, stored), request, result in zip(written, requests, results, strict=True):
+        for (session, keys, sizes, views), request, result in zip(written, requests, results, strict=True):
             if result is True:
-                session.stored = stored
+                session.stored, session.shared = views
                 session.counter = request.meta.counter
                 self._events.flush("ok", session.kernel_id, len(sizes))
                 for key, nbytes in sizes.items():
@@ -287,27 +308,47 @@ class Writer:
             self._events.stats.backend_error(str(failure))
         return left
 
-    def _request(
-        self, session: Session, keys: set[str]
-    ) -> tuple[FlushRequest | None, dict[str, int], dict[str, tuple[bytes, int]]]:
-        """The fenced write of ``keys``, the sizes written, and the hash as it will be after it."""
+    def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int], _Views]:
+        """The fenced write of ``keys``, the sizes written, and both hashes as they will be after it."""
+        now = next_stamp()
+        # Stamps are read before the values: a change in between is then stamped later than the
+        # value written here, and its own write (it is dirty again) wins over this one.
+        stamps = {key: session.stamps.get(key, now) for key in keys}
         values = session.snapshot(sorted(keys))
+        shared_at = shared_address(session.address)
         fields: dict[str, bytes] = {}
         removed: list[str] = []
+        shared: dict[str, bytes] = {}
+        shared_removed: list[str] = []
         for key, value in values.items():
-            envelope = self._encode(session, key, value)
+            spec = self._registry.resolve(key)
+            if spec is not None and spec.scope == "session":
+                stamp = stamps[key]
+                bound = shared_binding(key, stamp, self._tag)
+                envelope = self._encode(session, key, value, shared_at, bound)
+                if envelope is None:
+                    shared_removed.append(key)
+                else:
+                    shared[key] = envelope
+                continue
+            envelope = self._encode(session, key, value, session.address, key)
             if envelope is None:
                 removed.append(key)  # a stale, smaller value must not be restored instead
             else:
                 fields[key] = envelope
-        if not fields and not removed:
-            return None, {}, session.stored
+        unchanged = (None, {}, (session.stored, session.shared))
+        if not (fields or removed or shared or shared_removed):
+            return unchanged
         stored = dict(session.stored)
         for key in removed:
             stored.pop(key, None)
         self._fit(session, fields, removed, stored)
-        if not fields and not removed:
-            return None, {}, session.stored
+        shared_view = dict(session.shared)
+        for key in shared_removed:
+            shared_view.pop(key, None)
+        self._fit(session, shared, shared_removed, shared_view)
+        if not (fields or removed or shared or shared_removed):
+            return unchanged
         counter = (session.counter + 1) % COUNTER_MODULUS
         key_id, mac = self._ring.sign_manifest(
             address=session.address,
@@ -322,8 +363,12 @@ class Writer:
             ttl=self._ttl,
             removed=tuple(removed),
             must_exist=bool(session.stored),
+            shared={key: pack_stamp(stamps[key]) + self._tag + envelope for key, envelope in shared.items()},
+            shared_removed=tuple(shared_removed),
+            shared_stamp=max((stamps[key] for key in shared_removed), default=0),
         )
-        return request, {key: len(data) for key, data in fields.items()}, stored
+        sizes = {key: len(data) for key, data in (*fields.items(), *shared.items())}
+        return request, sizes, (stored, shared_view)
 
     def _fit(
         self, session: Session, fields: dict[str, bytes], removed: list[str], stored: dict[str, tuple[bytes, int]]
@@ -357,7 +402,9 @@ class Writer:
                 limit = budget.max_keys if over == "keys" else budget.max_bytes
                 self._events.over_budget(keys, session.kernel_id, over, limit)
 
-    def _encode(self, session: Session, key: str, value: Any) -> bytes | None:
+    def _encode(self, session: Session, key: str, value: Any, address: str, bound: str) -> bytes | None:
+        """``value``'s envelope, signed for ``address`` and the field name ``bound``; None if it is
+        not written (undeclared, unencodable or over its cap: each logged)."""
         spec = self._registry.resolve(key)
         if spec is None:
             logger.error(
@@ -380,8 +427,8 @@ class Writer:
             return None
         envelope = seal(
             self._ring,
-            address=session.address,
-            field=key,
+            address=address,
+            field=bound,
             codec=spec.codec_id,
             version=spec.version,
             payload=payload,

@@ -35,6 +35,9 @@ def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: F
     expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
     page.get_by_role("button", name="Unsaved clicks: 0").click()
     expect(page.get_by_role("button", name="Unsaved clicks: 1")).to_be_visible()
+    page.get_by_role("button", name="USD").click()
+    expect(page.get_by_text("Currency: USD.")).to_be_visible()
+    expect(page.get_by_text("59 $")).to_be_visible()  # prices follow the session's currency
     shown = page.get_by_text(re.compile(r"^Persistence generation: \d+$"))
     generation = int(shown.inner_text().rpartition(" ")[2])
 
@@ -45,5 +48,12 @@ def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: F
     expect(page.get_by_text("Checkout, step 2 of 3")).to_be_visible()
     expect(page.get_by_role("checkbox", name="In stock only")).to_be_checked()
     expect(page.get_by_role("button", name="Unsaved clicks: 0")).to_be_visible()  # not persisted
+    expect(page.get_by_text("Currency: USD.")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Restored 4 values on .+ in \d+ ms"))).to_be_visible()
     wait_until(lambda: "close reason=evicted deleted=false" in server.logs(), "the evicted close line")
     assert "restore result=success" in server.logs()
+
+    page.reload()  # F5: the session's currency stays, this page's state starts afresh
+    expect(page.get_by_text("Currency: USD.")).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("Checkout, step 1 of 3")).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Restored 1 values on .+: shop\.currency$"))).to_be_visible()

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar
 
+import attrs
 import pytest
 import solara
 import solara.server.starlette  # a Solara server process: reactives scope per kernel
@@ -39,7 +40,7 @@ from solara_persisted import Rename, codegen, migration, solara_integration
 from solara_persisted.cli import main
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
-from solara_persisted.errors import DuplicateKeyError, SpecError
+from solara_persisted.errors import DuplicateKeyError, EncodeError, SpecError
 from solara_persisted.spec import persisted, registry
 
 APP = REPO / "tests" / "apps" / "both_styles.py"
@@ -171,9 +172,20 @@ def test_both_styles_restore_exactly_after_the_instance_is_lost(engine: Engine, 
     assert engine.restore(kernel_id, cookie).result == "miss", "a genuine tab close deletes both styles"
 
 
+def test_in_development_what_has_no_json_form_is_refused_at_the_set(engine: Engine, app: ModuleType) -> None:
+    context = new_context(uuid.uuid4().hex, "cookie")
+    with context:
+        with pytest.raises(EncodeError, match=r"^persisted key both\.history\[1\]\[\"item\"\]: Product"):
+            app.history.value = [1, {"item": app.Product("B-2")}]
+        app.count.value = 3  # encodable values go on as before
+    context.close(reason="cull")
+
+
 def test_what_has_no_json_form_is_refused_at_write_naming_key_path_and_fix(
     engine: Engine, app: ModuleType, caplog: pytest.LogCaptureFixture
 ) -> None:
+    solara_integration.deactivate()  # production: no encoding work at .set(); the writer refuses it
+    engine = solara_integration.activate(attrs.evolve(engine.settings, production=True))
     kernel_id = uuid.uuid4().hex
     context = new_context(kernel_id, "cookie")
     with caplog.at_level(logging.INFO, logger="solara.state"), context:

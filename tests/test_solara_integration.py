@@ -384,7 +384,7 @@ def test_a_close_that_races_the_restore_writes_nothing_afterwards(redis_url: str
     restoring.join(10)
     assert manager.last_restore["status"] == "miss"
     found, _ = manager.pop_restored("solara_persisted:i.page", specs["page"]._storage)
-    manager._changed("i.page")  # a late change event of the closed kernel
+    manager._changed("i.page", 5)  # a late change event of the closed kernel
     assert active.writer.pending() == 0 and active.drain(1.0) == 0
     assert backend.peek_generation(session_address("cookie", kernel_id)) is None, "nothing written for a closed kernel"
     assert not found

@@ -6,6 +6,12 @@ persisted keys plus one meta field named NUL, which no persisted key may start w
 gets write rights by a ``takeover`` (which bumps the generation) and loses them as soon as another
 process takes over: its flushes then carry a stale generation and are refused. That fencing is
 what keeps a superseded instance from overwriting the session's new owner.
+
+Values a browser session's tabs share (``scope="session"``) live in one more hash, at the
+session's ``shared_address``, in the same slot. Many kernels write it, so it has no generation:
+each value carries the stamp of the change that made it and the newest change wins per key; a
+forget leaves its own stamp behind, and nothing older is written after it. Those writes ride on
+a kernel's fenced flush, so a fenced-out instance writes none of them either.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from ..address import ADDRESS
+from ..address import ADDRESS, PART_LENGTH
 from ..envelope import KEY_ID_SIZE, MANIFEST_MAC_SIZE
 from ..errors import BackendError, InvalidIdentifierError
 
@@ -31,6 +37,8 @@ TAG_DIGEST_SIZE = 4
 COUNTER_SIZE = 4
 #: Where the generation starts in a packed ``Meta`` (the Lua scripts slice at the same offsets).
 GENERATION_AT = TAG_DIGEST_SIZE + KEY_ID_SIZE + COUNTER_SIZE + MANIFEST_MAC_SIZE
+#: A shared value starts with its change stamp: milliseconds since the epoch, 15 ASCII digits.
+STAMP_SIZE = 15
 #: Generations stay below 10**18 (18 digits), which the scripts and ``Meta.unpack`` read back.
 MAX_GENERATION = 10**18
 
@@ -41,6 +49,11 @@ _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 #: The fleet's key-ring fingerprints live next to the sessions' hashes; ':' is never in an address.
 KEY_RINGS = "fleet:key-rings"
+
+
+def pack_stamp(stamp: int) -> bytes:
+    """A change stamp as stored (fixed width, so the scripts read it with one ``string.sub``)."""
+    return b"%015d" % stamp
 
 
 def tag_digest(schema_tag: str) -> bytes:
@@ -98,6 +111,15 @@ class SessionBudget:
 
 
 @attrs.frozen
+class SolaraClaim:
+    """A claim on the hash Solara's built-in engine may hold for the same kernel (a fleet switching
+    engines): its key, and the cookie's HMAC under each key of our ring (``solara_format``)."""
+
+    key: str
+    session_hmacs: tuple[bytes, ...]
+
+
+@attrs.frozen
 class Takeover:
     """The outcome of a takeover.
 
@@ -106,6 +128,11 @@ class Takeover:
     the stored manifest (before the bump) on every reason but "miss" and "corrupt"; ``fields``
     holds every stored value, by raw field name, on "restored" and nothing else. ``over`` names
     the exceeded budget ("keys" or "bytes") and ``amount`` how much the session holds.
+    ``shared`` are the browser session's shared values (stamped, by raw field name), when asked
+    for; ``shared_over`` and ``shared_amount`` say the same of its budget (then nothing is read).
+    ``ttl_left``: seconds the kernel's hash had left before the takeover refreshed it (every write
+    sets the full TTL, so the difference is how long ago it was last written); None on a miss.
+    ``solara``: what ``take_solara_hash`` gave for a ``SolaraClaim`` sent along (None: no such hash).
     """
 
     reason: TakeoverReason
@@ -114,6 +141,11 @@ class Takeover:
     fields: Mapping[bytes, bytes] = attrs.field(factory=dict)
     over: str | None = None
     amount: int = 0
+    shared: Mapping[bytes, bytes] = attrs.field(factory=dict)
+    shared_over: str | None = None
+    shared_amount: int = 0
+    ttl_left: float | None = None
+    solara: Mapping[bytes, bytes] | None = None
 
 
 @attrs.frozen
@@ -123,6 +155,8 @@ class FlushRequest:
     ``meta`` carries the generation the writer holds and the new manifest over the whole hash as
     it will be after this write. ``must_exist``: the manifest covers fields written before, so
     the write is refused if the hash is gone (deleted or expired) rather than leave it partial.
+    ``shared`` (stamped values) and ``shared_removed`` (deleted as of ``shared_stamp``) go to the
+    browser session's shared hash, each only if no newer change or forget is there.
     """
 
     address: str
@@ -131,6 +165,9 @@ class FlushRequest:
     ttl: float
     removed: tuple[str, ...] = ()
     must_exist: bool = False
+    shared: Mapping[str, bytes] = attrs.field(factory=dict)
+    shared_removed: tuple[str, ...] = ()
+    shared_stamp: int = 0
 
     @property
     def generation(self) -> int:
@@ -144,11 +181,23 @@ class Backend(abc.ABC):
     shared: ClassVar[bool]
 
     @abc.abstractmethod
-    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
+    def takeover(
+        self,
+        address: str,
+        schema_tag: str,
+        ttl: float,
+        budget: SessionBudget,
+        *,
+        shared: bool = False,
+        solara: SolaraClaim | None = None,
+    ) -> Takeover:
         """Check the schema tag and the budget, bump the generation and read every field, atomically.
 
         Never writes on a miss. A session over ``budget`` is not read (its generation is bumped so
-        that a fenced delete can remove it).
+        that a fenced delete can remove it). With ``shared``, the browser session's shared values
+        are read in the same step (within the same budget) and their TTL refreshed. With
+        ``solara``, ``take_solara_hash`` runs for it in the same round trip (another key, so not
+        the same atomic step).
         """
 
     @abc.abstractmethod
@@ -178,6 +227,11 @@ class Backend(abc.ABC):
         """Delete a session's state; with a generation, only while it is still current (fenced)."""
 
     @abc.abstractmethod
+    def forget(self, shared_address: str, stamp: int, ttl: float) -> int:
+        """Drop a browser session's shared values, remembering ``stamp`` so that no change made
+        before it is written afterwards; returns how many values were dropped."""
+
+    @abc.abstractmethod
     def ping(self) -> None:
         """Raise ``BackendError`` unless the backend answers."""
 
@@ -197,6 +251,21 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release connections; the backend is not used afterwards."""
 
+    @abc.abstractmethod
+    def take_solara_hash(
+        self, key: str, session_hmacs: Sequence[bytes], ttl: float, budget: SessionBudget
+    ) -> dict[bytes, bytes] | None:
+        """Take over the hash Solara's built-in engine stored at ``key``, atomically (an engine switch).
+
+        None when there is none. When its ``__session_id__`` is one of ``session_hmacs`` (the
+        cookie's HMAC under each key of our ring) and its ``__generation__`` an integer, that
+        generation is bumped, so a Solara-engine instance still holding the kernel is refused by
+        its own flush check; the TTL is capped at ``ttl`` but never extended; and every field is
+        returned, or, over ``budget``, the meta fields and ``__over_budget__`` (``keys <n>`` /
+        ``bytes <n>``). Otherwise only the meta fields come back and nothing is written: a
+        stranger presenting a kernel id must not fence its owner out. ``solara_format`` reads the reply.
+        """
+
 
 def validate_kernel_id(kernel_id: str) -> str:
     """Return ``kernel_id`` if the engine serves it (Solara assigns UUIDs), else raise."""
@@ -206,6 +275,15 @@ def validate_kernel_id(kernel_id: str) -> str:
             "Fix: pass the kernel id Solara assigned (a UUID), never text taken from a request unchecked"
         )
     return kernel_id
+
+
+def validate_shared_address(shared_address: str) -> str:
+    """Return ``shared_address`` if it is the ``{S}`` part of a session address, else raise."""
+    if not isinstance(shared_address, str) or not ADDRESS.fullmatch(shared_address + "A" * PART_LENGTH):
+        raise InvalidIdentifierError(
+            f"{shared_address!r:.80} is not a shared address. Fix: derive it with shared_address(address)"
+        )
+    return shared_address
 
 
 def validate_address(address: str) -> str:
@@ -232,7 +310,18 @@ def validate_request(request: FlushRequest) -> None:
             f"generation {meta.generation} of session {request.address} is outside 1..{MAX_GENERATION - 1}, "
             "which a takeover could not read back. Fix: write with the generation a takeover gave"
         )
-    for field in (*request.fields, *request.removed):
+    if request.shared_stamp and not 0 < request.shared_stamp < 10**STAMP_SIZE:
+        raise InvalidIdentifierError(
+            f"the change stamp {request.shared_stamp} of session {request.address} is not 1 to "
+            f"{STAMP_SIZE} digits. Fix: stamp changes with milliseconds since the epoch"
+        )
+    for data in request.shared.values():
+        if len(data) < STAMP_SIZE or not data[:STAMP_SIZE].isdigit():
+            raise InvalidIdentifierError(
+                f"a shared value of session {request.address} does not start with its change stamp. "
+                "Fix: prefix it with pack_stamp()"
+            )
+    for field in (*request.fields, *request.removed, *request.shared, *request.shared_removed):
         if not field or field.startswith(META_PREFIX):
             raise InvalidIdentifierError(
                 f"field {field!r} of session {request.address} is empty or starts with NUL, which is "

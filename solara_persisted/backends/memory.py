@@ -10,22 +10,28 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
+from ..address import SHARED_ADDRESS_LENGTH, shared_address
 from ..config import Settings
 from ..errors import BackendError
 from .base import (
     META_FIELD,
+    STAMP_SIZE,
     Backend,
     FlushRequest,
     Meta,
     SessionBudget,
+    SolaraClaim,
     Takeover,
+    pack_stamp,
     tag_digest,
     ttl_milliseconds,
     validate_address,
     validate_request,
+    validate_shared_address,
 )
 
 _META = META_FIELD.encode()
@@ -53,28 +59,55 @@ class MemoryBackend(Backend):
         self._key_rings: dict[str, tuple[str, float]] = {}
         self._next_sweep = clock() + SWEEP_INTERVAL
 
-    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
+    def takeover(
+        self,
+        address: str,
+        schema_tag: str,
+        ttl: float,
+        budget: SessionBudget,
+        *,
+        shared: bool = False,
+        solara: SolaraClaim | None = None,
+    ) -> Takeover:
+        took = self._takeover(address, schema_tag, ttl, budget, shared)
+        if solara is None:
+            return took
+        return attrs.evolve(took, solara=self.take_solara_hash(solara.key, solara.session_hmacs, ttl, budget))
+
+    def _takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget, shared: bool) -> Takeover:
         key = self._prefix + validate_address(address)
         with self._lock:
+            extra = self._read_shared(key, ttl, budget) if shared else {}
             stored = self._live(key)
             if stored is None:
-                return Takeover("miss", 0)
+                return Takeover("miss", 0, **extra)
+            extra["ttl_left"] = max(stored.expires_at - self._clock(), 0.0)
             try:
                 meta = Meta.unpack(stored.fields[_META])
             except BackendError:
-                return Takeover("corrupt", 0)
+                return Takeover("corrupt", 0, **extra)
             bumped = attrs.evolve(meta, generation=meta.generation + 1)
             stored.fields[_META] = bumped.pack()
             stored.expires_at = self._expiry(ttl)
             if meta.tag != tag_digest(schema_tag):
-                return Takeover("schema-reset", bumped.generation, meta)
-            values = {name: data for name, data in stored.fields.items() if name != _META}
-            if budget.max_keys and len(values) > budget.max_keys:
-                return Takeover("over-budget", bumped.generation, meta, over="keys", amount=len(values))
-            total = sum(map(len, values.values()))
-            if budget.max_bytes and total > budget.max_bytes:
-                return Takeover("over-budget", bumped.generation, meta, over="bytes", amount=total)
-            return Takeover("restored", bumped.generation, meta, values)
+                return Takeover("schema-reset", bumped.generation, meta, **extra)
+            values, over = _within(stored, budget)
+            if over is not None:
+                return Takeover("over-budget", bumped.generation, meta, over=over[0], amount=over[1], **extra)
+            return Takeover("restored", bumped.generation, meta, values, **extra)
+
+    def _read_shared(self, key: str, ttl: float, budget: SessionBudget) -> dict[str, Any]:
+        stored = self._live(self._shared_key(key))
+        if stored is None:
+            return {}
+        stored.expires_at = self._expiry(ttl)
+        values, over = _within(stored, budget)
+        if over is not None:
+            return {"shared_over": over[0], "shared_amount": over[1]}
+        return {"shared": values}
+
+    def _shared_key(self, key: str) -> str:
+        return self._prefix + shared_address(key[len(self._prefix) :])
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
@@ -98,7 +131,38 @@ class MemoryBackend(Backend):
             for name in request.removed:
                 stored.fields.pop(name.encode(), None)
             stored.expires_at = self._expiry(request.ttl)
+            self._write_shared(key, request)
             return True
+
+    def _write_shared(self, key: str, request: FlushRequest) -> None:
+        """The shared values of ``request``, each only if it is the newest change of its key."""
+        shared_key = self._shared_key(key)
+        shared = self._live(shared_key)
+        forgotten = int(shared.fields[_META]) if shared is not None and _META in shared.fields else -1
+
+        def newest(name: bytes, stamp: int) -> bool:
+            current = shared.fields.get(name) if shared is not None else None
+            return stamp > forgotten and (current is None or int(current[:STAMP_SIZE]) <= stamp)
+
+        for field, data in request.shared.items():
+            name = field.encode()
+            if newest(name, int(data[:STAMP_SIZE])):
+                if shared is None:
+                    shared = self._hashes[shared_key] = _Hash({}, 0.0)
+                shared.fields[name] = bytes(data)
+                shared.expires_at = self._expiry(request.ttl)
+        for field in request.shared_removed:
+            if shared is not None and newest(field.encode(), request.shared_stamp):
+                shared.fields.pop(field.encode(), None)
+
+    def forget(self, shared_address: str, stamp: int, ttl: float) -> int:
+        key = self._prefix + validate_shared_address(shared_address)
+        with self._lock:
+            stored = self._live(key)
+            previous = int(stored.fields.get(_META, b"-1")) if stored is not None else -1
+            dropped = sum(1 for name in stored.fields if name != _META) if stored is not None else 0
+            self._hashes[key] = _Hash({_META: pack_stamp(max(previous, stamp))}, self._expiry(ttl))
+            return dropped
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
         for request in requests:  # the whole batch is refused before any of it is written, as on Redis
@@ -150,8 +214,8 @@ class MemoryBackend(Backend):
         """Nothing to release; the data stays readable for other engines sharing this object."""
 
     def raw(self, address: str) -> dict[bytes, bytes] | None:
-        """A copy of the session's hash as Redis would hold it (meta field included), or None."""
-        key = self._prefix + validate_address(address)
+        """A copy of the session's hash (or shared hash) as Redis would hold it (meta field included), or None."""
+        key = self._prefix + (validate_address(address) if len(address) > SHARED_ADDRESS_LENGTH else address)
         with self._lock:
             stored = self._live(key)
             return None if stored is None else dict(stored.fields)
@@ -175,3 +239,45 @@ class MemoryBackend(Backend):
         self._next_sweep = now + SWEEP_INTERVAL
         for key in [key for key, stored in self._hashes.items() if stored.expires_at <= now]:
             del self._hashes[key]
+
+    #: The meta fields of a hash Solara's built-in engine stored (``solara_format``).
+    _SOLARA_META = (b"__generation__", b"__session_id__", b"__version__")
+
+    def take_solara_hash(
+        self, key: str, session_hmacs: Sequence[bytes], ttl: float, budget: SessionBudget
+    ) -> dict[bytes, bytes] | None:
+        """What ``lua/solara_takeover.lua`` does, over the dict (a hash planted at ``key`` by a test)."""
+        with self._lock:
+            stored = self._live(key)
+            if stored is None:
+                return None
+            fields = stored.fields
+            meta = {name: fields[name] for name in self._SOLARA_META if name in fields}
+            generation = fields.get(b"__generation__")
+            if (
+                fields.get(b"__session_id__") not in set(session_hmacs)
+                or generation is None
+                or len(generation) > 18
+                or not generation.removeprefix(b"-").isdigit()
+            ):
+                return meta
+            meta[b"__generation__"] = fields[b"__generation__"] = b"%d" % (int(generation) + 1)
+            stored.expires_at = min(stored.expires_at, self._expiry(ttl))
+            data = {name: value for name, value in fields.items() if not name.startswith(b"__")}
+            total = sum(map(len, data.values()))
+            if budget.max_keys and len(data) > budget.max_keys:
+                return {**meta, b"__over_budget__": b"keys %d" % len(data)}
+            if budget.max_bytes and total > budget.max_bytes:
+                return {**meta, b"__over_budget__": b"bytes %d" % total}
+            return {**meta, **data}
+
+
+def _within(stored: _Hash, budget: SessionBudget) -> tuple[dict[bytes, bytes], tuple[str, int] | None]:
+    """A hash's values, and which budget they exceed ("keys" or "bytes", and how much) if any."""
+    values = {name: data for name, data in stored.fields.items() if name != _META}
+    if budget.max_keys and len(values) > budget.max_keys:
+        return values, ("keys", len(values))
+    total = sum(map(len, values.values()))
+    if budget.max_bytes and total > budget.max_bytes:
+        return values, ("bytes", total)
+    return values, None

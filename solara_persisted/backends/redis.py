@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+import attrs
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
@@ -49,6 +50,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from ..address import shared_address
 from ..config import Settings
 from ..errors import BackendError, ConfigError
 from .base import (
@@ -58,17 +60,20 @@ from .base import (
     FlushRequest,
     Meta,
     SessionBudget,
+    SolaraClaim,
     Takeover,
     TakeoverReason,
+    pack_stamp,
     tag_digest,
     ttl_milliseconds,
     validate_address,
     validate_request,
+    validate_shared_address,
 )
 
 SCRIPTS = {
     name: importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    for name in ("takeover", "flush", "delete", "key_rings")
+    for name in ("takeover", "flush", "delete", "forget", "key_rings", "solara_takeover")
 }
 SENTINEL_PORT = 26379
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -119,20 +124,53 @@ class RedisBackend(Backend):
         self._closers: list[Callable[[], None]] = []
         self._scripts: dict[str, Script] = {}
 
-    def takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget) -> Takeover:
-        key = self._prefix + validate_address(address)
+    def takeover(
+        self,
+        address: str,
+        schema_tag: str,
+        ttl: float,
+        budget: SessionBudget,
+        *,
+        shared: bool = False,
+        solara: SolaraClaim | None = None,
+    ) -> Takeover:
+        keys = self._keys(validate_address(address))
+        args = [tag_digest(schema_tag), ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, b"1" if shared else b"0"]
         with self._failing("takeover"):
-            self._client_or_connect()
-            args = [tag_digest(schema_tag), ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes]
-            reply = self._scripts["takeover"](keys=[key], args=args)
-        return _takeover(reply)
+            client = self._client_or_connect()
+            if solara is None:
+                return _takeover(self._scripts["takeover"](keys=keys, args=args))
+            # Solara's hash is another key (another slot on a Cluster): one pipelined round trip,
+            # so a fleet that never ran Solara's engine pays nothing but a few bytes per miss.
+            calls = [
+                (self._scripts["takeover"], keys, args),
+                (self._scripts["solara_takeover"], [solara.key], _solara_args(solara, ttl, budget)),
+            ]
+            pipe = client.pipeline(transaction=False)
+            if isinstance(client, RedisCluster):
+                route_scripts_by_key(pipe)
+            for script, script_keys, script_args in calls:
+                pipe.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *script_args)
+            replies = pipe.execute(raise_on_error=False)
+            for i, reply in enumerate(replies):
+                if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
+                    script, script_keys, script_args = calls[i]
+                    replies[i] = reply = script(keys=script_keys, args=script_args)
+                if isinstance(reply, Exception):
+                    raise reply
+        return attrs.evolve(_takeover(replies[0]), solara=_solara_reply(replies[1]))
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
         with self._failing("flush"):
             self._client_or_connect()
-            key = self._prefix + request.address
-            return self._scripts["flush"](keys=[key], args=_flush_args(request)) == 1
+            return self._scripts["flush"](keys=self._keys(request.address), args=_flush_args(request)) == 1
+
+    def forget(self, shared_address: str, stamp: int, ttl: float) -> int:
+        key = self._prefix + validate_shared_address(shared_address)
+        with self._failing("forget"):
+            self._client_or_connect()
+            return int(self._scripts["forget"](keys=[key], args=[pack_stamp(stamp), ttl_milliseconds(ttl)]))
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
         """All requests in one pipelined round trip (per Cluster node), not one transaction."""
@@ -147,20 +185,24 @@ class RedisBackend(Backend):
             pipe = client.pipeline(transaction=False)
             if isinstance(client, RedisCluster):
                 route_scripts_by_key(pipe)
-            keys = [self._prefix + request.address for request in requests]
-            for key, request in zip(keys, requests, strict=True):
+            keys = [self._keys(request.address) for request in requests]
+            for pair, request in zip(keys, requests, strict=True):
                 # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
                 # round trip to a pipeline and its cluster pipeline refuses evalsha().
-                pipe.execute_command("EVALSHA", script.sha, 1, key, *_flush_args(request))
+                pipe.execute_command("EVALSHA", script.sha, 2, *pair, *_flush_args(request))
             replies = pipe.execute(raise_on_error=False)
             for i, reply in enumerate(replies):
                 if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
                     try:
-                        reply = script(keys=[keys[i]], args=_flush_args(requests[i]))
+                        reply = script(keys=keys[i], args=_flush_args(requests[i]))
                     except _FAILURES as error:
                         reply = error
                 results[i] = self._error("flush_many", reply) if isinstance(reply, Exception) else reply == 1
         return results
+
+    def _keys(self, address: str) -> list[str]:
+        """A kernel's hash and its browser session's shared hash (one hash tag, one slot)."""
+        return [self._prefix + address, self._prefix + shared_address(address)]
 
     def peek_generation(self, address: str) -> int | None:
         key = self._prefix + validate_address(address)
@@ -261,18 +303,44 @@ class RedisBackend(Backend):
             f"({self._timeout * 1000:g}ms); raise that timeout if the network is slow"
         )
 
+    def take_solara_hash(
+        self, key: str, session_hmacs: Sequence[bytes], ttl: float, budget: SessionBudget
+    ) -> dict[bytes, bytes] | None:
+        claim = SolaraClaim(key, tuple(session_hmacs))
+        with self._failing("take_solara_hash"):
+            self._client_or_connect()
+            reply = self._scripts["solara_takeover"](keys=[key], args=_solara_args(claim, ttl, budget))
+        return _solara_reply(reply)
+
+
+def _solara_args(claim: SolaraClaim, ttl: float, budget: SessionBudget) -> list[Any]:
+    return [ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, *claim.session_hmacs]
+
+
+def _solara_reply(reply: list[Any]) -> dict[bytes, bytes] | None:
+    """``solara_takeover.lua``'s reply: field, value, ... or nothing when there is no hash."""
+    if not reply:
+        return None
+    return {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}
+
 
 def _takeover(reply: list[Any]) -> Takeover:
     """The takeover script's reply as a ``Takeover`` (field names stay raw bytes until verified)."""
-    reason: TakeoverReason = reply[0].decode()
-    generation = int(reply[1])
+    kernel, shared, pttl = reply
+    extra: dict[str, Any] = {"ttl_left": int(pttl) / 1000 if int(pttl) >= 0 else None}
+    if shared and shared[0] == b"over-budget":
+        extra.update(shared_over=shared[1].decode(), shared_amount=int(shared[2]))
+    elif shared:
+        extra.update(shared={shared[i]: shared[i + 1] for i in range(1, len(shared), 2)})
+    reason: TakeoverReason = kernel[0].decode()
+    generation = int(kernel[1])
     if reason in ("miss", "corrupt"):
-        return Takeover(reason, generation)
-    meta = Meta.unpack(reply[2])
+        return Takeover(reason, generation, **extra)
+    meta = Meta.unpack(kernel[2])
     if reason == "over-budget":
-        return Takeover(reason, generation, meta, over=reply[3].decode(), amount=int(reply[4]))
-    fields = {reply[i]: reply[i + 1] for i in range(3, len(reply), 2)}
-    return Takeover(reason, generation, meta, fields)
+        return Takeover(reason, generation, meta, over=kernel[3].decode(), amount=int(kernel[4]), **extra)
+    fields = {kernel[i]: kernel[i + 1] for i in range(3, len(kernel), 2)}
+    return Takeover(reason, generation, meta, fields, **extra)
 
 
 def _flush_args(request: FlushRequest) -> list[Any]:
@@ -281,10 +349,16 @@ def _flush_args(request: FlushRequest) -> list[Any]:
         ttl_milliseconds(request.ttl),
         b"1" if request.must_exist else b"0",
         len(request.fields),
+        len(request.shared),
+        len(request.removed),
+        pack_stamp(request.shared_stamp),
     ]
     for name, data in request.fields.items():
         args += (name, data)
+    for name, data in request.shared.items():
+        args += (name, data)
     args += request.removed
+    args += request.shared_removed
     return args
 
 

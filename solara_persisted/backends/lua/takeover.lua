@@ -1,57 +1,90 @@
--- Take a session's state over: check the schema tag and the budget, bump the generation, read.
--- KEYS[1] the session's hash (prefix .. session address).
+-- Take a session's state over: check the schema tag and the budget, bump the generation, read;
+-- and read the state its browser session shares across tabs.
+-- KEYS[1] the kernel's hash (prefix .. session address); KEYS[2] the browser session's shared
+-- hash (prefix .. the address's '{S}' part: same hash tag, same Cluster slot).
 -- ARGV[1] schema tag digest (4 bytes); ARGV[2] TTL in ms; ARGV[3] max persisted keys (0: none);
--- ARGV[4] max envelope bytes (0: none).
+-- ARGV[4] max envelope bytes (0: none); ARGV[5] '1' to read KEYS[2], else '0'.
 -- The meta field '\0' is tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
 -- generation (ASCII decimal), as base.Meta packs it; only the generation is touched here.
--- Reply: {reason, generation, stored meta, ...}: 'miss' and 'corrupt' carry nothing more;
--- 'over-budget' adds {'keys' or 'bytes', amount}; 'restored' adds field, value, field, value, ...
-local key = KEYS[1]
-local meta = redis.call('HGET', key, '\0')
-if not meta then
-  return {'miss', 0}  -- nothing is written on a miss: the first flush creates the hash
-end
-local stored = string.sub(meta, 29)
-if #meta < 29 or #stored > 18 or not string.match(stored, '^%d+$') then
-  return {'corrupt', 0}
-end
-local generation = tonumber(stored) + 1
-local bumped = string.sub(meta, 1, 28) .. string.format('%d', generation)
-redis.call('HSET', key, '\0', bumped)
-redis.call('PEXPIRE', key, ARGV[2])
-if string.sub(meta, 1, 4) ~= ARGV[1] then
-  -- Keep the data: an instance still on the old tag must not destroy what newer ones wrote.
-  return {'schema-reset', generation, meta}
-end
--- The budget is checked before anything is read, so an oversized session costs a bail-out,
--- not a stall of every other client while its values are copied.
+-- Reply: {kernel, shared, pttl}. pttl is the kernel hash's TTL left before this takeover
+-- refreshed it (ms; -2 when there is none), which tells how long ago it was last written. kernel is {reason, generation, stored meta, ...}: 'miss' and
+-- 'corrupt' carry nothing more; 'over-budget' adds {'keys' or 'bytes', amount}; 'restored' adds
+-- field, value, ...  shared is {} (not asked, or nothing stored), {'over-budget', 'keys' or
+-- 'bytes', amount} or {'ok', field, value, ...}; its '\0' field (a forget stamp) is never sent.
 local max_keys, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
-local count = redis.call('HLEN', key) - 1
-if max_keys > 0 and count > max_keys then
-  return {'over-budget', generation, meta, 'keys', count}
-end
-if max_bytes > 0 then
-  -- MEMORY USAGE (one C call, no value copied) bounds the values' bytes from above: a session
-  -- under the budget by it needs no exact count. Servers that refuse it in scripts get the count.
-  local usage = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '0')
-  if not (type(usage) == 'number' and usage <= max_bytes) then
-    local total = 0
-    for _, field in ipairs(redis.call('HKEYS', key)) do
-      if string.byte(field, 1) ~= 0 then
-        total = total + redis.call('HSTRLEN', key, field)  -- a length, never the value
+
+-- The budget is checked before anything is read, so an oversized session costs a bail-out,
+-- not a stall of every other client while its values are copied. nil when within it.
+local function over_budget(key)
+  local count = redis.call('HLEN', key) - 1
+  if max_keys > 0 and count > max_keys then
+    return {'keys', count}
+  end
+  if max_bytes > 0 then
+    -- MEMORY USAGE (one C call, no value copied) bounds the values' bytes from above: a session
+    -- under the budget by it needs no exact count. Servers that refuse it in scripts get the count.
+    local usage = redis.pcall('MEMORY', 'USAGE', key, 'SAMPLES', '0')
+    if not (type(usage) == 'number' and usage <= max_bytes) then
+      local total = 0
+      for _, field in ipairs(redis.call('HKEYS', key)) do
+        if string.byte(field, 1) ~= 0 then
+          total = total + redis.call('HSTRLEN', key, field)  -- a length, never the value
+        end
+      end
+      if total > max_bytes then
+        return {'bytes', total}
       end
     end
-    if total > max_bytes then
-      return {'over-budget', generation, meta, 'bytes', total}
+  end
+  return nil
+end
+
+local function append_fields(reply, key)
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.byte(all[i], 1) ~= 0 then
+      reply[#reply + 1] = all[i]
+      reply[#reply + 1] = all[i + 1]
     end
   end
+  return reply
 end
-local reply = {'restored', generation, meta}
-local all = redis.call('HGETALL', key)
-for i = 1, #all, 2 do
-  if string.byte(all[i], 1) ~= 0 then
-    reply[#reply + 1] = all[i]
-    reply[#reply + 1] = all[i + 1]
+
+local pttl = redis.call('PTTL', KEYS[1])
+
+local function kernel(key)
+  local meta = redis.call('HGET', key, '\0')
+  if not meta then
+    return {'miss', 0}  -- nothing is written on a miss: the first flush creates the hash
   end
+  local stored = string.sub(meta, 29)
+  if #meta < 29 or #stored > 18 or not string.match(stored, '^%d+$') then
+    return {'corrupt', 0}
+  end
+  local generation = tonumber(stored) + 1
+  redis.call('HSET', key, '\0', string.sub(meta, 1, 28) .. string.format('%d', generation))
+  redis.call('PEXPIRE', key, ARGV[2])
+  if string.sub(meta, 1, 4) ~= ARGV[1] then
+    -- Keep the data: an instance still on the old tag must not destroy what newer ones wrote.
+    return {'schema-reset', generation, meta}
+  end
+  local over = over_budget(key)
+  if over then
+    return {'over-budget', generation, meta, over[1], over[2]}
+  end
+  return append_fields({'restored', generation, meta}, key)
 end
-return reply
+
+local function shared(key)
+  if ARGV[5] ~= '1' or redis.call('EXISTS', key) == 0 then
+    return {}
+  end
+  redis.call('PEXPIRE', key, ARGV[2])  -- a new tab or a reload is activity of the whole session
+  local over = over_budget(key)
+  if over then
+    return {'over-budget', over[1], over[2]}
+  end
+  return append_fields({'ok'}, key)
+end
+
+return {kernel(KEYS[1]), shared(KEYS[2]), pttl}
