@@ -114,6 +114,9 @@ def test_a_session_on_solaras_engine_fails_over_to_ours_and_stays_in_our_format(
 
     proxy.target = c.port
     b.kill()
+    # the page showed 4 on B already: wait for C's restore and the reconnect before reading the page
+    wait_until(lambda: state(c)["restore_success"] == 1, "C restored the session", 20)
+    wait_until(lambda: page.evaluate("solara.debug.connectionStatus") == "connected", "reconnected to C", 20)
     count_on(page, 4, 0)  # only our format holds 4: C read ours, not Solara's (which still says 3)
     shows(page, "(1, 2, 3, 4)", "['n1', 'n2', 'n3', 'n4']", False)
     remounted_without_dialog(page, "success")
