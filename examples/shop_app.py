@@ -13,6 +13,7 @@ button), or behind a fleet with ``SOLARA_STATE_BACKEND=redis``.
 from __future__ import annotations
 
 import os
+import socket
 
 import attrs
 import solara
@@ -92,6 +93,8 @@ def checkout() -> Checkout:
 # Deliberately not persisted: after a failover it starts again from zero.
 clicks = solara.reactive(0)
 
+#: Which instance serves the page: ``demo --fleet`` names its instances; else the host name.
+SERVED_BY = os.environ.get("SHOP_INSTANCE_NAME") or socket.gethostname()
 FAILOVER_BUTTON = os.environ.get("SOLARA_STATE_TEST_EVICTION", "").lower() in ("1", "true", "yes", "on")
 
 
@@ -114,7 +117,7 @@ def FilterPanel() -> None:
         on_value=lambda category: filters.set(attrs.evolve(current, category=category)),
     )
     solara.SliderFloat(
-        "Max price",
+        f"Max price: {price(current.max_price)}",
         value=current.max_price,
         min=5,
         max=100,
@@ -170,23 +173,37 @@ def RestoreNote() -> None:
     info = restore_info()
     if info is not None and info.result == "success":
         solara.Success(
-            f"Restored {len(info.keys)} values on {info.instance} in {info.duration * 1000:.0f} ms "
-            f"(last saved {info.age or 0:.0f} s ago): {', '.join(info.keys)}"
+            f"Restored {len(info.keys)} value{'' if len(info.keys) == 1 else 's'} on {SERVED_BY} "
+            f"in {info.duration * 1000:.0f} ms (last saved {info.age or 0:.0f} s ago): {', '.join(info.keys)}"
         )
+
+
+@solara.component
+def WhatIsKept() -> None:
+    solara.Markdown(
+        f"""
+Served by **{SERVED_BY}**. What this page keeps when its server goes away:
+
+| value | kept | a failover | a reload (F5) or a new tab |
+| :-- | :-- | :-- | :-- |
+| filters, selected product, checkout | per page (`@persisted`) | restored | starts afresh |
+| currency | per browser session (`scope="session"`) | restored | kept |
+| unsaved clicks | not persisted (`solara.reactive`) | starts again at 0 | starts again at 0 |
+"""
+    )
 
 
 @solara.component
 def Page() -> None:
     solara.Title("solara-persisted shop")
-    with solara.Column(style={"max-width": "720px", "margin": "auto"}):
+    with solara.Column(align="center", style={"width": "100%"}), solara.Column(
+        style={"max-width": "720px", "width": "100%"}
+    ):
         solara.Markdown("# Shop")
         RestoreNote()
+        WhatIsKept()
         solara.ToggleButtonsSingle(value=currency.value, values=list(RATES), on_value=currency.set)
-        solara.Text(
-            f"Currency: {currency.value}. It is session state: reload (F5) or open a new tab and it "
-            "stays; the filters, product and checkout are this page's state: a failover restores "
-            "them, a reload starts them afresh."
-        )
+        solara.Text(f"Currency: {currency.value}. It is session state: reload the page and it stays.")
         FilterPanel()
         ProductPicker()
         CheckoutForm()

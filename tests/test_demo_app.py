@@ -38,6 +38,7 @@ def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: F
     page.get_by_role("button", name="USD").click()
     expect(page.get_by_text("Currency: USD.")).to_be_visible()
     expect(page.get_by_text("59 $")).to_be_visible()  # prices follow the session's currency
+    expect(page.get_by_text("Max price: 65 $")).to_be_visible()  # the slider says its value
     shown = page.get_by_text(re.compile(r"^Persistence generation: \d+$"))
     generation = int(shown.inner_text().rpartition(" ")[2])
 
@@ -56,4 +57,4 @@ def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: F
     page.reload()  # F5: the session's currency stays, this page's state starts afresh
     expect(page.get_by_text("Currency: USD.")).to_be_visible(timeout=20_000)
     expect(page.get_by_text("Checkout, step 1 of 3")).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^Restored 1 values on .+: shop\.currency$"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Restored 1 value on .+: shop\.currency$"))).to_be_visible()
