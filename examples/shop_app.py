@@ -94,7 +94,7 @@ def checkout() -> Checkout:
 clicks = solara.reactive(0)
 
 #: Which instance serves the page: ``demo --fleet`` names its instances; else the host name.
-SERVED_BY = os.environ.get("SHOP_INSTANCE_NAME") or socket.gethostname()
+SERVED_BY = os.environ.get("SOLARA_PERSISTED_DEMO_INSTANCE") or socket.gethostname()
 FAILOVER_BUTTON = os.environ.get("SOLARA_STATE_TEST_EVICTION", "").lower() in ("1", "true", "yes", "on")
 
 

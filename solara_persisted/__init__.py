@@ -29,6 +29,7 @@ from .solara_integration import (
     state_generation,
 )
 from .spec import Family, PersistConfig, PersistedSpec, persisted, persisted_family, registry
+from .status import PersistenceStatus
 
 __all__ = [
     "AddField",
@@ -46,6 +47,7 @@ __all__ = [
     "PersistConfig",
     "PersistedError",
     "PersistedSpec",
+    "PersistenceStatus",
     "RemoveField",
     "Rename",
     "RestoreInfo",

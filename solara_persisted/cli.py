@@ -1,39 +1,266 @@
-"""The ``solara-persisted`` command."""
+"""The ``solara-persisted`` command.
+
+Refusals are one line on stderr, the problem and then the fix, with exit status 2 (the command
+could not run: a missing file, an app that fails to import, nothing declared). ``check`` exits 1
+when it ran and found problems, so CI tells "the gate failed" from "the gate never ran". App
+modules and directories come from the command line, else from ``[tool.solara-persisted]`` in the
+nearest ``pyproject.toml``, so a bare ``solara-persisted check`` checks the project.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import functools
+import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import click
 from rich.console import Console
 
+from .codegen import display_path
+
 if TYPE_CHECKING:
     from .codegen import Problem
+    from .spec import Registry
 
 #: The example app, when running from a checkout of the repository.
 EXAMPLE_APP = Path(__file__).resolve().parents[1] / "examples" / "shop_app.py"
+PYPROJECT = "pyproject.toml"
+#: ``check --format``: ``auto`` is ``table`` on a terminal and ``plain`` anywhere else (a CI log).
+FORMATS = ("auto", "table", "plain", "json", "github")
+#: The keys of ``[tool.solara-persisted]``: the app modules (dotted names or .py paths) and the
+#: two directories, paths relative to the pyproject.toml.
+PROJECT_KEYS = ("apps", "schemas-dir", "goldens-dir")
 
 
-@click.group()
+class CliError(click.ClickException):
+    """A refusal in one line, ``problem. Fix: fix``; exit 2: the command could not do its job."""
+
+    exit_code = 2
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(" ".join(f"{problem}. Fix: {fix}".split()))
+
+
+# --------------------------------------------------------------------------- project configuration
+
+
+@attrs.frozen
+class Project:
+    """Where a command's apps and directories come from: ``[tool.solara-persisted]``, else defaults.
+
+    Paths in the table are relative to its ``pyproject.toml``, so the command works from any
+    directory of the project; without a table the defaults are relative to the current directory.
+    """
+
+    root: Path
+    source: Path | None = None
+    apps: tuple[str, ...] = ()
+    schemas_dir: Path = Path("schemas")
+    goldens_dir: Path = Path("goldens")
+
+    @classmethod
+    def find(cls, start: Path) -> Project:
+        """The nearest ``pyproject.toml`` from ``start`` upwards that has the table (as ruff looks for its own)."""
+        for directory in (start, *start.parents):
+            path = directory / PYPROJECT
+            if path.is_file():
+                table = _project_table(path)
+                if table is not None:
+                    return cls._parse(path, table)
+        return cls(root=start, schemas_dir=start / "schemas", goldens_dir=start / "goldens")
+
+    @classmethod
+    def _parse(cls, path: Path, table: dict[str, Any]) -> Project:
+        where = f"[tool.solara-persisted] in {display_path(path)}"
+        for key in table:
+            if key not in PROJECT_KEYS:
+                close = difflib.get_close_matches(key, PROJECT_KEYS, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"the keys are {', '.join(PROJECT_KEYS)}"
+                raise CliError(f"{where} has an unknown key {key!r}", hint)
+        apps = table.get("apps", [])
+        if not isinstance(apps, list) or not all(isinstance(a, str) and a for a in apps):
+            raise CliError(
+                f"{where}: apps must be a list of module names or .py paths", 'apps = ["myapp/state.py"]'
+            )
+        dirs = {}
+        for key in ("schemas-dir", "goldens-dir"):
+            value = table.get(key, key.removesuffix("-dir"))
+            if not isinstance(value, str) or not value:
+                raise CliError(f"{where}: {key} must be a path", f'{key} = "{key.removesuffix("-dir")}"')
+            dirs[key] = path.parent / value
+        root = path.parent
+        resolved = tuple(str(root / a) if _is_path(a) else a for a in apps)
+        return cls(root, path, resolved, dirs["schemas-dir"], dirs["goldens-dir"])
+
+    def describe(self) -> str:
+        return f" (from [tool.solara-persisted] in {display_path(self.source)})" if self.source else ""
+
+
+def _project_table(path: Path) -> dict[str, Any] | None:
+    text = path.read_text(encoding="utf-8")
+    if "solara-persisted" not in text:
+        return None  # not ours: no need to parse it (or to have a TOML parser)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise CliError(
+                f"reading [tool.solara-persisted] in {display_path(path)} needs a TOML parser",
+                "use Python 3.11 or later, or `pip install tomli`",
+            ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise CliError(f"{display_path(path)} is not valid TOML ({error})", "fix the file") from error
+    table = data.get("tool", {}).get("solara-persisted")
+    if table is not None and not isinstance(table, dict):
+        raise CliError(
+            f"tool.solara-persisted in {display_path(path)} is not a table",
+            "write it as [tool.solara-persisted]",
+        )
+    return table
+
+
+def _is_path(target: str) -> bool:
+    return target.endswith(".py") or "/" in target or os.sep in target
+
+
+@attrs.frozen
+class Target:
+    """What one run works on: the app modules, where to import them from, and the directories."""
+
+    apps: tuple[str, ...]
+    search_path: Path | None
+    schemas_dir: Path
+    goldens_dir: Path | None  # only for the commands that write goldens
+    note: str  # where the apps came from, for the first line of output
+
+    @property
+    def shown_apps(self) -> str:
+        return ", ".join(display_path(a) if _is_path(a) else a for a in self.apps)
+
+
+def resolve(
+    apps: tuple[str, ...], schemas_dir: Path | None, goldens_dir: Path | None = None, *, goldens: bool = False
+) -> Target:
+    """Command-line values win; anything not given comes from the project's table (or the defaults).
+
+    The project file is only read when something was not given, so a fully explicit command
+    never depends on it.
+    """
+    project = functools.cache(lambda: Project.find(Path.cwd()))
+    schemas = schemas_dir or project().schemas_dir
+    goldens_at = (goldens_dir or project().goldens_dir) if goldens else None
+    if apps:
+        return Target(apps, None, schemas, goldens_at, "")
+    if not project().apps:
+        raise CliError(
+            "no app modules given",
+            "pass APP_MODULE... (dotted names or .py paths), or list them as apps = [...] under "
+            "[tool.solara-persisted] in pyproject.toml",
+        )
+    return Target(project().apps, project().root, schemas, goldens_at, project().describe())
+
+
+@contextlib.contextmanager
+def refusals(quiet: bool = False) -> Iterator[None]:
+    """Turn the schema tooling's own errors (a missing app, a broken schema file) into one-line refusals.
+
+    ``quiet`` sends what an app prints while importing to stderr, so it cannot corrupt a
+    machine-readable report on stdout.
+    """
+    from .codegen import ToolingError
+
+    redirect = contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext()
+    try:
+        with redirect:
+            yield
+    except ToolingError as error:
+        raise CliError(error.problem, error.fix) from error
+
+
+def _load(target: Target, *, quiet: bool = False) -> Registry:
+    """Import the app modules so their declarations register."""
+    from .codegen import load_apps
+    from .spec import registry
+
+    with refusals(quiet):
+        load_apps(target.apps, search_path=target.search_path)
+    return registry
+
+
+def _require_declarations(registry: Registry, target: Target, *, offer_allow_empty: bool = False) -> None:
+    """An app that declares nothing is almost always the wrong module: refuse instead of passing vacuously."""
+    if registry.specs() or registry.retired():
+        return
+    names = target.shown_apps
+    untyped = registry.untyped()
+    if untyped:
+        problem = (
+            f"{names} declares no typed persisted spec, only {len(untyped)} persist=True reactive"
+            f"{'' if len(untyped) == 1 else 's'}, which have no schema"
+        )
+    else:
+        problem = f"{names} declares no persisted spec (@persisted or persisted_family): nothing to check"
+    fix = "pass the modules that declare the app's persisted state"
+    if target.note:
+        fix = "list the modules that declare the app's persisted state in apps = [...] of [tool.solara-persisted]"
+    if offer_allow_empty:
+        fix += ", or --allow-empty for a project that has none yet"
+    raise CliError(problem, fix)
+
+
+def _schemas_dir_check(schemas_dir: Path) -> None:
+    if schemas_dir.exists() and not schemas_dir.is_dir():
+        raise CliError(
+            f"the schemas directory {display_path(schemas_dir)} is a file", "pass --schemas-dir DIRECTORY"
+        )
+    if not schemas_dir.exists():
+        raise CliError(
+            f"the schemas directory {display_path(schemas_dir)} does not exist",
+            "run `solara-persisted codegen` for the same apps and commit what it writes, or pass "
+            "--schemas-dir with the directory your schemas are in",
+        )
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+@click.group(name="solara-persisted", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="solara-persisted", prog_name="solara-persisted")
 def main() -> None:
-    """Persist Solara reactive state across instances."""
+    """Persist Solara reactive state across instances.
+
+    codegen, check and golden take the app modules (dotted names or .py paths) as arguments, or
+    read them from [tool.solara-persisted] in pyproject.toml: apps = [...], schemas-dir,
+    goldens-dir.
+    """
 
 
-@main.command()
+@main.command(short_help="Serve the shop and fail it over (or --scripted, --fleet).")
 @click.option("--scripted", is_flag=True, help="Run the narrated in-process failover instead of the app.")
 @click.option(
     "--fleet",
     is_flag=True,
-    help="A real fleet: local redis-server, two instances, a proxy on --port; Enter kills the serving one.",
+    help="A real fleet: local redis-server, two instances, a proxy on --port; Enter kills the serving one, q quits.",
 )
-@click.option("--app", "app", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
+@click.option("--app", "app", type=click.Path(path_type=Path), default=None, help="Serve this app instead.")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8765, show_default=True)
+@click.option(
+    "--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="0: any free port."
+)
 @click.option("--debounce", default=0.2, show_default=True, help="Write-behind debounce in seconds.")
 def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, debounce: float) -> None:
     """Click through a failover: the shop app on the in-process memory backend.
@@ -41,21 +268,24 @@ def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, de
     Change the filters, pick a product, fill in a step of the checkout, then press
     "Simulate failover": the kernel is dropped as if its instance died, the browser
     reconnects, and the page re-mounts in place with everything that was persisted.
-    With --fleet the instance really dies: press Enter in the terminal to SIGKILL it.
+    With --fleet the instance really dies: press Enter in the terminal to SIGKILL it, q to quit.
     """
     console = Console()
     if scripted and fleet:
-        raise click.UsageError("--scripted and --fleet are two different demos; pick one")
+        raise CliError("--scripted and --fleet are two different demos", "pass one of them")
     if scripted:
         from . import demo as scenario
 
         scenario.run(console, debounce=debounce)
         return
+    if app is not None and not app.is_file():
+        raise CliError(
+            f"the app {app} is not a file", "pass --app with the path of a Solara app (a .py file)"
+        )
     app = app or EXAMPLE_APP
     if not app.exists():
-        raise click.UsageError(
-            f"the example app {app} is not here (installed from a wheel?); pass --app PATH"
-        )
+        raise CliError(f"the example app {app} is not here (installed from a wheel?)", "pass --app PATH")
+    ensure_port_free(host, port)  # before anything starts: a busy port is one line, not a dead server
     if fleet:
         from . import devfleet
 
@@ -89,36 +319,68 @@ def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, de
     raise SystemExit(subprocess.call(command, env=env))
 
 
-_APPS = click.argument("apps", nargs=-1, required=True, metavar="APP_MODULE...")
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port something else listens on, naming a free one to pass as ``--port`` instead."""
+    if port == 0:
+        return
+    try:
+        with _bound(host, port):
+            return
+    except OSError as error:
+        reason = error.strerror or str(error)
+    try:
+        with _bound(host, 0) as probe:
+            suggestion = f", e.g. --port {probe.getsockname()[1]}"
+    except OSError:
+        suggestion = ""
+    raise CliError(
+        f"the demo port {host}:{port} cannot be used ({reason})", f"pass --port with a free one{suggestion}"
+    )
+
+
+@contextlib.contextmanager
+def _bound(host: str, port: int) -> Iterator[socket.socket]:
+    """A socket bound as a server binds it (SO_REUSEADDR, like uvicorn and asyncio): free means bindable."""
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        yield sock
+
+
+_APPS = click.argument("apps", nargs=-1, metavar="[APP_MODULE]...")
 _SCHEMAS_DIR = click.option(
     "--schemas-dir",
-    default="schemas",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="schemas-dir of [tool.solara-persisted], else schemas",
+    type=click.Path(path_type=Path),  # not click's own checks: ours refuse in one line
     help="Where the committed schemas live.",
 )
 
 
-@main.command()
+@main.command(short_help="Write the JSON Schema of each spec's declared version.")
 @_APPS
 @_SCHEMAS_DIR
 @click.option(
     "--force", is_flag=True, help="Rewrite a changed schema in place (only for a version never deployed)."
 )
-def codegen(apps: tuple[str, ...], schemas_dir: Path, force: bool) -> None:
+def codegen(apps: tuple[str, ...], schemas_dir: Path | None, force: bool) -> None:
     """Write schemas/<key>/v<N>.json for every spec the app modules (names or .py paths) declare."""
     from . import codegen as generator
-    from .spec import registry
 
+    target = resolve(apps, schemas_dir)
     console = Console()
-    generator.load_apps(apps)
-    report = generator.generate(registry, schemas_dir, force=force)
+    _print_source(console, target)
+    registry = _load(target)
+    _require_declarations(registry, target)
+    with refusals():
+        report = generator.generate(registry, Path(display_path(target.schemas_dir)), force=force)
     for path in report.written:
-        console.print(f"[green]wrote[/] {path}")
+        console.print(f"[green]wrote[/] {display_path(path)}", highlight=False)
     for path in report.unchanged:
-        console.print(f"[dim]unchanged {path}[/]")
+        console.print(f"[dim]unchanged {display_path(path)}[/]", highlight=False)
     for path in report.stubs:
-        console.print(f"[yellow]migration missing: wrote the stub {path}[/]")
+        console.print(f"[yellow]migration missing: wrote the stub {display_path(path)}[/]", highlight=False)
         console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False, soft_wrap=True)
     for skipped in report.skipped:
         console.print(f"[dim]skipped {skipped}[/]")
@@ -128,46 +390,68 @@ def codegen(apps: tuple[str, ...], schemas_dir: Path, force: bool) -> None:
         raise SystemExit(1)
 
 
-@main.command()
+@main.command(short_help="CI gate: fail when the specs and committed schemas disagree.")
 @_APPS
 @_SCHEMAS_DIR
-def check(apps: tuple[str, ...], schemas_dir: Path) -> None:
-    """Fail (exit 1) when the app's specs and the committed schemas disagree: a CI gate."""
-    from rich.table import Table
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="auto: a table on a terminal, plain lines elsewhere (a CI log); json; github: Actions annotations.",
+)
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Pass when the apps declare nothing and no schemas exist yet (a project's first commit).",
+)
+def check(apps: tuple[str, ...], schemas_dir: Path | None, output: str, allow_empty: bool) -> None:
+    """Fail (exit 1) when the app's specs and the committed schemas disagree: a CI gate.
 
-    from . import codegen as generator
-    from .spec import registry
+    Also refuses (exit 2, one line) to pass vacuously: apps that declare nothing (the wrong
+    module), a schemas directory that does not exist, a missing file, an app that fails to import.
+    """
+    from . import check as gate
 
     console = Console()
-    generator.load_apps(apps)
-    report = generator.check(registry, schemas_dir)
-    table = Table(title=f"persisted keys against {schemas_dir}/", title_justify="left")
-    for column in ("key", "committed", "declared", "versions", "path", "verdict", "reason"):
-        table.add_column(column)
-    for key in report.keys:
-        committed = ", ".join(f"v{v}" for v in key.committed) or "-"
-        declared = f"v{key.declared}" if key.declared is not None else "gone"
-        if not key.changes:
-            table.add_row(key.key, committed, declared, "", "", "", "")
-        for i, (versions, change) in enumerate(key.changes):
-            style = "red" if change.breaking else "green"
-            table.add_row(
-                key.key if i == 0 else "",
-                committed if i == 0 else "",
-                declared if i == 0 else "",
-                versions,
-                change.path,
-                f"[{style}]{change.verdict}[/]",
-                change.reason,
-            )
-    console.print(table)
-    for skipped in report.skipped:
-        console.print(f"[dim]skipped {skipped}[/]")
-    _print_untyped(console, report.untyped)
-    _print_problems(console, report.problems)
+    if output == "auto":
+        output = "table" if console.is_terminal else "plain"
+    try:
+        target = resolve(apps, schemas_dir)
+        schemas = Path(display_path(target.schemas_dir))
+        registry = _load(target, quiet=output == "json")
+        empty = not (registry.specs() or registry.retired())
+        if allow_empty and empty and not schemas.exists():
+            report = gate.CheckReport(schemas)  # a first commit: nothing declared, nothing committed
+        else:
+            if not allow_empty:
+                _require_declarations(registry, target, offer_allow_empty=True)
+            _schemas_dir_check(schemas)
+            with refusals():
+                report = gate.check(registry, schemas)
+    except CliError as error:
+        if output == "json":
+            click.echo(json.dumps({"ok": False, "error": error.message}, indent=2, ensure_ascii=False))
+        elif output == "github":
+            click.echo(gate.annotation("error", error.message))
+        raise
+    if output == "json":
+        click.echo(gate.dumps(report))
+    elif output == "table":
+        _print_source(console, target)
+        gate.print_table(console, report)
+    else:
+        click.echo(f"checking {target.shown_apps} against {schemas}/{target.note}")
+        for line in gate.github_lines(report) if output == "github" else gate.plain_lines(report):
+            click.echo(line)
     if not report.ok:
         raise SystemExit(1)
-    console.print("[green]check passed[/]")
+
+
+def _print_source(console: Console, target: Target) -> None:
+    if target.note:
+        console.print(f"apps: {target.shown_apps}{target.note}", highlight=False, soft_wrap=True)
 
 
 def _print_untyped(console: Console, notes: list[str]) -> None:
@@ -183,35 +467,44 @@ def _print_problems(console: Console, problems: list[Problem]) -> None:
         console.print(f"     fix: {problem.fix}", highlight=False, soft_wrap=True)
 
 
-@main.command()
+@main.command(short_help="Add the golden payload of each spec's declared version.")
 @_APPS
 @click.option(
     "--dir",
     "goldens_dir",
-    default="goldens",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="goldens-dir of [tool.solara-persisted], else goldens",
+    type=click.Path(path_type=Path),
     help="Where the committed goldens live.",
 )
 @_SCHEMAS_DIR
-def golden(apps: tuple[str, ...], goldens_dir: Path, schemas_dir: Path) -> None:
+def golden(apps: tuple[str, ...], goldens_dir: Path | None, schemas_dir: Path | None) -> None:
     """Add goldens/<key>/v<N>.json, the stored payload of each spec's declared version; never overwrites.
 
     The value is the last example of the committed schema of that version, else the default.
     """
-    from . import codegen as generator
     from . import snapshots
-    from .spec import registry
 
+    target = resolve(apps, schemas_dir, goldens_dir, goldens=True)
     console = Console()
-    generator.load_apps(apps)
-    report = snapshots.write_goldens(registry, goldens_dir, schemas_dir)
+    _print_source(console, target)
+    registry = _load(target)
+    _require_declarations(registry, target)
+    with refusals():
+        assert target.goldens_dir is not None
+        report = snapshots.write_goldens(
+            registry, Path(display_path(target.goldens_dir)), Path(display_path(target.schemas_dir))
+        )
     for path, source in report.written:
         console.print(
-            f"[green]wrote[/] {path} (from {source}); commit it: from now on it is history", soft_wrap=True
+            f"[green]wrote[/] {display_path(path)} (from {source}); commit it: from now on it is history",
+            soft_wrap=True,
+            highlight=False,
         )
     for path in report.kept:
-        console.print(f"[dim]kept {path}: goldens are never rewritten[/]", soft_wrap=True)
+        console.print(
+            f"[dim]kept {display_path(path)}: goldens are never rewritten[/]", soft_wrap=True, highlight=False
+        )
     for skipped in report.skipped:
         console.print(f"[dim]skipped {skipped}[/]")
     _print_problems(console, report.problems)

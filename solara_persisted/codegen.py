@@ -1,21 +1,19 @@
-"""Committed JSON Schemas per key and version, their differences, and the ``check`` gate.
+"""Committed JSON Schemas per key and version, their differences, and loading the app that declares them.
 
 ``generate`` writes ``schemas/<key>/v<N>.json`` for the declared version of every spec, in
 deterministic bytes so the files can be committed and reviewed; the older versions' files stay as
-history, since their classes no longer exist anywhere else. ``check`` compares the app against
-that history: a shape changed without a version bump, a bump without a migration, a migration
-whose output does not fit the next schema on the committed examples, or a key that vanished
-without being retired would each lose or corrupt some user's state on the next deploy.
+history, since their classes no longer exist anywhere else. ``diff`` classifies how the stored form
+changed between two of them; the ``check`` gate (``check.py``) is built on both.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import importlib.util
 import json
 import os
 import sys
+import traceback
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,21 +21,20 @@ from types import ModuleType
 from typing import Any
 
 import attrs
-import jsonschema
-import orjson
 
 from . import migrations
 from .codec import type_name
-from .errors import MigrationError
 from .spec import PersistedSpec, Registry
 
 __all__ = [
+    "AppLoadError",
     "Change",
-    "CheckReport",
     "GenerateReport",
     "Problem",
-    "check",
+    "SchemaFileError",
+    "ToolingError",
     "diff",
+    "display_path",
     "generate",
     "key_dirname",
     "load_apps",
@@ -55,33 +52,102 @@ _NOT_SHAPE = frozenset({"title", "description", "$comment", "examples", "$schema
 # --------------------------------------------------------------------------- loading the app
 
 
-def load_apps(targets: Iterable[str]) -> list[ModuleType]:
+class ToolingError(Exception):
+    """Why a schema command cannot run, as one line: the problem, then the fix.
+
+    The CLI prints it instead of a traceback: the person running ``check`` in CI needs the file,
+    the line and the cause, not importlib's or json's frames.
+    """
+
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = " ".join(problem.split())
+        self.fix = fix
+        super().__init__(f"{self.problem}. Fix: {fix}")
+
+
+class AppLoadError(ToolingError):
+    """An app module that cannot be loaded: missing, not a module, or raising while it is imported."""
+
+
+class SchemaFileError(ToolingError):
+    """A committed schema file that is not one ``codegen`` wrote."""
+
+
+def load_apps(targets: Iterable[str], *, search_path: Path | None = None) -> list[ModuleType]:
     """Import each app module (a dotted name or a ``.py`` path) so its declarations register.
 
     A file is executed afresh under a private module name each time, so a second load (``check``
-    after ``codegen`` in one process, a test) registers its specs again.
+    after ``codegen`` in one process, a test) registers its specs again. ``search_path`` (default:
+    the current directory) goes on ``sys.path`` first, as ``python -m`` does, so app packages
+    import. A missing file or module, or an app whose import raises, is an ``AppLoadError``.
     """
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)  # like ``python -m``: app packages are importable from where we run
-    modules = []
-    for target in targets:
-        path = Path(target)
-        if target.endswith(".py") or path.exists():
-            resolved = path.resolve()
-            name = f"_solara_persisted_app_{abs(hash(str(resolved))):x}"
-            spec = importlib.util.spec_from_file_location(name, resolved)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot import {target}: not a Python file")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module  # attrs and dataclasses resolve annotations through it
+    where = str(search_path or Path.cwd())
+    if where not in sys.path:
+        sys.path.insert(0, where)
+    return [_load(target, where) for target in targets]
+
+
+def _load(target: str, where: str) -> ModuleType:
+    path = Path(target)
+    if path.is_dir():
+        raise AppLoadError(f"{target} is a directory", "pass the .py file that declares the specs")
+    if target.endswith(".py") or path.exists() or os.sep in target or "/" in target:
+        if not path.is_file():
+            raise AppLoadError(
+                f"{target}: no such file (looked in {Path.cwd()})",
+                "pass the path of the module that declares the specs, or its dotted module name",
+            )
+        resolved = path.resolve()
+        name = f"_solara_persisted_app_{abs(hash(str(resolved))):x}"
+        spec = importlib.util.spec_from_file_location(name, resolved)
+        if spec is None or spec.loader is None:
+            raise AppLoadError(f"{target} is not a Python module", "pass a .py file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # attrs and dataclasses resolve annotations through it
+        try:
             spec.loader.exec_module(module)
-        elif target in sys.modules:
-            module = importlib.reload(sys.modules[target])
-        else:
-            module = importlib.import_module(target)
-        modules.append(module)
-    return modules
+        except (Exception, SystemExit) as error:
+            del sys.modules[name]
+            raise _import_failed(target, error, f"`python {target}` shows the whole traceback") from error
+        return module
+    try:
+        if target in sys.modules:
+            return importlib.reload(sys.modules[target])
+        return importlib.import_module(target)
+    except ModuleNotFoundError as error:
+        if error.name is not None and (target == error.name or target.startswith(f"{error.name}.")):
+            raise AppLoadError(
+                f"no module named {target!r} is importable from {where}",
+                "pass the app's .py path, or its dotted name as seen from the project's root",
+            ) from error
+        raise _import_failed(
+            target, error, f'`python -c "import {target}"` shows the whole traceback'
+        ) from error
+    except (Exception, SystemExit) as error:
+        raise _import_failed(
+            target, error, f'`python -c "import {target}"` shows the whole traceback'
+        ) from error
+
+
+def _import_failed(target: str, error: BaseException, how: str) -> AppLoadError:
+    """One line for an app that raised while importing: the exception and the app's own line that raised it."""
+    if isinstance(error, SyntaxError) and error.filename:
+        at = f"{display_path(error.filename)}:{error.lineno}"
+        message = error.msg
+    else:
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith("<")]
+        at = f"{display_path(frames[-1].filename)}:{frames[-1].lineno}" if frames else target
+        message = str(error)
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return AppLoadError(f"importing {target} failed at {at}: {text}", f"fix the app; {how}")
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path relative to the current directory when it is under it, as a person there would type it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 # --------------------------------------------------------------------------- documents
@@ -130,9 +196,16 @@ def read_committed(schemas_dir: Path) -> dict[str, dict[int, dict[str, Any]]]:
     if not schemas_dir.is_dir():
         return out
     for path in sorted(schemas_dir.glob("*/v*.json")):
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        meta = doc.get(META, {})
-        out.setdefault(meta["key"], {})[int(meta["version"])] = doc
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            meta = doc[META]
+            out.setdefault(str(meta["key"]), {})[int(meta["version"])] = doc
+        except (ValueError, KeyError, TypeError) as error:
+            reason = f"no {error} in {META}" if isinstance(error, KeyError) else f"{error}"
+            raise SchemaFileError(
+                f"{path} is not a schema codegen wrote ({reason})",
+                "restore it from version control, or delete it and rerun `solara-persisted codegen`",
+            ) from error
     return out
 
 
@@ -326,11 +399,16 @@ class _SchemaDiff:
 
 @attrs.frozen
 class Problem:
-    """One reason ``check`` (or ``codegen``) fails, with the fix."""
+    """One reason ``check`` (or ``codegen``) fails, with the fix.
+
+    ``site`` (``path:line``) is where to look: the spec's declaration, or a committed schema file;
+    CI annotations point at it.
+    """
 
     key: str
     problem: str
     fix: str
+    site: str | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.define
@@ -415,6 +493,7 @@ def _unbumped(spec: PersistedSpec, changes: list[Change]) -> Problem:
         f"the shape of version {spec.version} changed without a version bump ({summary})",
         f"declare version={spec.version + 1} with a migration from {spec.version}, "
         "or (for a version never deployed) rerun codegen with --force",
+        site=spec.site,
     )
 
 
@@ -460,166 +539,3 @@ def migration_stub(spec: PersistedSpec, previous: int, changes: list[Change], do
         "",
     ]
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- check
-
-
-@attrs.define
-class KeyReport:
-    key: str
-    committed: list[int]
-    declared: int | None
-    #: (which versions, change): the last committed step, or the drift of the declared version.
-    changes: list[tuple[str, Change]] = attrs.Factory(list)
-
-
-@attrs.define
-class CheckReport:
-    keys: list[KeyReport] = attrs.Factory(list)
-    problems: list[Problem] = attrs.Factory(list)
-    skipped: list[str] = attrs.Factory(list)
-    #: ``persist=True`` reactives (``untyped_notes``); listed, never a failure.
-    untyped: list[str] = attrs.Factory(list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def check(registry: Registry, schemas_dir: Path) -> CheckReport:
-    """Everything that would lose or corrupt stored state on the next deploy, as problems."""
-    report = CheckReport(untyped=untyped_notes(registry))
-    committed = read_committed(schemas_dir)
-    specs = _json_specs(registry, report.skipped)
-    for spec in specs:
-        versions = committed.get(spec.key, {})
-        key_report = KeyReport(spec.key, sorted(versions), spec.version)
-        report.keys.append(key_report)
-        _check_spec(spec, versions, key_report, report.problems)
-    declared = {spec.key for spec in registry.specs()}
-    retired = registry.retired()
-    for key in sorted(set(committed) - declared):
-        report.keys.append(KeyReport(key, sorted(committed[key]), None))
-        if key not in retired:
-            report.problems.append(
-                Problem(
-                    key,
-                    "has committed schemas but the app no longer declares it: stored values would be ignored",
-                    f'declare retired("{key}", successor="new.key") (or successor=None to drop it on purpose)',
-                )
-            )
-        elif retired[key] is not None and retired[key] not in declared:
-            report.problems.append(
-                Problem(
-                    key,
-                    f"is retired with successor {retired[key]!r}, which is not declared",
-                    "fix the successor key",
-                )
-            )
-    return report
-
-
-def _check_spec(
-    spec: PersistedSpec, versions: dict[int, dict[str, Any]], key_report: KeyReport, problems: list[Problem]
-) -> None:
-    current = versions.get(spec.version)
-    doc = schema_document(spec, current.get("examples", ()) if current else ())
-    if not versions:
-        problems.append(
-            Problem(spec.key, "has no committed schema", "run `solara-persisted codegen` and commit schemas/")
-        )
-        return
-    if current is not None:
-        changes = diff(current, doc)
-        if changes:
-            key_report.changes = [(f"v{spec.version} (unbumped)", c) for c in changes]
-            problems.append(_unbumped(spec, changes))
-            return
-        if render(current) != render(doc):
-            problems.append(
-                Problem(
-                    spec.key,
-                    f"v{spec.version}.json is out of date (same shape: names or examples changed)",
-                    "rerun codegen and commit",
-                )
-            )
-    newer = [v for v in versions if v > spec.version]
-    if newer:
-        problems.append(
-            Problem(
-                spec.key,
-                f"declares version {spec.version} but version {max(newer)} is committed",
-                "versions only go up: bump past the committed ones",
-            )
-        )
-    previous = _previous(versions, spec.version)
-    if previous is None:
-        return
-    key_report.changes = [(f"v{previous} -> v{spec.version}", c) for c in diff(versions[previous], doc)]
-    if current is None:
-        problems.append(
-            Problem(
-                spec.key,
-                f"v{spec.version}.json is not committed",
-                "run `solara-persisted codegen` and commit it",
-            )
-        )
-    missing = [v for v in range(min(versions), spec.version) if v not in spec.steps]
-    for v in missing:
-        problems.append(
-            Problem(
-                spec.key,
-                f"the bump from version {v} to {v + 1} has no migration",
-                f"declare migration(<reactive>, from_version={v}, ops=[...]) next to the spec "
-                f"(codegen writes a stub into schemas/{key_dirname(spec.key)}/)",
-            )
-        )
-    if missing:
-        return
-    schemas = {**versions, spec.version: doc}
-    problems.extend(_check_examples(spec, schemas))
-
-
-def _check_examples(spec: PersistedSpec, schemas: dict[int, dict[str, Any]]) -> list[Problem]:
-    """Run every committed example through each step, and the whole chain, forwards and (where reversible) back."""
-    problems = []
-    for version in sorted(schemas):
-        for i, example in enumerate(schemas[version].get("examples", ())):
-            label = f"example {i} of v{version}"
-            nxt, prv = version + 1, version - 1
-            step_problems = []
-            if version < spec.version and nxt in schemas:
-                step_problems += _step_fits(spec, version, nxt, example, schemas[nxt], label)
-            if prv in schemas and spec.steps[prv].reversible:
-                step_problems += _step_fits(spec, version, prv, example, schemas[prv], label)
-            problems += step_problems
-            if version < spec.version and not step_problems:  # else the same failure, once more
-                try:
-                    migrations.convert(spec, spec.key, version, orjson.dumps(example))
-                except MigrationError as error:
-                    problems.append(
-                        Problem(spec.key, f"{label} does not restore: {error}", "fix the migration chain")
-                    )
-    return problems
-
-
-def _step_fits(
-    spec: PersistedSpec, version: int, target: int, example: Any, schema: dict[str, Any], label: str
-) -> list[Problem]:
-    direction = "backwards " if target < version else ""
-    try:
-        obj = migrations.run_chain(spec, spec.key, version, copy.deepcopy(example), target)
-    except MigrationError as error:
-        return [Problem(spec.key, f"{label}: {error}", "fix the migration")]
-    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(obj))
-    if error is None:
-        return []
-    path = migrations.json_path(list(error.absolute_path)) or "the root"
-    return [
-        Problem(
-            spec.key,
-            f"{label} migrated {direction}to v{target} does not fit v{target}.json at {path}: {error.message}",
-            f"fix the migration between versions {min(version, target)} and {max(version, target)}",
-        )
-    ]

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import attrs
 
 from .errors import ConfigError
+from .parsing import parse_bool, parse_duration, parse_fraction, parse_int, parse_size
 
 BACKENDS = ("memory", "redis")
 URL_SCHEMES = (
@@ -107,81 +108,7 @@ KNOWN_SETTINGS = (
 )
 _STATE_PREFIX = "SOLARA_STATE_"
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-_SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    None: 1,
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-}
 _PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")  # the password of a URL, never echoed in an error
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
-
-
-def parse_duration(name: str, raw: str) -> float:
-    """``"300ms"``, ``"5m"``, ``"24h"`` or plain seconds -> seconds."""
-    match = _DURATION.match(raw)
-    if not match:
-        raise ConfigError(
-            name, f"{raw!r} is not a duration", "write a number with a unit: 300ms, 30s, 5m, 24h or 7d"
-        )
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if not math.isfinite(seconds):  # "9" * 400 parses to inf
-        raise ConfigError(
-            name, f"{raw!r} is not a finite duration", "write a number with a unit, e.g. 30s or 24h"
-        )
-    return seconds
-
-
-def parse_size(name: str, raw: str) -> int:
-    """``"1000000"``, ``"1MB"`` or ``"5MiB"`` -> bytes."""
-    match = _SIZE.match(raw)
-    if not match:
-        raise ConfigError(
-            name,
-            f"{raw!r} is not a byte size",
-            "write a whole number of bytes, or with a unit: 512kB, 1MB, 5MiB",
-        )
-    unit = match.group(2).lower() if match.group(2) else None
-    return int(match.group(1)) * _SIZE_UNITS[unit]
-
-
-def parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(name, f"{raw!r} is not a boolean", "write true or false")
-
-
-def parse_int(name: str, raw: str, minimum: int) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise ConfigError(name, f"{raw!r} is not a whole number", f"write an integer >= {minimum}") from None
-    if value < minimum:
-        raise ConfigError(name, f"{value} is below the minimum {minimum}", f"write an integer >= {minimum}")
-    return value
-
-
-def parse_fraction(name: str, raw: str) -> float:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        raise ConfigError(
-            name, f"{raw!r} is not a number", "write a fraction between 0 and 1, e.g. 0.5"
-        ) from None
-    if not 0.0 < value <= 1.0:
-        raise ConfigError(name, f"{value} is outside (0, 1]", "write a fraction between 0 and 1, e.g. 0.5")
-    return value
 
 
 @attrs.frozen(kw_only=True)
@@ -282,7 +209,7 @@ class Settings:
             raise ConfigError(
                 "SOLARA_STATE_BACKEND",
                 f"unknown backend {self.backend!r}",
-                f"use one of: {', '.join(BACKENDS)}",
+                _did_you_mean(self.backend, BACKENDS, f"use one of: {', '.join(BACKENDS)}"),
             )
         if not self.secret_keys:
             raise ConfigError(
@@ -427,6 +354,12 @@ def unknown_settings(environ: Mapping[str, str] | None = None) -> list[str]:
     return warnings
 
 
+def _did_you_mean(word: str, choices: tuple[str, ...], fix: str, suffix: str = "") -> str:
+    """``fix``, led by ``did you mean redis?`` when ``word`` is a near miss such as ``reddis``."""
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"did you mean {close[0]}{suffix}? {fix[0].upper()}{fix[1:]}" if close else fix
+
+
 def _is_weak(key: str) -> bool:
     return (
         key.lower() in PLACEHOLDER_SECRETS
@@ -520,10 +453,11 @@ def _validate_url(url: str) -> None:
         )
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in URL_SCHEMES:
+        fix = f"use one of the schemes {', '.join(s + '://' for s in URL_SCHEMES)}"
         raise ConfigError(
             "SOLARA_STATE_URL",
             f"{_redact(url)!r} is not a supported URL",
-            f"use one of the schemes {', '.join(s + '://' for s in URL_SCHEMES)}",
+            _did_you_mean(scheme.lower(), URL_SCHEMES, fix, suffix="://") if sep else fix,
         )
     if not rest:
         raise ConfigError(

@@ -6,6 +6,11 @@ in front of them. Killing the serving instance is a SIGKILL of its process group
 crash loses) and the proxy switching over is what a load balancer does; the browser reconnects
 and the page restores from Redis. The killed instance comes back as the standby, so a person can
 fail over again and again. Every child is killed on the way out, however the command ends.
+
+At a terminal a single key acts (Enter or ``k`` fails over, ``q`` quits: the terminal is put in
+cbreak mode and restored on the way out); from a pipe, as in a test, each line is a command.
+The proxy binds the demo port before anything else starts, so a busy port is one line.
+Each instance gets ``SOLARA_PERSISTED_DEMO_INSTANCE`` (``A`` or ``B``) so a page can name it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,11 +27,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
+import tty
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -42,6 +50,12 @@ STOP_TIMEOUT = 5.0
 POLL_INTERVAL = 0.5
 #: The ``/resourcez`` ``state`` counters a person watches while failing over.
 RESTORE_FIELDS = ("restore_attempts", "restore_success", "restore_bailout", "restore_miss")
+#: Each instance's name, in its environment, for a page that wants to show which one serves it.
+INSTANCE_ENV = "SOLARA_PERSISTED_DEMO_INSTANCE"
+#: What a key at the terminal means: Enter (CR or LF) and k fail over, q and Ctrl-D quit.
+KEYS = {"\r": "", "\n": "", "k": "k", "K": "k", "q": "q", "Q": "q", "\x04": "q"}
+#: A terminal escape sequence (CSI or SS3, as arrow and function keys send), or a lone Escape.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-9;?]*[@-~]|O.|)")
 MISSING_REDIS = (
     "redis-server was not found on PATH; the fleet demo runs a local one. "
     "Run `bash .ci/demo --fleet`, which installs Debian's redis-server package first"
@@ -120,7 +134,7 @@ class Instance:
     def __init__(self, name: str, app: Path, env: Mapping[str, str], workdir: Path) -> None:
         self.name = name
         self.app = app
-        self.env = dict(env)
+        self.env = {**env, INSTANCE_ENV: name}
         self.port = _free_port()
         self.workdir = workdir / name
         self.log_path = self.workdir / "solara.log"
@@ -202,10 +216,21 @@ class DemoFleet:
         self._seen: dict[str, tuple[int, ...]] = {}
 
     def start(self) -> None:
-        """redis-server first (both instances need it at start-up), then A and B, then the proxy."""
+        """The proxy first (it holds the demo port), then redis-server (both instances need it at
+        start-up), then A and B; the proxy refuses connections until A is ready."""
         server = shutil.which("redis-server")
         if server is None:
             raise click.ClickException(MISSING_REDIS)
+        self.proxy = LoopbackProxy(None, host=self.host, port=self.port)
+        try:
+            self.proxy.start()
+        except OSError as error:
+            self.proxy.close()
+            self.proxy = None
+            raise click.ClickException(
+                f"the demo port {self.host}:{self.port} cannot be used ({error.strerror or error}). "
+                "Fix: pass --port with a free one"
+            ) from error
         url = self._start_redis(server)
         env = {
             **os.environ,
@@ -231,13 +256,7 @@ class DemoFleet:
                 )
             self.console.print(f"instance [bold]{instance.name}[/] ready on {instance.url}")
         self.serving = self.instances[0]
-        self.proxy = LoopbackProxy(self.serving.port, host=self.host, port=self.port)
-        try:
-            self.proxy.start()
-        except OSError as error:
-            raise click.ClickException(
-                f"the demo port {self.host}:{self.port} cannot be used ({error}); pass --port with a free one"
-            ) from error
+        self.proxy.target = self.serving.port
         self._background(self._watch, "fleet-watch")
 
     def _start_redis(self, server: str) -> str:
@@ -273,25 +292,27 @@ class DemoFleet:
         self._threads.append(thread)
         thread.start()
 
-    def serve(self, lines: Iterable[str]) -> None:
-        """Act on each line a person types: Enter or ``k`` fails over, ``q`` (or EOF) quits."""
+    def serve(self, commands: Iterable[str]) -> None:
+        """Act on each command: ``""`` (Enter) or ``k`` fails over, ``q`` (or the end of input) quits.
+
+        ``commands`` are single keys at a terminal (``keys``) or lines from a pipe (``lines``).
+        """
         assert self.proxy is not None and self.serving is not None
         self.console.print(
-            f"\n[bold green]Open {self.proxy.url}[/] (the proxy, now → [bold]{self.serving.name}[/]). "
+            f"\n[bold green]Open {self.proxy.url}[/] (the proxy). Now serving: [bold]{self.serving.name}[/]. "
             "Change the filters, pick a product, go to a checkout step, then:"
         )
         self.console.print(
             "  [bold]Enter[/] (or k): SIGKILL the serving instance and fail over to the other   "
             "[bold]q[/]: quit\n"
         )
-        for line in lines:
-            command = line.strip().lower()
+        for command in commands:
             if command in ("", "k"):
                 self.failover()
             elif command == "q":
                 return
             else:
-                self.console.print(f"unknown command {escape(repr(command))}: Enter or k fails over, q quits")
+                self.console.print(f"unknown key {escape(repr(command))}: Enter or k fails over, q quits")
 
     def failover(self) -> None:
         """Kill the serving instance, point the proxy at the standby, bring the killed one back."""
@@ -316,8 +337,9 @@ class DemoFleet:
         # that (a reconnect that already landed on the standby during the kill stays up)
         self.proxy.drop(dead.port)
         self.console.print(
-            f"[bold red]killed {dead.name}[/] (SIGKILL, pid {pid}); the proxy now → [bold]{standby.name}[/]. "
-            f"Watch the page reconnect and restore. Restarting {dead.name} as the standby."
+            f"[bold red]killed {dead.name}[/] (SIGKILL, pid {pid}). Now serving: [bold]{standby.name}[/] "
+            f"(the proxy → {standby.url}). Watch the page reconnect and restore. "
+            f"Restarting {dead.name} as the standby."
         )
         self._background(self._restart, f"restart-{dead.name}", dead)
 
@@ -358,6 +380,50 @@ class DemoFleet:
                 stack.callback(thread.join, STOP_TIMEOUT)
 
 
+def lines(stream: Iterable[str]) -> Iterator[str]:
+    """Commands from a pipe: one per line (Enter alone is ``""``), case and spaces ignored."""
+    for line in stream:
+        yield line.strip().lower()
+
+
+def keys(fd: int) -> Iterator[str]:
+    """Commands from a terminal in cbreak mode: one per key, no Enter needed (see ``KEYS``).
+
+    An escape sequence (an arrow key) is one unknown command, not three.
+    """
+    while data := os.read(fd, 64):
+        text = data.decode(errors="replace")
+        at = 0
+        while at < len(text):
+            sequence = _ESCAPE.match(text, at)
+            if sequence:
+                yield sequence.group()
+                at = sequence.end()
+            else:
+                yield KEYS.get(text[at], text[at])
+                at += 1
+
+
+@contextlib.contextmanager
+def cbreak(fd: int) -> Iterator[None]:
+    """Keys arrive one at a time and are not echoed; Ctrl-C still interrupts. Restored however it ends."""
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _serve_stdin(fleet: DemoFleet) -> None:
+    stdin = sys.stdin
+    if stdin is not None and stdin.isatty():
+        with cbreak(stdin.fileno()):
+            fleet.serve(keys(stdin.fileno()))
+    else:
+        fleet.serve(lines(stdin or ()))
+
+
 def run(console: Console, *, app: Path, host: str, port: int, debounce: float) -> None:
     """Run the fleet until ``q``, EOF, Ctrl-C or SIGTERM; nothing it started outlives it."""
     fleet = DemoFleet(console, app=app, host=host, port=port, debounce=debounce)
@@ -369,7 +435,7 @@ def run(console: Console, *, app: Path, host: str, port: int, debounce: float) -
     interrupted = False
     try:
         fleet.start()
-        fleet.serve(sys.stdin)
+        _serve_stdin(fleet)
     except KeyboardInterrupt:
         interrupted = True
         console.print("interrupted")

@@ -45,6 +45,7 @@ from .errors import ConfigError
 from .events import quote
 from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
+from .startup import refuse, server_program
 from .worker import Session
 
 logger = logging.getLogger("solara.state")
@@ -150,7 +151,22 @@ def autostart() -> None:
 
 
 def activate(settings: Settings | None = None) -> Engine:
-    """Start the engine and hook it into this Solara server; idempotent."""
+    """Start the engine and hook it into this Solara server; idempotent.
+
+    A configuration it must refuse raises ``ConfigError``; in a process started as a server
+    (``solara``, ``uvicorn``, ``gunicorn``, ``hypercorn``) it prints the error's one line on stderr
+    and exits with ``EXIT_REFUSED`` (3) instead, the code uvicorn itself gives a failed start-up:
+    the server would stop either way, but behind a forty-line traceback.
+    """
+    try:
+        return _activate(settings)
+    except ConfigError as error:
+        if server_program() is None:
+            raise
+        refuse(error)
+
+
+def _activate(settings: Settings | None) -> Engine:
     global _engine
     with _lock:
         if _engine is not None:
@@ -330,7 +346,8 @@ def _install_message_hook() -> None:
 
 
 def _install_refresh_banner() -> None:
-    """Append our give-up banner to every page Solara renders (its vuetify-3 page shows none)."""
+    """Append our page script to every page Solara renders: the give-up banner (its vuetify-3 page
+    shows none), and during a re-mount a notice instead of Solara's placeholder text."""
     from importlib.resources import files
 
     from solara.server import server
@@ -493,6 +510,79 @@ def state_generation() -> int | None:
     if not isinstance(manager, KernelPersistence) or manager.disabled:
         return None
     return manager.generation or None
+
+
+#: How often the shared status watcher reads the status while a page shows ``PersistenceStatus``.
+STATUS_POLL_SECONDS = 1.0
+
+
+def persistence_status() -> str:
+    """``off``, ``healthy`` or ``degraded``: the ``status`` ``/resourcez`` reports, read without I/O."""
+    active = _engine
+    return "off" if active is None else str(active.state_block()["status"])
+
+
+class _StatusWatcher:
+    """Polls the status while pages watch it; each page is told only when its shown status changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pages: dict[object, list[Any]] = {}  # token -> [kernel context, setter, status shown]
+        self._thread: threading.Thread | None = None
+
+    def watch(self, context: Any, shown: str, set_status: Callable[[str], None]) -> Callable[[], None]:
+        from solara.server import kernel_context
+
+        token = object()
+        with self._lock:
+            self._pages[token] = [context, set_status, shown]
+            if self._thread is None:
+                with kernel_context.without_context():  # shared: it must not pin this page's kernel
+                    self._thread = threading.Thread(target=self._run, name="persistence-status", daemon=True)
+                self._thread.start()
+
+        def unwatch() -> None:
+            with self._lock:
+                self._pages.pop(token, None)
+
+        return unwatch
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(STATUS_POLL_SECONDS)
+            with self._lock:
+                if not self._pages:
+                    self._thread = None
+                    return
+                pages = list(self._pages.items())
+            status = persistence_status()
+            for token, page in pages:
+                context, set_status, shown = page
+                if shown == status:
+                    continue
+                page[2] = status
+                try:
+                    with context:
+                        set_status(status)
+                except Exception as error:  # a page closing meanwhile: it stops watching
+                    logger.debug(
+                        "persistence status not shown on kernel=%s: %r", getattr(context, "id", "?"), error
+                    )
+                    with self._lock:
+                        self._pages.pop(token, None)
+
+
+_status_watcher = _StatusWatcher()
+
+
+def watch_persistence_status(shown: str, set_status: Callable[[str], None]) -> Callable[[], None] | None:
+    """Tell the calling page (``set_status`` in its kernel context) when the status it shows changes;
+    returns the cleanup. None with persistence off: activation happens at start-up, before any page."""
+    from solara.server import kernel_context
+
+    if _engine is None:
+        return None
+    return _status_watcher.watch(kernel_context.get_current_context(), shown, set_status)
 
 
 class KernelPersistence:

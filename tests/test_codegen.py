@@ -1,4 +1,8 @@
-"""``codegen`` and ``check`` on the example app and on drifted copies of it, and the schema diff."""
+"""``codegen`` and ``check`` on the examples and on drifted copies of them, and the schema diff.
+
+Each example has its own schemas directory: the cart (``examples/shop/state.py``, three versions)
+in ``examples/shop/schemas/``, the demo shop (``examples/shop_app.py``) in ``examples/schemas/``.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,9 @@ from solara_persisted.spec import persisted_family, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shop" / "state.py"
-SCHEMAS = ROOT / "schemas"
+SCHEMAS = ROOT / "examples" / "shop" / "schemas"
+SHOP_APP = ROOT / "examples" / "shop_app.py"
+SHOP_APP_SCHEMAS = ROOT / "examples" / "schemas"
 
 
 @pytest.fixture(autouse=True)
@@ -45,23 +51,50 @@ def edit(module: Path, old: str, new: str) -> None:
     module.write_text(text.replace(old, new))
 
 
-def test_committed_schemas_are_up_to_date(tmp_path: Path) -> None:
-    shutil.copytree(SCHEMAS, tmp_path / "copy")
-    result = run("codegen", EXAMPLE, "--schemas-dir", tmp_path / "copy")
+@pytest.mark.parametrize(("example", "schemas"), [(EXAMPLE, SCHEMAS), (SHOP_APP, SHOP_APP_SCHEMAS)])
+def test_committed_schemas_are_up_to_date(example: Path, schemas: Path, tmp_path: Path) -> None:
+    shutil.copytree(schemas, tmp_path / "copy")
+    result = run("codegen", example, "--schemas-dir", tmp_path / "copy")
     assert result.exit_code == 0, result.output
     assert "wrote" not in result.output, result.output
-    comparison = filecmp.dircmp(SCHEMAS, tmp_path / "copy")
+    comparison = filecmp.dircmp(schemas, tmp_path / "copy")
     assert not comparison.diff_files and not comparison.left_only and not comparison.right_only
-    fresh = run("codegen", EXAMPLE, "--schemas-dir", tmp_path / "fresh")
+    fresh = run("codegen", example, "--schemas-dir", tmp_path / "fresh")
     assert fresh.exit_code == 0, fresh.output
-    written = tmp_path / "fresh" / "shop.cart" / "v3.json"
-    assert written.read_bytes() == (SCHEMAS / "shop.cart" / "v3.json").read_bytes()
+    written = sorted((tmp_path / "fresh").rglob("*.json"))  # the declared versions, from scratch
+    assert written
+    for path in written:
+        assert path.read_bytes() == (schemas / path.relative_to(tmp_path / "fresh")).read_bytes(), path
 
 
-def test_check_passes_on_the_example_app() -> None:
-    result = run("check", EXAMPLE, "--schemas-dir", SCHEMAS)
-    assert result.exit_code == 0, result.output
-    assert "check passed" in result.output
+def test_check_passes_on_each_example_with_a_summary() -> None:
+    cart = run("check", EXAMPLE, "--schemas-dir", SCHEMAS)
+    assert cart.exit_code == 0, cart.output
+    lines = cart.output.splitlines()
+    assert lines[-2:] == [
+        "1 key: 1 evolved (shop.cart v2→v3: breaking .total, covered by migration)",
+        "check passed",
+    ], cart.output
+    # the breaking row says a declared migration covers it, instead of reading as an alarm
+    assert (
+        "  v2 -> v3 .total: breaking, covered by migration v2→v3: type changed from string to integer"
+        in lines
+    )
+    with registry.isolated():  # a process of its own would start empty too
+        shop = run("check", SHOP_APP, "--schemas-dir", SHOP_APP_SCHEMAS)
+    assert shop.exit_code == 0, shop.output
+    assert shop.output.splitlines()[-2:] == ["4 keys: 4 unchanged", "check passed"], shop.output
+
+
+def test_a_breaking_change_with_a_missing_migration_is_not_called_covered(app: tuple[Path, Path]) -> None:
+    module, schemas = app
+    text = module.read_text()
+    module.write_text(text[: text.index("migration(\n    cart,\n    from_version=2")])  # drop the 2 -> 3 step
+    result = run("check", module, "--schemas-dir", schemas)
+    assert result.exit_code == 1, result.output
+    assert "FAIL shop.cart the bump from version 2 to 3 has no migration" in result.output
+    assert "1 evolved (shop.cart v2→v3: breaking .total, no migration)" in result.output
+    assert ".total: breaking: type changed" in result.output
 
 
 def test_check_fails_on_a_change_without_a_version_bump(app: tuple[Path, Path]) -> None:
@@ -121,14 +154,18 @@ def test_a_key_gone_without_a_successor_fails_until_retired(app: tuple[Path, Pat
     edit(module, 'key="shop.cart"', 'key="shop.basket"')
     result = run("check", module, "--schemas-dir", schemas)
     assert result.exit_code == 1
-    assert "FAIL shop.cart has committed schemas but the app no longer declares it" in result.output
+    assert "FAIL shop.cart has committed schemas in " in result.output
+    assert "no app module checked declares it" in result.output
     assert "FAIL shop.basket has no committed schema" in result.output
+    assert "hint: no key is both declared and committed" in result.output  # or another app's directory
     module.write_text(
         module.read_text()
         + '\nfrom solara_persisted.migrations import retired\n\nretired("shop.cart", successor="shop.basket")\n'
     )
     result = run("check", module, "--schemas-dir", schemas)
     assert "shop.cart has committed schemas" not in result.output
+    assert "shop.cart: retired (v1, v2, v3 committed, not declared)" in result.output
+    assert "hint:" not in result.output
 
 
 def schema(tp: Any, default: Any) -> dict[str, Any]:

@@ -1,12 +1,15 @@
-"""The README's main command: the in-process failover demo tells the truth."""
+"""The README's main command: the in-process failover demo tells the truth, and refuses in one line."""
 
 from __future__ import annotations
 
 import io
 
+import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from solara_persisted import demo
+from solara_persisted.cli import main
 
 
 def test_demo_restores_on_the_second_instance_and_refuses_strangers() -> None:
@@ -22,3 +25,19 @@ def test_demo_restores_on_the_second_instance_and_refuses_strangers() -> None:
     assert stranger.address != restored.address
     assert (results["C"].result, results["C"].cause) == ("bailout", "hmac")
     assert "restore result=success" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--app", "no-such-app.py"], "the app no-such-app.py is not a file. Fix: pass --app with the path"),
+        (["--app", "."], "the app . is not a file"),
+        (["--scripted", "--fleet"], "--scripted and --fleet are two different demos. Fix: pass one of them"),
+    ],
+)
+def test_a_wrong_demo_invocation_is_one_line(args: list[str], expected: str) -> None:
+    result = CliRunner().invoke(main, ["demo", *args], catch_exceptions=False)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"Error: {expected}"), line

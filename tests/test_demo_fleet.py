@@ -2,28 +2,41 @@
 
 The command runs as its own process with stdin a pipe (the person's keyboard); chromium clicks
 through the shop behind its proxy. After a failover the page shows the same selections, restored
-from the fleet's redis-server, and after `q` nothing the command started is still running.
+from the fleet's redis-server, and after `q` nothing the command started is still running. At a
+real terminal (a pseudo-terminal here) `q` quits without Enter and the terminal's mode comes back;
+a busy port is one line, before redis-server or any instance starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import io
 import json
 import os
+import pty
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import termios
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from fleet import server_env, wait_until
 from playwright.sync_api import Page, expect
+from rich.console import Console
 
-from solara_persisted.devfleet import answers_ready
+from solara_persisted.devfleet import DemoFleet, answers_ready, cbreak, keys
 
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
@@ -158,3 +171,139 @@ def test_enter_fails_over_to_b_with_the_selections_and_q_leaves_nothing_running(
     assert sum("redis-server" in c for c in commands) == 1, commands
     assert sum("solara run" in c for c in commands) == 3, commands  # A, B, and A again after the kill
     assert "fleet stopped" in output()
+
+
+@contextlib.contextmanager
+def busy_port() -> Iterator[int]:
+    """A loopback port something else listens on for the duration."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("mode", [["--fleet"], []], ids=["fleet", "in-process"])
+def test_a_busy_port_is_one_line_with_a_port_hint_before_anything_starts(mode: list[str]) -> None:
+    with busy_port() as port:
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(CLI), "demo", *mode, "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            env=server_env(),
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done
+    assert done.stdout == "", "nothing started, so nothing narrated"
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"Error: the demo port 127.0.0.1:{port} cannot be used (Address already in use)")
+    assert re.search(r"\. Fix: pass --port with a free one, e\.g\. --port \d+$", line), line
+    assert time.monotonic() - started < 30, "refused before starting redis-server or any instance"
+
+
+def test_the_fleet_holds_its_port_before_starting_redis(tmp_path: Path) -> None:
+    """Without the command's early check (a port taken between the check and the start), the fleet's
+    own proxy, bound first, refuses in one line and redis-server never starts."""
+    with busy_port() as port:
+        fleet = DemoFleet(
+            Console(file=io.StringIO()),
+            app=tmp_path / "app.py",
+            host="127.0.0.1",
+            port=port,
+            debounce=0.1,
+        )
+        try:
+            with pytest.raises(click.ClickException) as refused:
+                fleet.start()
+        finally:
+            fleet.close()
+    assert fleet.redis is None and fleet.instances == []
+    message = refused.value.message
+    assert "\n" not in message
+    assert message.startswith(f"the demo port 127.0.0.1:{port} cannot be used (")
+    assert message.endswith("Fix: pass --port with a free one")
+
+
+def test_keys_act_without_enter_and_the_terminal_mode_comes_back() -> None:
+    master, slave = pty.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        assert before[3] & termios.ICANON and before[3] & termios.ECHO
+        with cbreak(slave):
+            during = termios.tcgetattr(slave)
+            assert not during[3] & termios.ICANON, "a key arrives without Enter"
+            assert not during[3] & termios.ECHO, "keys are not echoed over the narration"
+            assert during[3] & termios.ISIG, "Ctrl-C still interrupts"
+            os.write(master, b"k")
+            pressed = keys(slave)
+            assert next(pressed) == "k"
+            os.write(master, b"\rX\x1b[Aq")
+            assert [next(pressed) for _ in range(3)] == ["", "X", "\x1b[A"]  # Enter; an arrow is one key
+            assert next(pressed) == "q"
+            os.write(master, b"\x04")
+            assert next(pressed) == "q", "Ctrl-D quits as end of input does"
+        assert termios.tcgetattr(slave) == before
+        with pytest.raises(KeyboardInterrupt), cbreak(slave):  # however it ends
+            raise KeyboardInterrupt
+        assert termios.tcgetattr(slave) == before
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_q_quits_the_fleet_without_enter_at_a_terminal() -> None:
+    master, slave = pty.openpty()
+    termios.tcsetattr(slave, termios.TCSANOW, _canonical(termios.tcgetattr(slave)))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))  # rows, columns: no wrapping
+    before = termios.tcgetattr(slave)
+    output = bytearray()
+
+    def drain() -> None:
+        with contextlib.suppress(OSError):  # EIO once the child side is closed
+            while chunk := os.read(master, 4096):
+                output.extend(chunk)
+
+    demo = subprocess.Popen(
+        [str(CLI), "demo", "--fleet", "--port", "0", "--debounce", "0.1"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=server_env(),
+        start_new_session=True,
+    )
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+
+    def text() -> str:
+        """What the person sees: the terminal's output without its colours."""
+        return re.sub(r"\x1b\[[0-9;]*m", "", output.decode(errors="replace"))
+
+    try:
+        wait_until(lambda: "q: quit" in text() or demo.poll() is not None, "the demo's key help", timeout=150)
+        assert demo.poll() is None, text()
+        assert re.search(r"Now serving: A", text()), text()
+        os.write(master, b"x")  # no Enter: a single key
+        wait_until(lambda: "unknown key 'x'" in text(), "the demo answering a single key")
+        os.write(master, b"q")
+        assert demo.wait(timeout=40) == 0, text()
+        wait_until(lambda: "fleet stopped" in text(), "the demo's last line")
+        assert termios.tcgetattr(slave) == before, "the terminal's mode is restored"
+    except BaseException:
+        print(f"--- the demo's output ---\n{text()}")
+        raise
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGTERM)
+            demo.wait(timeout=30)
+        os.close(slave)
+        reader.join(5)
+        os.close(master)
+
+
+def _canonical(attributes: list[Any]) -> list[Any]:
+    """Canonical mode with echo, as a shell leaves a terminal (a fresh pty already is, made explicit)."""
+    attributes = list(attributes)
+    attributes[3] |= termios.ICANON | termios.ECHO | termios.ISIG
+    return attributes

@@ -22,7 +22,7 @@ from solara_persisted.spec import Registry, persisted_family, registry
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "shop" / "state.py"
-SCHEMAS = ROOT / "schemas"
+SCHEMAS = ROOT / "examples" / "shop" / "schemas"
 GOLDENS = ROOT / "examples" / "shop" / "goldens"
 
 
