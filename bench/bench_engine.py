@@ -341,8 +341,12 @@ class Declarations:
         # The session of the flush and memory measures: a page number and a short search query.
         self.ours_page = declare(persisted, "bench.page", int, 0)
         self.ours_query = declare(persisted, "bench.query", str, "")
-        self.solara_page = solara.reactive(0, persist=PersistConfig(key="bench.page"))
-        self.solara_query = solara.reactive("", persist=PersistConfig(key="bench.query"))
+        # The same keys for Solara's engine (field names count in the memory measure). Importing
+        # solara_persisted adopts persist=True reactives and refuses a key declared both ways, so
+        # Solara's are declared in a registry of their own: ours never sees them.
+        with registry.isolated():
+            self.solara_page = solara.reactive(0, persist=PersistConfig(key="bench.page"))
+            self.solara_query = solara.reactive("", persist=PersistConfig(key="bench.query"))
 
 
 def declare(persisted: Any, key: str, tp: Any, default: Any) -> Any:

@@ -28,7 +28,6 @@ from .backends.base import (
     FlushRequest,
     Meta,
     SessionBudget,
-    SolaraClaim,
     Takeover,
     tag_digest,
     validate_kernel_id,
@@ -293,9 +292,6 @@ class Engine:
                 self.settings.ttl,
                 self.budget,
                 shared=self.registry.has_session_scope(),
-                solara=SolaraClaim(
-                    self._solara.hash_key(kernel_id), session_hmacs(session_id, self.settings.secret_keys)
-                ),
             )
         except BackendError as error:
             self.breaker.failure(str(error))
@@ -378,13 +374,25 @@ class Engine:
         self, kernel_id: str, session_id: str, address: str, takeover: Takeover
     ) -> Restored | None:
         """Our hash is a miss: a fleet switching from Solara's built-in engine may hold the session in
-        Solara's format, which the takeover claimed in the same round trip (cookie checked, Solara's
-        writer fenced out). Verify and decode it; restored keys go in ``resign``, so the session's
-        first write puts them all in our format. None when there is nothing of this session's there
-        (no hash, an empty claim, another browser's), which leaves the miss to ``_settle_miss``.
-        Solara's hash is left to its TTL either way.
+        Solara's format. Take that hash (cookie checked, Solara's writer fenced out), verify and
+        decode it; restored keys go in ``resign``, so the session's first write puts them all in our
+        format. None when there is nothing of this session's there (no hash, an empty claim, another
+        browser's), which leaves the miss to ``_settle_miss``. Solara's hash is left to its TTL.
+
+        One more round trip, on a miss only: a restore that finds our state (a failover) pays nothing.
         """
-        fields = takeover.solara
+        try:
+            fields = self.backend.take_solara_hash(
+                self._solara.hash_key(kernel_id),
+                session_hmacs(session_id, self.settings.secret_keys),
+                self.settings.ttl,
+                self.budget,
+            )
+        except BackendError as error:
+            self.breaker.failure(str(error))
+            self.stats.backend_error(str(error))
+            self.events.restore("timeout", kernel_id, source=SOURCE)
+            return Restored("timeout", generation=fresh_generation(), address=address)
         if fields is None:
             return None  # the usual miss: a new kernel, or a fleet that never ran Solara's engine
         secret_keys = self.settings.secret_keys
@@ -596,7 +604,7 @@ class Engine:
         if takeover.ttl_left is not None:
             ages.append(max(self.settings.ttl - takeover.ttl_left, 0.0))
         if shared.newest:
-            ages.append(max(time.time() - shared.newest / 1000, 0.0))
+            ages.append(max(time.time() - shared.newest / 1e6, 0.0))
         return min(ages, default=None)
 
     def _bail_out_shared(

@@ -3,9 +3,8 @@
 A fleet that runs Solara's own engine (``persist=True`` with ``SOLARA_STATE_BACKEND`` set, Solara
 1.58 to 1.64) adopts solara-persisted with a rolling deploy. For a while, a reconnect lands on an
 instance running ours while the session's state is still where Solara's engine put it: our own
-hash is a miss. Every takeover claims Solara's hash in the same round trip (``SolaraClaim``,
-``Backend.take_solara_hash``: cookie checked, Solara's generation bumped so its writer is fenced
-out); on a miss of ours, this module turns what the claim read into
+hash is a miss. ``Engine`` then takes Solara's hash (``Backend.take_solara_hash``: cookie checked,
+Solara's generation bumped so its writer is fenced out) and this module turns the reply into
 values for our specs; every restored key is then written in our format with the session's first
 write, and Solara's hash, fenced, is left to its TTL.
 

@@ -31,7 +31,7 @@ from .breaker import Breaker
 from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
 from .errors import BackendError, EncodeError, OversizeError
 from .events import Events, quote
-from .spec import Registry
+from .spec import PersistedSpec, Registry
 
 logger = logging.getLogger("solara.state")
 
@@ -45,16 +45,10 @@ Snapshot = Callable[[Iterable[str]], Mapping[str, Any]]
 _Views = tuple[dict[str, tuple[bytes, int]], dict[str, tuple[bytes, int]]]
 
 
-_stamps = threading.Lock()
-_last_stamp = 0
-
-
 def next_stamp() -> int:
-    """Now in ms since the epoch, never the same twice in this process: the order of its changes."""
-    global _last_stamp
-    with _stamps:
-        _last_stamp = max(time.time_ns() // 1_000_000, _last_stamp + 1)
-        return _last_stamp
+    """Now, as a change stamp: microseconds since the epoch. Equal stamps (two changes in one
+    microsecond) resolve to the write that lands last, as two tabs changing at once would."""
+    return time.time_ns() // 1000
 
 
 @attrs.define(eq=False)
@@ -66,7 +60,7 @@ class Session:
     ``stored`` mirrors the hash as acknowledged (field -> (envelope tag, size)): the next
     manifest signs it, and the budgets are checked against it. ``shared`` is the same for the
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
-    of each key's latest change (ms since the epoch). ``stale``: fenced out, never written again.
+    of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
     """
 
     kernel_id: str
@@ -142,7 +136,7 @@ class Writer:
             if session.closed or session.stale:
                 return
             session.dirty.add(key)
-            session.stamps[key] = next_stamp()
+            session.stamps[key] = time.time_ns()  # every change pays this: the cheapest clock read
             if session.due is None:
                 self._schedule(session, self._clock() + self._debounce)
 
@@ -310,28 +304,27 @@ class Writer:
 
     def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int], _Views]:
         """The fenced write of ``keys``, the sizes written, and both hashes as they will be after it."""
-        now = next_stamp()
         # Stamps are read before the values: a change in between is then stamped later than the
         # value written here, and its own write (it is dirty again) wins over this one.
-        stamps = {key: session.stamps.get(key, now) for key in keys}
+        changed_at = dict(session.stamps) if session.stamps else {}
         values = session.snapshot(sorted(keys))
-        shared_at = shared_address(session.address)
         fields: dict[str, bytes] = {}
         removed: list[str] = []
         shared: dict[str, bytes] = {}
         shared_removed: list[str] = []
+        stamps: dict[str, int] = {}
         for key, value in values.items():
             spec = self._registry.resolve(key)
             if spec is not None and spec.scope == "session":
-                stamp = stamps[key]
+                stamp = stamps[key] = changed_at[key] // 1000 if key in changed_at else next_stamp()  # none: a re-sign
                 bound = shared_binding(key, stamp, self._tag)
-                envelope = self._encode(session, key, value, shared_at, bound)
+                envelope = self._encode(session, key, spec, value, shared_address(session.address), bound)
                 if envelope is None:
                     shared_removed.append(key)
                 else:
                     shared[key] = envelope
                 continue
-            envelope = self._encode(session, key, value, session.address, key)
+            envelope = self._encode(session, key, spec, value, session.address, key)
             if envelope is None:
                 removed.append(key)  # a stale, smaller value must not be restored instead
             else:
@@ -343,10 +336,12 @@ class Writer:
         for key in removed:
             stored.pop(key, None)
         self._fit(session, fields, removed, stored)
-        shared_view = dict(session.shared)
-        for key in shared_removed:
-            shared_view.pop(key, None)
-        self._fit(session, shared, shared_removed, shared_view)
+        shared_view = session.shared
+        if shared or shared_removed:
+            shared_view = dict(shared_view)
+            for key in shared_removed:
+                shared_view.pop(key, None)
+            self._fit(session, shared, shared_removed, shared_view)
         if not (fields or removed or shared or shared_removed):
             return unchanged
         counter = (session.counter + 1) % COUNTER_MODULUS
@@ -356,18 +351,17 @@ class Writer:
             counter=counter,
             fields={name: tag for name, (tag, _) in stored.items()},
         )
-        request = FlushRequest(
-            address=session.address,
-            meta=Meta(self._tag, key_id, counter, mac, session.generation),
-            fields=fields,
-            ttl=self._ttl,
-            removed=tuple(removed),
-            must_exist=bool(session.stored),
-            shared={key: pack_stamp(stamps[key]) + self._tag + envelope for key, envelope in shared.items()},
-            shared_removed=tuple(shared_removed),
-            shared_stamp=max((stamps[key] for key in shared_removed), default=0),
-        )
-        sizes = {key: len(data) for key, data in (*fields.items(), *shared.items())}
+        meta = Meta(self._tag, key_id, counter, mac, session.generation)
+        request = FlushRequest(session.address, meta, fields, self._ttl, tuple(removed), bool(session.stored))
+        sizes = {key: len(data) for key, data in fields.items()}
+        if shared or shared_removed:
+            request = attrs.evolve(
+                request,
+                shared={key: pack_stamp(stamps[key]) + self._tag + envelope for key, envelope in shared.items()},
+                shared_removed=tuple(shared_removed),
+                shared_stamp=max((stamps[key] for key in shared_removed), default=0),
+            )
+            sizes.update((key, len(data)) for key, data in shared.items())
         return request, sizes, (stored, shared_view)
 
     def _fit(
@@ -402,10 +396,11 @@ class Writer:
                 limit = budget.max_keys if over == "keys" else budget.max_bytes
                 self._events.over_budget(keys, session.kernel_id, over, limit)
 
-    def _encode(self, session: Session, key: str, value: Any, address: str, bound: str) -> bytes | None:
+    def _encode(
+        self, session: Session, key: str, spec: PersistedSpec | None, value: Any, address: str, bound: str
+    ) -> bytes | None:
         """``value``'s envelope, signed for ``address`` and the field name ``bound``; None if it is
         not written (undeclared, unencodable or over its cap: each logged)."""
-        spec = self._registry.resolve(key)
         if spec is None:
             logger.error(
                 "persisted key %s is not declared; it was not written (kernel=%s)",

@@ -37,8 +37,8 @@ TAG_DIGEST_SIZE = 4
 COUNTER_SIZE = 4
 #: Where the generation starts in a packed ``Meta`` (the Lua scripts slice at the same offsets).
 GENERATION_AT = TAG_DIGEST_SIZE + KEY_ID_SIZE + COUNTER_SIZE + MANIFEST_MAC_SIZE
-#: A shared value starts with its change stamp: milliseconds since the epoch, 15 ASCII digits.
-STAMP_SIZE = 15
+#: A shared value starts with its change stamp: microseconds since the epoch, 16 ASCII digits.
+STAMP_SIZE = 16
 #: Generations stay below 10**18 (18 digits), which the scripts and ``Meta.unpack`` read back.
 MAX_GENERATION = 10**18
 
@@ -53,7 +53,7 @@ KEY_RINGS = "fleet:key-rings"
 
 def pack_stamp(stamp: int) -> bytes:
     """A change stamp as stored (fixed width, so the scripts read it with one ``string.sub``)."""
-    return b"%015d" % stamp
+    return b"%016d" % stamp
 
 
 def tag_digest(schema_tag: str) -> bytes:
@@ -111,15 +111,6 @@ class SessionBudget:
 
 
 @attrs.frozen
-class SolaraClaim:
-    """A claim on the hash Solara's built-in engine may hold for the same kernel (a fleet switching
-    engines): its key, and the cookie's HMAC under each key of our ring (``solara_format``)."""
-
-    key: str
-    session_hmacs: tuple[bytes, ...]
-
-
-@attrs.frozen
 class Takeover:
     """The outcome of a takeover.
 
@@ -132,7 +123,6 @@ class Takeover:
     for; ``shared_over`` and ``shared_amount`` say the same of its budget (then nothing is read).
     ``ttl_left``: seconds the kernel's hash had left before the takeover refreshed it (every write
     sets the full TTL, so the difference is how long ago it was last written); None on a miss.
-    ``solara``: what ``take_solara_hash`` gave for a ``SolaraClaim`` sent along (None: no such hash).
     """
 
     reason: TakeoverReason
@@ -145,7 +135,6 @@ class Takeover:
     shared_over: str | None = None
     shared_amount: int = 0
     ttl_left: float | None = None
-    solara: Mapping[bytes, bytes] | None = None
 
 
 @attrs.frozen
@@ -189,15 +178,12 @@ class Backend(abc.ABC):
         budget: SessionBudget,
         *,
         shared: bool = False,
-        solara: SolaraClaim | None = None,
     ) -> Takeover:
         """Check the schema tag and the budget, bump the generation and read every field, atomically.
 
         Never writes on a miss. A session over ``budget`` is not read (its generation is bumped so
         that a fenced delete can remove it). With ``shared``, the browser session's shared values
-        are read in the same step (within the same budget) and their TTL refreshed. With
-        ``solara``, ``take_solara_hash`` runs for it in the same round trip (another key, so not
-        the same atomic step).
+        are read in the same step (within the same budget) and their TTL refreshed.
         """
 
     @abc.abstractmethod
@@ -313,7 +299,7 @@ def validate_request(request: FlushRequest) -> None:
     if request.shared_stamp and not 0 < request.shared_stamp < 10**STAMP_SIZE:
         raise InvalidIdentifierError(
             f"the change stamp {request.shared_stamp} of session {request.address} is not 1 to "
-            f"{STAMP_SIZE} digits. Fix: stamp changes with milliseconds since the epoch"
+            f"{STAMP_SIZE} digits. Fix: stamp changes with worker.next_stamp()"
         )
     for data in request.shared.values():
         if len(data) < STAMP_SIZE or not data[:STAMP_SIZE].isdigit():

@@ -24,7 +24,6 @@ from .base import (
     FlushRequest,
     Meta,
     SessionBudget,
-    SolaraClaim,
     Takeover,
     pack_stamp,
     tag_digest,
@@ -67,14 +66,7 @@ class MemoryBackend(Backend):
         budget: SessionBudget,
         *,
         shared: bool = False,
-        solara: SolaraClaim | None = None,
     ) -> Takeover:
-        took = self._takeover(address, schema_tag, ttl, budget, shared)
-        if solara is None:
-            return took
-        return attrs.evolve(took, solara=self.take_solara_hash(solara.key, solara.session_hmacs, ttl, budget))
-
-    def _takeover(self, address: str, schema_tag: str, ttl: float, budget: SessionBudget, shared: bool) -> Takeover:
         key = self._prefix + validate_address(address)
         with self._lock:
             extra = self._read_shared(key, ttl, budget) if shared else {}

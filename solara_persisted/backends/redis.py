@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-import attrs
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
@@ -60,7 +59,6 @@ from .base import (
     FlushRequest,
     Meta,
     SessionBudget,
-    SolaraClaim,
     Takeover,
     TakeoverReason,
     pack_stamp,
@@ -125,46 +123,19 @@ class RedisBackend(Backend):
         self._scripts: dict[str, Script] = {}
 
     def takeover(
-        self,
-        address: str,
-        schema_tag: str,
-        ttl: float,
-        budget: SessionBudget,
-        *,
-        shared: bool = False,
-        solara: SolaraClaim | None = None,
+        self, address: str, schema_tag: str, ttl: float, budget: SessionBudget, *, shared: bool = False
     ) -> Takeover:
         keys = self._keys(validate_address(address))
         args = [tag_digest(schema_tag), ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, b"1" if shared else b"0"]
         with self._failing("takeover"):
-            client = self._client_or_connect()
-            if solara is None:
-                return _takeover(self._scripts["takeover"](keys=keys, args=args))
-            # Solara's hash is another key (another slot on a Cluster): one pipelined round trip,
-            # so a fleet that never ran Solara's engine pays nothing but a few bytes per miss.
-            calls = [
-                (self._scripts["takeover"], keys, args),
-                (self._scripts["solara_takeover"], [solara.key], _solara_args(solara, ttl, budget)),
-            ]
-            pipe = client.pipeline(transaction=False)
-            if isinstance(client, RedisCluster):
-                route_scripts_by_key(pipe)
-            for script, script_keys, script_args in calls:
-                pipe.execute_command("EVALSHA", script.sha, len(script_keys), *script_keys, *script_args)
-            replies = pipe.execute(raise_on_error=False)
-            for i, reply in enumerate(replies):
-                if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
-                    script, script_keys, script_args = calls[i]
-                    replies[i] = reply = script(keys=script_keys, args=script_args)
-                if isinstance(reply, Exception):
-                    raise reply
-        return attrs.evolve(_takeover(replies[0]), solara=_solara_reply(replies[1]))
+            self._client_or_connect()
+            return _takeover(self._scripts["takeover"](keys=keys, args=args))
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
         with self._failing("flush"):
             self._client_or_connect()
-            return self._scripts["flush"](keys=self._keys(request.address), args=_flush_args(request)) == 1
+            return self._scripts["flush"](keys=self._flush_keys(request), args=_flush_args(request)) == 1
 
     def forget(self, shared_address: str, stamp: int, ttl: float) -> int:
         key = self._prefix + validate_shared_address(shared_address)
@@ -185,11 +156,11 @@ class RedisBackend(Backend):
             pipe = client.pipeline(transaction=False)
             if isinstance(client, RedisCluster):
                 route_scripts_by_key(pipe)
-            keys = [self._keys(request.address) for request in requests]
+            keys = [self._flush_keys(request) for request in requests]
             for pair, request in zip(keys, requests, strict=True):
                 # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
                 # round trip to a pipeline and its cluster pipeline refuses evalsha().
-                pipe.execute_command("EVALSHA", script.sha, 2, *pair, *_flush_args(request))
+                pipe.execute_command("EVALSHA", script.sha, len(pair), *pair, *_flush_args(request))
             replies = pipe.execute(raise_on_error=False)
             for i, reply in enumerate(replies):
                 if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
@@ -203,6 +174,13 @@ class RedisBackend(Backend):
     def _keys(self, address: str) -> list[str]:
         """A kernel's hash and its browser session's shared hash (one hash tag, one slot)."""
         return [self._prefix + address, self._prefix + shared_address(address)]
+
+    def _flush_keys(self, request: FlushRequest) -> list[str]:
+        """The shared hash only when the write has shared work: most writes have none, and every
+        argument costs encoding on the hot path."""
+        if request.shared or request.shared_removed:
+            return self._keys(request.address)
+        return [self._prefix + request.address]
 
     def peek_generation(self, address: str) -> int | None:
         key = self._prefix + validate_address(address)
@@ -306,22 +284,13 @@ class RedisBackend(Backend):
     def take_solara_hash(
         self, key: str, session_hmacs: Sequence[bytes], ttl: float, budget: SessionBudget
     ) -> dict[bytes, bytes] | None:
-        claim = SolaraClaim(key, tuple(session_hmacs))
         with self._failing("take_solara_hash"):
             self._client_or_connect()
-            reply = self._scripts["solara_takeover"](keys=[key], args=_solara_args(claim, ttl, budget))
-        return _solara_reply(reply)
-
-
-def _solara_args(claim: SolaraClaim, ttl: float, budget: SessionBudget) -> list[Any]:
-    return [ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, *claim.session_hmacs]
-
-
-def _solara_reply(reply: list[Any]) -> dict[bytes, bytes] | None:
-    """``solara_takeover.lua``'s reply: field, value, ... or nothing when there is no hash."""
-    if not reply:
-        return None
-    return {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}
+            args = [ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, *session_hmacs]
+            reply = self._scripts["solara_takeover"](keys=[key], args=args)
+        if not reply:
+            return None
+        return {reply[i]: reply[i + 1] for i in range(0, len(reply), 2)}
 
 
 def _takeover(reply: list[Any]) -> Takeover:
@@ -344,21 +313,21 @@ def _takeover(reply: list[Any]) -> Takeover:
 
 
 def _flush_args(request: FlushRequest) -> list[Any]:
-    args: list[Any] = [
-        request.meta.pack(),
-        ttl_milliseconds(request.ttl),
-        b"1" if request.must_exist else b"0",
-        len(request.fields),
-        len(request.shared),
-        len(request.removed),
-        pack_stamp(request.shared_stamp),
-    ]
+    """The flush script's ARGV; the shared part only when ``_flush_keys`` names the shared hash."""
+    args: list[Any] = [request.meta.pack(), ttl_milliseconds(request.ttl), b"1" if request.must_exist else b"0"]
+    args.append(len(request.fields))
+    if request.shared or request.shared_removed:
+        args += (len(request.shared), len(request.removed), pack_stamp(request.shared_stamp))
+        for name, data in request.fields.items():
+            args += (name, data)
+        for name, data in request.shared.items():
+            args += (name, data)
+        args += request.removed
+        args += request.shared_removed
+        return args
     for name, data in request.fields.items():
         args += (name, data)
-    for name, data in request.shared.items():
-        args += (name, data)
     args += request.removed
-    args += request.shared_removed
     return args
 
 

@@ -2,16 +2,19 @@
 -- values it shares with its browser session's other tabs go in with the same check. A writer
 -- whose manifest covers fields written before (ARGV[3] = '1') needs them still there; one that
 -- starts from nothing creates the hash.
--- KEYS[1] the kernel's hash; KEYS[2] the browser session's shared hash (same hash tag).
+-- KEYS[1] the kernel's hash; KEYS[2], only when there are shared values to write or delete, the
+-- browser session's shared hash (same hash tag, same slot).
 -- ARGV[1] the new meta value: tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16)
 -- .. generation (ASCII decimal), as base.Meta packs it; ARGV[2] TTL in ms; ARGV[3] '1' if the
--- hash must exist, else '0'; ARGV[4] n kernel fields; ARGV[5] m shared fields; ARGV[6] r kernel
--- fields to delete; ARGV[7] the stamp of the shared deletions; then n field/value pairs for
--- KEYS[1], m field/value pairs for KEYS[2], r fields to delete from KEYS[1] and the rest to
--- delete from KEYS[2].
--- A shared value starts with its change stamp (15 ASCII digits, ms since the epoch). Each field
--- keeps the latest change (last write wins per key, by when the user made it, not when the write
--- lands); the shared meta field '\0' holds the stamp of the last forget, older changes are dropped.
+-- hash must exist, else '0'; ARGV[4] n kernel fields.
+-- With one key: n field/value pairs for KEYS[1], then the fields to delete from it.
+-- With two keys: ARGV[5] m shared fields, ARGV[6] r kernel fields to delete, ARGV[7] the stamp of
+-- the shared deletions; then n pairs for KEYS[1], m pairs for KEYS[2], r fields to delete from
+-- KEYS[1] and the rest to delete from KEYS[2].
+-- A shared value starts with its change stamp (16 ASCII digits, microseconds since the epoch).
+-- Each field keeps the latest change (last write wins per key, by when the user made it, not when
+-- the write lands); the shared meta field '\0' holds the stamp of the last forget, and older
+-- changes are dropped.
 -- Reply: 1 written, 0 fenced out (nothing written).
 local key = KEYS[1]
 local meta = ARGV[1]
@@ -31,22 +34,31 @@ if stored then
   end
 end
 redis.call('HSET', key, '\0', meta)
-local n, m, r = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local at = 8
+local n = tonumber(ARGV[4])
+local at = #KEYS == 2 and 8 or 5
 for i = at, at + 2 * n - 1, 2 do
   redis.call('HSET', key, ARGV[i], ARGV[i + 1])
 end
 at = at + 2 * n
+if #KEYS == 1 then
+  for i = at, #ARGV do
+    redis.call('HDEL', key, ARGV[i])
+  end
+  redis.call('PEXPIRE', key, ARGV[2])
+  return 1
+end
+
+local m, r = tonumber(ARGV[5]), tonumber(ARGV[6])
 local shared = KEYS[2]
 local forgotten = tonumber(redis.call('HGET', shared, '\0') or '-1')
 local function newest(field, stamp)
   if stamp <= forgotten then return false end
   local current = redis.call('HGET', shared, field)
-  return not current or tonumber(string.sub(current, 1, 15)) <= stamp
+  return not current or tonumber(string.sub(current, 1, 16)) <= stamp
 end
 local touched = false
 for i = at, at + 2 * m - 1, 2 do
-  if newest(ARGV[i], tonumber(string.sub(ARGV[i + 1], 1, 15))) then
+  if newest(ARGV[i], tonumber(string.sub(ARGV[i + 1], 1, 16))) then
     redis.call('HSET', shared, ARGV[i], ARGV[i + 1])
     touched = true
   end
