@@ -6,8 +6,10 @@ Nothing here is mocked. ``redis-server`` comes from Debian's package; the README
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -202,3 +204,14 @@ def env(redis_url: str) -> dict[str, str]:
         "SOLARA_STATE_FLUSH_DEBOUNCE": "100ms",
         "SOLARA_SESSION_HTTP_ONLY": "true",
     }
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A test's own server processes: whatever still runs at the end is killed with its group."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

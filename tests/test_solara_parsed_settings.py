@@ -11,14 +11,11 @@ each holding one spelling of every variable.
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import sysconfig
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,17 +163,6 @@ def solara_run(app: Path, env: dict[str, str], workdir: Path, *, port: int) -> s
             stderr=stderr,
             start_new_session=True,
         )
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """The test's server processes; whatever still runs at the end is killed with its group."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def test_every_documented_spelling_starts_solara_run_with_the_same_values(

@@ -8,12 +8,9 @@ failed", nothing but ``<VARIABLE>: <problem>. Fix: <fix>``.
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,17 +63,6 @@ SOLARA_RUN_REFUSALS = [
         "SOLARA_STATE_CONNECT_TIMEOUT: 45 s is above the upper bound of 30 s (30s). Fix: use at most 30s, e.g. 300ms",
     ),
 ]
-
-
-@pytest.fixture
-def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Started processes; any still running at the end is killed with its group."""
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def launch(

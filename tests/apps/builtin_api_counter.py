@@ -1,12 +1,17 @@
 """A counter written only against Solara's own persist API; `import solara_persisted` is the whole change.
 
 Every persist=True form is here: a key Solara derives (module-level, class attribute), an
-explicit key=, and a PersistConfig; next to a plain reactive that is not persisted.
+explicit key=, and a PersistConfig; next to a plain reactive that is not persisted. With
+E2E_SOLARA_ENGINE=1 the import is skipped and Solara's own engine persists it: the instance of a
+fleet that has not switched engines yet (tests/test_engine_switch_fleet.py), the same app and keys.
 """
+
+import os
 
 import solara
 
-import solara_persisted  # noqa: F401  # with SOLARA_STATE_* set, it persists every persist=True reactive
+if os.environ.get("E2E_SOLARA_ENGINE") != "1":
+    import solara_persisted  # noqa: F401  # with SOLARA_STATE_* set, it persists every persist=True reactive
 
 count = solara.reactive(0, persist=True)
 plain = solara.reactive(0)
