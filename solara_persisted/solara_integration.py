@@ -450,6 +450,16 @@ def simulate_failover() -> None:
     ).start()
 
 
+def _current_manager() -> KernelPersistence | None:
+    """The calling kernel's persistence, or None outside a kernel or with persistence off."""
+    from solara.server import kernel_context
+
+    if not kernel_context.has_current_context():
+        return None
+    manager = kernel_context.get_current_context().state_persistence
+    return manager if isinstance(manager, KernelPersistence) else None
+
+
 def checkpoint(timeout: float = 5.0) -> bool:
     """Write this kernel's changed persisted values now and wait for the store's acknowledgement.
 
@@ -457,12 +467,8 @@ def checkpoint(timeout: float = 5.0) -> bool:
     far is stored, False when it could not be within ``timeout`` (backend down, this copy fenced
     out by another instance, persistence off). Call it from the kernel's own thread.
     """
-    from solara.server import kernel_context
-
-    if not kernel_context.has_current_context():
-        return False
-    manager = kernel_context.get_current_context().state_persistence
-    if not isinstance(manager, KernelPersistence) or manager.disabled:
+    manager = _current_manager()
+    if manager is None or manager.disabled:
         return False
     return manager.checkpoint(timeout)
 
@@ -476,12 +482,8 @@ def forget_session() -> bool:
     Kernel-scoped values are untouched. True once the store acknowledged; False when it could
     not (backend down, persistence off). Call it from the kernel's own thread.
     """
-    from solara.server import kernel_context
-
-    if not kernel_context.has_current_context():
-        return False
-    manager = kernel_context.get_current_context().state_persistence
-    if not isinstance(manager, KernelPersistence):
+    manager = _current_manager()
+    if manager is None:
         return False
     return manager.forget_session()
 
@@ -489,12 +491,8 @@ def forget_session() -> bool:
 def restore_info() -> RestoreInfo | None:
     """What this kernel's restore did (result, keys, migrations, age), for a component to show;
     None outside a kernel or with persistence off. Call it from the kernel's own thread."""
-    from solara.server import kernel_context
-
-    if not kernel_context.has_current_context():
-        return None
-    manager = kernel_context.get_current_context().state_persistence
-    if not isinstance(manager, KernelPersistence):
+    manager = _current_manager()
+    if manager is None:
         return None
     manager.ensure_restored()
     return manager.info
@@ -502,12 +500,8 @@ def restore_info() -> RestoreInfo | None:
 
 def state_generation() -> int | None:
     """This kernel's fencing generation, for an app's own external writes; None without write rights."""
-    from solara.server import kernel_context
-
-    if not kernel_context.has_current_context():
-        return None
-    manager = kernel_context.get_current_context().state_persistence
-    if not isinstance(manager, KernelPersistence) or manager.disabled:
+    manager = _current_manager()
+    if manager is None or manager.disabled:
         return None
     return manager.generation or None
 
