@@ -35,7 +35,7 @@ What each measure includes (both sides do the same work):
   sessions are each engine's ``flush_ok`` count at return, checked against Redis. The contexts
   share one ``Kernel`` object (a real one costs ~15 ms and ~200 KB, and neither drain touches it).
 - connect-to-visible in headless Chromium: two ``solara run`` instances (A, B) behind the loopback
-  proxy of ``tests/fleet.py``, the same counter app on each engine (ours: tests/apps/persisted_counter.py,
+  proxy of ``tests/e2e/fleet.py``, the same counter app on each engine (ours: tests/apps/persisted_counter.py,
   Solara's: bench/apps/builtin_counter.py with ``persist=True`` and no solara_persisted import),
   the same ``SOLARA_STATE_*`` environment. Three persisted and two plain clicks, wait until the
   instance's ``flush_ok`` is settled, switch the proxy to B, SIGKILL A, and time until the page
@@ -83,7 +83,7 @@ from rich.table import Table
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-for path in (BENCH, ROOT, ROOT / "tests"):
+for path in (BENCH, ROOT, ROOT / "tests", ROOT / "tests" / "e2e"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

@@ -1,7 +1,10 @@
-"""solara-persisted: typed, signed, schema-versioned Solara state that survives losing an instance."""
+"""solara-persisted: typed, signed, schema-versioned Solara state that survives losing an instance.
 
-from __future__ import annotations
+The public surface is exactly ``__all__`` (tests/test_public_api.py checks it): any other
+attribute here is a submodule or starts with an underscore.
+"""
 
+from . import solara_integration
 from .config import Settings
 from .engine import Engine, Restored
 from .errors import (
@@ -12,16 +15,18 @@ from .errors import (
     DuplicateKeyError,
     EncodeError,
     EnvelopeError,
+    InvalidIdentifierError,
+    MalformedEnvelopeError,
     MigrationError,
+    OversizeError,
     PersistedError,
     SpecError,
+    TamperedError,
     UnsupportedTypeError,
 )
 from .migrations import AddField, Convert, RemoveField, Rename, migration, retired
 from .restore_info import RestoreInfo, on_restore
 from .solara_integration import (
-    adopt_persist_true,
-    autostart,
     checkpoint,
     forget_session,
     restore_info,
@@ -43,7 +48,10 @@ __all__ = [
     "Engine",
     "EnvelopeError",
     "Family",
+    "InvalidIdentifierError",
+    "MalformedEnvelopeError",
     "MigrationError",
+    "OversizeError",
     "PersistConfig",
     "PersistedError",
     "PersistedSpec",
@@ -54,6 +62,7 @@ __all__ = [
     "Restored",
     "Settings",
     "SpecError",
+    "TamperedError",
     "UnsupportedTypeError",
     "checkpoint",
     "forget_session",
@@ -68,5 +77,5 @@ __all__ = [
     "state_generation",
 ]
 
-adopt_persist_true()
-autostart()
+solara_integration.adopt_persist_true()
+solara_integration.autostart()

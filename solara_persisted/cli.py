@@ -26,10 +26,10 @@ import attrs
 import click
 from rich.console import Console
 
-from .codegen import display_path
+from .schema.apps import display_path
 
 if TYPE_CHECKING:
-    from .codegen import Problem
+    from .schema.documents import Problem
     from .spec import Registry
 
 #: The example app, when running from a checkout of the repository.
@@ -181,7 +181,7 @@ def refusals(quiet: bool = False) -> Iterator[None]:
     ``quiet`` sends what an app prints while importing to stderr, so it cannot corrupt a
     machine-readable report on stdout.
     """
-    from .codegen import ToolingError
+    from .errors import ToolingError
 
     redirect = contextlib.redirect_stdout(sys.stderr) if quiet else contextlib.nullcontext()
     try:
@@ -193,7 +193,7 @@ def refusals(quiet: bool = False) -> Iterator[None]:
 
 def _load(target: Target, *, quiet: bool = False) -> Registry:
     """Import the app modules so their declarations register."""
-    from .codegen import load_apps
+    from .schema.apps import load_apps
     from .spec import registry
 
     with refusals(quiet):
@@ -274,7 +274,7 @@ def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, de
     if scripted and fleet:
         raise CliError("--scripted and --fleet are two different demos", "pass one of them")
     if scripted:
-        from . import demo as scenario
+        from .dev import demo as scenario
 
         scenario.run(console, debounce=debounce)
         return
@@ -287,7 +287,7 @@ def demo(scripted: bool, fleet: bool, app: Path | None, host: str, port: int, de
         raise CliError(f"the example app {app} is not here (installed from a wheel?)", "pass --app PATH")
     ensure_port_free(host, port)  # before anything starts: a busy port is one line, not a dead server
     if fleet:
-        from . import devfleet
+        from .dev import fleet as devfleet
 
         devfleet.run(console, app=app, host=host, port=port, debounce=debounce)
         return
@@ -366,7 +366,7 @@ _SCHEMAS_DIR = click.option(
 )
 def codegen(apps: tuple[str, ...], schemas_dir: Path | None, force: bool) -> None:
     """Write schemas/<key>/v<N>.json for every spec the app modules (names or .py paths) declare."""
-    from . import codegen as generator
+    from .schema import codegen as generator
 
     target = resolve(apps, schemas_dir)
     console = Console()
@@ -412,7 +412,7 @@ def check(apps: tuple[str, ...], schemas_dir: Path | None, output: str, allow_em
     Also refuses (exit 2, one line) to pass vacuously: apps that declare nothing (the wrong
     module), a schemas directory that does not exist, a missing file, an app that fails to import.
     """
-    from . import check as gate
+    from .schema import check as gate
 
     console = Console()
     if output == "auto":
@@ -483,7 +483,7 @@ def golden(apps: tuple[str, ...], goldens_dir: Path | None, schemas_dir: Path | 
 
     The value is the last example of the committed schema of that version, else the default.
     """
-    from . import snapshots
+    from .schema import goldens
 
     target = resolve(apps, schemas_dir, goldens_dir, goldens=True)
     console = Console()
@@ -492,7 +492,7 @@ def golden(apps: tuple[str, ...], goldens_dir: Path | None, schemas_dir: Path | 
     _require_declarations(registry, target)
     with refusals():
         assert target.goldens_dir is not None
-        report = snapshots.write_goldens(
+        report = goldens.write_goldens(
             registry, Path(display_path(target.goldens_dir)), Path(display_path(target.schemas_dir))
         )
     for path, source in report.written:

@@ -287,9 +287,10 @@ def open_envelope(ring: KeyRing, data: bytes, *, address: str, field: str) -> Op
         if hmac.compare_digest(_mac(signers[index], signed), tag):
             return Opened(codec, version, payload, index)
     raise TamperedError(
-        f"stored value of key {field!r} matches none of the {len(signers)} key(s) in "
+        problem=f"stored value of key {field!r} matches none of the {len(signers)} key(s) in "
         "SOLARA_STATE_SECRET_KEYS: it was altered, copied from another session or key, or signed by an "
-        "instance with different secrets. Fix: give every instance the same SOLARA_STATE_SECRET_KEYS"
+        "instance with different secrets",
+        fix="give every instance the same SOLARA_STATE_SECRET_KEYS",
     )
 
 
@@ -315,7 +316,8 @@ def _read_varint(data: bytes, field: str) -> tuple[int, int]:
 
 def _malformed(field: str, problem: str) -> MalformedEnvelopeError:
     return MalformedEnvelopeError(
-        f"stored value of key {field!r} {problem}. Fix: if every instance runs the "
-        "same solara-persisted, something else writes under SOLARA_STATE_PREFIX; give the state its own "
-        "prefix or database (a newer format means this instance needs upgrading)"
+        problem=f"stored value of key {field!r} {problem}",
+        fix="if every instance runs the same solara-persisted, something else writes under "
+        "SOLARA_STATE_PREFIX; give the state its own prefix or database (a newer format means this "
+        "instance needs upgrading)",
     )

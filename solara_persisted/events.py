@@ -9,26 +9,71 @@ WARNING, everything else at INFO.
 
 from __future__ import annotations
 
+import enum
 import logging
-from typing import Literal
+from typing import TypeVar
 
 from .stats import Stats
 
-RestoreResult = Literal["success", "timeout", "bailout", "miss", "fresh-schema"]
-FlushResult = Literal["ok", "rejected", "error"]
-Transition = Literal["open", "half_open", "closed"]
-CloseReason = Literal["page-close", "cull", "superseded", "server-shutdown", "evicted"]
+
+class Word(str, enum.Enum):
+    """A word of a log vocabulary: compares, formats and serialises as its text (``result=miss``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class RestoreResult(Word):
+    """How a restore ended; every one but ``SKIPPED`` is logged and counted."""
+
+    SUCCESS = "success"
+    MISS = "miss"
+    BAILOUT = "bailout"
+    FRESH_SCHEMA = "fresh-schema"
+    TIMEOUT = "timeout"
+    #: Nothing was read: a refused kernel id, or the breaker open (degraded mode).
+    SKIPPED = "skipped"
+
+
+class FlushResult(Word):
+    """How one fenced write of a session's batch ended."""
+
+    OK = "ok"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+class Transition(Word):
+    """A circuit-breaker state, and the transition into it."""
+
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    CLOSED = "closed"
+
+
+class CloseReason(Word):
+    """Why a kernel closed; only ``PAGE_CLOSE`` (a genuine tab close) deletes its state."""
+
+    PAGE_CLOSE = "page-close"
+    CULL = "cull"
+    SUPERSEDED = "superseded"
+    SERVER_SHUTDOWN = "server-shutdown"
+    EVICTED = "evicted"
+
+
+_W = TypeVar("_W", bound=Word)
 
 _RESTORE_COUNTERS = {
-    "success": "restore_success",
-    "timeout": "restore_timeout",
-    "bailout": "restore_bailout",
-    "miss": "restore_miss",
-    "fresh-schema": "restore_schema_reset",
+    RestoreResult.SUCCESS: "restore_success",
+    RestoreResult.TIMEOUT: "restore_timeout",
+    RestoreResult.BAILOUT: "restore_bailout",
+    RestoreResult.MISS: "restore_miss",
+    RestoreResult.FRESH_SCHEMA: "restore_schema_reset",
 }
-_FLUSH_COUNTERS = {"ok": "flush_ok", "rejected": "flush_rejected", "error": "flush_failures"}
-_TRANSITIONS = frozenset({"open", "half_open", "closed"})
-_CLOSE_REASONS = frozenset({"page-close", "cull", "superseded", "server-shutdown", "evicted"})
+_FLUSH_COUNTERS = {FlushResult.OK: "flush_ok", FlushResult.REJECTED: "flush_rejected", FlushResult.ERROR: "flush_failures"}
 _NEEDS_QUOTES = frozenset(' "=\\')
 
 
@@ -73,19 +118,21 @@ class Events:
     ) -> None:
         """One restore attempt; ``nbytes`` are the envelope bytes read back; ``source`` (logged as
         ``from=``) names another format the state was read from (``solara-engine``)."""
-        counter = _lookup(_RESTORE_COUNTERS, result, "restore result")
+        result = _word(RestoreResult, result, "restore result")
+        counter = _counter(_RESTORE_COUNTERS, result)
         self.stats.count("restore_attempts")
         self.stats.count(counter)
         if nbytes:
             self.stats.count("restore_bytes_total", nbytes)
-        level = logging.WARNING if result == "bailout" else logging.INFO
+        level = logging.WARNING if result is RestoreResult.BAILOUT else logging.INFO
         fields = {"result": result, "kernel": kernel_id, "key": key, "cause": cause, "from": source}
         self._emit(level, "restore", fields)
 
     def flush(self, result: FlushResult, kernel_id: str, n_fields: int) -> None:
         """One fenced write of a kernel's batch: acknowledged, fenced out (rejected) or failed."""
-        self.stats.count(_lookup(_FLUSH_COUNTERS, result, "flush result"))
-        level = logging.INFO if result == "ok" else logging.WARNING
+        result = _word(FlushResult, result, "flush result")
+        self.stats.count(_counter(_FLUSH_COUNTERS, result))
+        level = logging.INFO if result is FlushResult.OK else logging.WARNING
         self._emit(level, "flush", {"result": result, "kernel": kernel_id, "n_fields": n_fields})
 
     def synced(self, key: str, kernel_id: str, nbytes: int) -> None:
@@ -93,19 +140,17 @@ class Events:
         self.stats.synced(key, kernel_id, nbytes)
 
     def breaker(self, transition: Transition, reason: str) -> None:
-        if transition not in _TRANSITIONS:
-            raise ValueError(f"unknown breaker transition {transition!r}; use one of {sorted(_TRANSITIONS)}")
+        transition = _word(Transition, transition, "breaker transition")
         self.stats.count("breaker_transitions")
-        level = logging.WARNING if transition == "open" else logging.INFO
+        level = logging.WARNING if transition is Transition.OPEN else logging.INFO
         self._emit(level, "breaker", {"transition": transition, "reason": reason})
 
     def close(self, reason: CloseReason, kernel_id: str, deleted: bool) -> None:
         """A kernel closed; ``deleted`` says whether its state was removed (only a genuine tab close)."""
-        if reason not in _CLOSE_REASONS:
-            raise ValueError(f"unknown close reason {reason!r}; use one of {sorted(_CLOSE_REASONS)}")
-        if reason == "superseded":
+        reason = _word(CloseReason, reason, "close reason")
+        if reason is CloseReason.SUPERSEDED:
             self.stats.count("superseded_closes")
-        level = logging.WARNING if reason == "superseded" else logging.INFO
+        level = logging.WARNING if reason is CloseReason.SUPERSEDED else logging.INFO
         self._emit(
             level, "close", {"reason": reason, "deleted": "true" if deleted else "false", "kernel": kernel_id}
         )
@@ -149,8 +194,16 @@ class Events:
         self._emit(logging.WARNING, "superseded_while_connected", {"kernel": kernel_id})
 
 
-def _lookup(table: dict[str, str], value: str, what: str) -> str:
+def _word(vocabulary: type[_W], value: str, what: str) -> _W:
+    """``value`` as a word of ``vocabulary``; a word outside it is a programming error, named."""
     try:
-        return table[value]
+        return vocabulary(value)
+    except ValueError:
+        raise ValueError(f"unknown {what} {value!r}; use one of {sorted(w.value for w in vocabulary)}") from None
+
+
+def _counter(table: dict[_W, str], word: _W) -> str:
+    try:
+        return table[word]
     except KeyError:
-        raise ValueError(f"unknown {what} {value!r}; use one of {sorted(table)}") from None
+        raise ValueError(f"{word} is not counted; use one of {sorted(w.value for w in table)}") from None

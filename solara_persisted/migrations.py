@@ -33,7 +33,7 @@ import orjson
 import solara
 
 from .errors import CodecError, MigrationError, SpecError
-from .spec import Family, PersistedSpec, _site, key_problem, registry
+from .spec import Family, PersistedSpec, key_problem, registry, site_of
 
 __all__ = [
     "AddField",
@@ -276,7 +276,7 @@ def _declaration_site() -> str:
     frame = sys._getframe(1)
     while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
         frame = frame.f_back
-    return _site((frame.f_code.co_filename, frame.f_lineno, frame.f_globals))
+    return site_of((frame.f_code.co_filename, frame.f_lineno, frame.f_globals))
 
 
 def _step(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .snapshots import GoldenGuard, GoldenReport, restore_goldens
+from .schema.goldens import GoldenGuard, GoldenReport, restore_goldens
 from .spec import Registry, registry
 
 if TYPE_CHECKING:

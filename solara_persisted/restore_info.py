@@ -11,17 +11,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Literal, overload
+from typing import overload
 
 import attrs
 
 from .engine import Restored
 from .errors import SpecError
+from .events import RestoreResult
 from .spec import key_problem
 
 logger = logging.getLogger("solara.state")
 
-RestoreOutcome = Literal["success", "miss", "fresh-schema", "bailout", "skipped"]
 Callback = Callable[["RestoreInfo"], object]
 
 
@@ -31,13 +31,13 @@ class RestoreInfo:
 
     ``result``: "success" (values came back), "miss" (nothing stored), "fresh-schema" (a schema
     change reset it), "bailout" (stored state failed verification or decoding; nothing installed)
-    or "skipped" (not attempted: backend down or too slow, see ``cause``). ``keys`` were restored,
+    or "skipped" (not attempted: backend down or too slow, see ``cause``), never "timeout". ``keys`` were restored,
     ``migrated`` maps those read through a migration to the version they were stored at, ``age``
     is seconds since the state was last written (None when nothing was), ``duration`` how long
     the restore took, ``instance`` the host that did it.
     """
 
-    result: RestoreOutcome
+    result: RestoreResult
     keys: tuple[str, ...] = ()
     migrated: Mapping[str, int] = attrs.field(factory=dict)
     age: float | None = None
@@ -47,12 +47,9 @@ class RestoreInfo:
 
     @classmethod
     def of(cls, restored: Restored, *, duration: float, instance: str) -> RestoreInfo:
-        result: RestoreOutcome
-        cause = restored.cause
-        if restored.result == "timeout":
-            result, cause = "skipped", "timeout"
-        else:
-            result = restored.result
+        result, cause = restored.result, restored.cause
+        if result == RestoreResult.TIMEOUT:
+            result, cause = RestoreResult.SKIPPED, "timeout"
         return cls(
             result,
             tuple(sorted(restored.values)),

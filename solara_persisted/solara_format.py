@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from .codec import MAX_DEPTH, compile_type
-from .codec.containers import _key_segment
+from .codec.nodes import key_segment
 from .errors import CodecError, DecodeError, MalformedEnvelopeError, TamperedError, UnsupportedTypeError
 
 if TYPE_CHECKING:  # the registry and specs are only read here (spec.py imports Solara)
@@ -202,8 +202,9 @@ def open_solara_envelope(
     )
     if secret is None:
         raise TamperedError(
-            f"Solara envelope of {name!r} was signed with a secret not in SOLARA_STATE_SECRET_KEYS. Fix: give "
-            "this instance the keys the Solara-engine instances used (extra keys only verify, the first signs)"
+            problem=f"Solara envelope of {name!r} was signed with a secret not in SOLARA_STATE_SECRET_KEYS",
+            fix="give this instance the keys the Solara-engine instances used (extra keys only verify, the "
+            "first signs)",
         )
     message = b"".join(map(_lp, (key_id, kernel_id.encode("utf-8"), field, codec, payload)))
     if not hmac.compare_digest(_hmac(secret, message), mac):
@@ -218,12 +219,16 @@ def open_solara_envelope(
 
 
 class _Refused(Exception):
-    """A stored value this reader will not turn into a value; ``path`` is where, inside it."""
+    """A stored value this reader will not turn into a value; ``path`` is where, inside it.
 
-    def __init__(self, path: str, problem: str) -> None:
+    It becomes a ``DecodeError`` with the same ``problem`` and ``fix``.
+    """
+
+    def __init__(self, path: str, problem: str, *, fix: str | None = None) -> None:
         super().__init__(problem)
         self.path = path
         self.problem = problem
+        self.fix = fix
 
 
 def _from_decimal(text: str) -> decimal.Decimal:
@@ -275,7 +280,7 @@ class _Unpack:
         if kind is not dict:
             return node  # null, true/false, a number or a string
         if _MARKER not in node:
-            return {name: self(item, path + _key_segment(name), depth + 1) for name, item in node.items()}
+            return {name: self(item, path + key_segment(name), depth + 1) for name, item in node.items()}
         return self._tagged(node, path, depth)
 
     def _tagged(self, node: dict[str, Any], path: str, depth: int) -> Any:
@@ -305,7 +310,8 @@ class _Unpack:
                 raise _Refused(
                     path,
                     f"holds an instance of {name} ({tag}): an untyped value names no class, so only one of the "
-                    "default's own class can be restored. Fix: declare the key typed with @persisted",
+                    "default's own class can be restored",
+                    fix="declare the key typed with @persisted",
                 )
             if "value" not in node:
                 raise _Refused(path, f"a {tag!r} tag without a 'value'")
@@ -329,8 +335,8 @@ def _own_class(key: str, tp: Any, node: dict[str, Any]) -> Any:
         raise _Refused(
             "",
             f"holds a {tag} stored as class {name!r}, but the default is a {_class_name(tp)}: only the "
-            "default's own class is restored (no class named in stored data is imported). Fix: declare "
-            "the key typed with @persisted",
+            "default's own class is restored (no class named in stored data is imported)",
+            fix="declare the key typed with @persisted",
         )
     if "value" not in node:
         raise _Refused("", f"a {tag!r} tag without a 'value'")
@@ -378,8 +384,8 @@ def _decode(spec: PersistedSpec, key: str, codec: str, payload: bytes, allow_pic
                 key,
                 "",
                 "stored by Solara's engine with its pickle codec, which is read only for a key declared with "
-                'serializer="pickle" (or codec="pickle") while SOLARA_STATE_ALLOW_PICKLE=true. Fix: declare it '
-                "so, or let the session start fresh",
+                'serializer="pickle" (or codec="pickle") while SOLARA_STATE_ALLOW_PICKLE=true',
+                fix="declare it so, or let the session start fresh",
             )
         return spec.type_codec.loads(payload)
     if codec != "json":
@@ -396,7 +402,7 @@ def _decode(spec: PersistedSpec, key: str, codec: str, payload: bytes, allow_pic
             if spec.type is tuple and type(value) is list:  # Solara writes tuples as lists
                 value = tuple(value)
     except _Refused as refused:
-        raise DecodeError(key, refused.path, refused.problem) from None
+        raise DecodeError(key, refused.path, refused.problem, fix=refused.fix) from None
     return type_codec.loads(type_codec.dumps(value))
 
 

@@ -42,7 +42,7 @@ import attrs
 from .config import Settings, unknown_settings
 from .engine import Engine, Restored
 from .errors import ConfigError
-from .events import quote
+from .events import CloseReason, RestoreResult, quote
 from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
 from .startup import refuse, server_program
@@ -446,7 +446,7 @@ def simulate_failover() -> None:
     context = kernel_context.get_current_context()
     # close() takes the kernel lock, which the calling event handler may hold: close from a thread.
     threading.Thread(
-        target=context.close, kwargs={"reason": "evicted"}, name=f"evict-{context.id}", daemon=True
+        target=context.close, kwargs={"reason": CloseReason.EVICTED.value}, name=f"evict-{context.id}", daemon=True
     ).start()
 
 
@@ -678,8 +678,8 @@ class KernelPersistence:
         if restored is None:
             return {"status": "miss", "failedKey": None, "cause": None, "nFields": 0}
         status = restored.result
-        if status not in ("success", "bailout", "fresh-schema"):
-            status = "miss"
+        if status not in (RestoreResult.SUCCESS, RestoreResult.BAILOUT, RestoreResult.FRESH_SCHEMA):
+            status = RestoreResult.MISS
         return {"status": status, "failedKey": None, "cause": restored.cause, "nFields": len(restored.values)}
 
     def pop_restored(self, storage_key: str, store: Any) -> tuple[bool, Any]:
@@ -779,7 +779,7 @@ class KernelPersistence:
         # close() takes the kernel lock, which the calling thread may hold: close from a thread.
         threading.Thread(
             target=self._context.close,
-            kwargs={"reason": "superseded"},
+            kwargs={"reason": CloseReason.SUPERSEDED.value},
             name=f"superseded-{self._kernel_id}",
             daemon=True,
         ).start()
@@ -803,7 +803,7 @@ class KernelPersistence:
             stored = self._engine.touch(restored.address)  # a connect refreshes the TTL too
             if stored is None or stored == self.generation:
                 return
-        self._context.close(reason="superseded")
+        self._context.close(reason=CloseReason.SUPERSEDED.value)
         raise RuntimeError(
             f"kernel {self._kernel_id} was taken over by another instance (generation {stored}, "
             f"ours {self.generation}); its stale copy here is closed and the reconnect restores it fresh"
@@ -825,18 +825,14 @@ class KernelPersistence:
             _kernel_closed(self._session_id)
         for stop in unsubscribe:
             stop()
-        if reason == "server-shutdown":
+        if reason == CloseReason.SERVER_SHUTDOWN:
             self._engine.drain_once(DRAIN_TIMEOUT)  # the first shutdown close writes every session
         session = self._session
         restored = self._restored
-        if session is None and restored is not None and restored.result in ("success", "fresh-schema"):
+        if session is None and restored is not None and restored.result in (RestoreResult.SUCCESS, RestoreResult.FRESH_SCHEMA):
             session = self._open_session()  # restored but never changed: a tab close still deletes it
         if session is not None:
-            known = (
-                reason
-                if reason in ("page-close", "cull", "superseded", "server-shutdown", "evicted")
-                else "cull"
-            )
+            known = CloseReason(reason) if reason in CloseReason.__members__.values() else CloseReason.CULL
             if self.disabled:
                 session.stale = True  # no write rights left: never write or delete
             self._engine.close_session(session, known)

@@ -463,8 +463,9 @@ class Family(Generic[T]):
         owner = registry.resolve(concrete)
         if owner is not None and owner is not self.spec:
             raise InvalidIdentifierError(
-                f"the family {self.spec.key!r} gives the key {concrete!r}, which belongs to {owner.key!r} "
-                f"declared at {owner.site}. Fix: make the templates or keys distinct"
+                problem=f"the family {self.spec.key!r} gives the key {concrete!r}, which belongs to "
+                f"{owner.key!r} declared at {owner.site}",
+                fix="make the templates or keys distinct",
             )
 
     def _concrete(self, params: dict[str, object]) -> str:
@@ -480,7 +481,7 @@ class Family(Generic[T]):
                 if part
             )
             raise SpecError(
-                _site(_caller()),
+                site_of(_caller()),
                 f"the family {self.spec.key!r} takes exactly the parameters {', '.join(self.fields)} ({details})",
                 f"call it as family({', '.join(f + '=...' for f in self.fields)})",
             )
@@ -490,15 +491,15 @@ class Family(Generic[T]):
             problem = _parameter_problem(text)
             if problem:
                 raise InvalidIdentifierError(
-                    f"parameter {name}={text!r} of the family {self.spec.key!r} {problem}. Fix: pass a "
-                    "non-empty value without braces or control characters (e.g. an id)"
+                    problem=f"parameter {name}={text!r} of the family {self.spec.key!r} {problem}",
+                    fix="pass a non-empty value without braces or control characters (e.g. an id)",
                 )
             values[name] = text
         concrete = self.spec.key.format(**values)
         problem = key_problem(concrete, "resulting key")
         if problem:
             raise InvalidIdentifierError(
-                f"{problem}. Fix: use shorter parameter values without surrounding spaces"
+                problem=problem, fix="use shorter parameter values without surrounding spaces"
             )
         return concrete
 
@@ -524,7 +525,7 @@ def _caller() -> tuple[str, int, dict[str, Any]]:
     return frame.f_code.co_filename, frame.f_lineno, frame.f_globals
 
 
-def _site(where: tuple[str, int, dict[str, Any]]) -> str:
+def site_of(where: tuple[str, int, dict[str, Any]]) -> str:
     filename, lineno, _ = where
     try:
         relative = os.path.relpath(filename)
@@ -640,7 +641,7 @@ def persist_true_spec(
     It has no annotation, so its JSON codec follows its default (``codec.untyped``); version 1
     and the global budgets. ``serializer="pickle"`` passes the same gate as ``codec="pickle"``.
     """
-    site = _site((filename, lineno, _NO_NAMESPACE))
+    site = site_of((filename, lineno, _NO_NAMESPACE))
     problem = key_problem(key)
     if problem:
         raise SpecError(site, f"persist=True: {problem}", "give the reactive a short, printable key=...")
@@ -679,7 +680,7 @@ def persisted(
     ``scope="session"`` shares the value across the browser session's tabs and reloads.
     """
     where = _caller()
-    site = _site(where)
+    site = site_of(where)
     problem = key_problem(key)
     if problem:
         raise SpecError(site, problem, "use a short, stable, printable key such as 'shop.page'")
@@ -743,7 +744,7 @@ def persisted_family(
     ``persisted``.
     """
     where = _caller()
-    site = _site(where)
+    site = site_of(where)
     problem = key_problem(key, "key template")
     if problem:
         raise SpecError(site, problem, "use a short, printable template such as 'user:{uid}:query'")

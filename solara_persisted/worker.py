@@ -27,10 +27,10 @@ import attrs
 
 from .address import shared_address
 from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stamp
-from .breaker import Breaker
+from .breaker import BackendGuard
 from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
 from .errors import BackendError, EncodeError, OversizeError
-from .events import Events, quote
+from .events import Events, FlushResult, quote
 from .spec import PersistedSpec, Registry
 
 logger = logging.getLogger("solara.state")
@@ -96,7 +96,7 @@ class Writer:
         ring: KeyRing,
         registry: Registry,
         events: Events,
-        breaker: Breaker,
+        guard: BackendGuard,
         tag: bytes,
         ttl: float,
         debounce: float,
@@ -108,7 +108,7 @@ class Writer:
         self._ring = ring
         self._registry = registry
         self._events = events
-        self._breaker = breaker
+        self._guard = guard
         self._tag = tag
         self._ttl = ttl
         self._debounce = debounce
@@ -254,7 +254,7 @@ class Writer:
 
     def _write(self, batch: list[tuple[Session, set[str]]]) -> int:
         """Write one batch; return how many keys are still unacknowledged afterwards."""
-        if not self._breaker.allow():
+        if not self._guard.allow():
             # Degraded mode: no backend call at all; keys stay dirty until the breaker lets us.
             self._requeue(batch, when=self._clock() + RETRY_DELAY)
             return sum(len(keys) for _, keys in batch)
@@ -279,11 +279,11 @@ class Writer:
             if result is True:
                 session.stored, session.shared = views
                 session.counter = request.meta.counter
-                self._events.flush("ok", session.kernel_id, len(sizes))
+                self._events.flush(FlushResult.OK, session.kernel_id, len(sizes))
                 for key, nbytes in sizes.items():
                     self._events.synced(key, session.kernel_id, nbytes)
             elif result is False:
-                self._events.flush("rejected", session.kernel_id, len(sizes))
+                self._events.flush(FlushResult.REJECTED, session.kernel_id, len(sizes))
                 with self._cond:
                     session.stale = True
                     session.dirty, session.due = set(), None
@@ -291,15 +291,10 @@ class Writer:
                     session.on_rejected(session)
             else:
                 failure = result
-                self._events.flush("error", session.kernel_id, len(sizes))
+                self._events.flush(FlushResult.ERROR, session.kernel_id, len(sizes))
                 self._requeue([(session, keys)], when=self._clock() + RETRY_DELAY)
                 left += len(keys)
-        if failure is None:
-            self._breaker.success()
-            self._events.stats.backend_ok()
-        else:
-            self._breaker.failure(str(failure))
-            self._events.stats.backend_error(str(failure))
+        self._guard.settle(failure)
         return left
 
     def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int], _Views]:

@@ -21,7 +21,6 @@ import pytest
 import redis
 
 # the fleet harness's fixtures (real solara servers, the loopback proxy, Debian chromium), suite-wide
-from fleet import browser_fixture, chromium_fixture, fleet_fixture, page_fixture, solara_cdn_assets_fixture  # noqa: F401
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 

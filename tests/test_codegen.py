@@ -16,7 +16,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from solara_persisted.cli import main
-from solara_persisted.codegen import diff, key_dirname, load_apps, schema_document
+from solara_persisted.schema.apps import load_apps
+from solara_persisted.schema.diff import diff
+from solara_persisted.schema.documents import key_dirname, schema_document
 from solara_persisted.spec import persisted_family, registry
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fleet import wait_until
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
+from support import wait_until
 
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine

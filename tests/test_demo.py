@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
-from solara_persisted import demo
 from solara_persisted.cli import main
+from solara_persisted.dev import demo
 
 
 def test_demo_restores_on_the_second_instance_and_refuses_strangers() -> None:

@@ -13,9 +13,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from fleet import wait_until
+from support import wait_until
 
-from solara_persisted.devproxy import LoopbackProxy
+from solara_persisted.dev.proxy import LoopbackProxy
 
 TIMEOUT = 5.0
 

@@ -22,7 +22,7 @@ from engine_kit import (  # noqa: F401
     settings_fixture,
     specs_fixture,
 )
-from fleet import wait_until
+from support import wait_until
 
 from solara_persisted.address import session_address
 from solara_persisted.backends.base import Backend, FlushRequest, SessionBudget

@@ -19,12 +19,12 @@ import pytest
 from solara_persisted.address import session_address
 from solara_persisted.backends import create_backend
 from solara_persisted.backends.base import Backend
-from solara_persisted.codegen import load_apps
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine, Restored
 from solara_persisted.envelope import Codec
 from solara_persisted.errors import MigrationError, SpecError
 from solara_persisted.migrations import AddField, Convert, RemoveField, Rename, convert, migration, retired
+from solara_persisted.schema.apps import load_apps
 from solara_persisted.spec import persisted, registry
 
 SECRET = secrets.token_urlsafe(32)

@@ -31,16 +31,17 @@ import solara
 import solara.server.starlette  # a Solara server process: reactives scope per kernel
 import solara.settings
 from click.testing import CliRunner
-from fleet import REPO, wait_until
 from solara.server import kernel, kernel_context
 from solara.state.derive import PersistKeyError
 from starlette.testclient import TestClient
+from support import REPO, wait_until
 
-from solara_persisted import Rename, codegen, migration, solara_integration
+from solara_persisted import Rename, migration, solara_integration
 from solara_persisted.cli import main
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.errors import DuplicateKeyError, EncodeError, SpecError
+from solara_persisted.schema import apps
 from solara_persisted.spec import persisted, registry
 
 APP = REPO / "tests" / "apps" / "both_styles.py"
@@ -80,7 +81,7 @@ def app(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iter
     """The app, freshly executed into an empty registry; with Solara's mutation detection on or off."""
     monkeypatch.setattr(solara.settings.storage, "mutation_detection", request.param)
     with registry.isolated():
-        (module,) = codegen.load_apps([str(APP)])
+        (module,) = apps.load_apps([str(APP)])
         yield module
 
 

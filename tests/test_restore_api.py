@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import pytest
 import solara
-from fleet import wait_until
+from support import wait_until
 from test_solara_integration import engine, new_context  # noqa: F401
 
 import solara_persisted

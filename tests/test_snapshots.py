@@ -14,10 +14,10 @@ from click.testing import CliRunner, Result
 from syrupy.assertion import SnapshotAssertion
 
 from solara_persisted.cli import main
-from solara_persisted.codegen import load_apps
 from solara_persisted.migrations import migration, retired
 from solara_persisted.pytest_plugin import PersistedRestores
-from solara_persisted.snapshots import write_goldens
+from solara_persisted.schema.apps import load_apps
+from solara_persisted.schema.goldens import write_goldens
 from solara_persisted.spec import Registry, persisted_family, registry
 
 ROOT = Path(__file__).resolve().parents[1]

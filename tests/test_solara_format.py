@@ -30,8 +30,8 @@ import pytest
 import redis
 import solara.server.settings as solara_server_settings
 import solara.state as solara_state
-from fleet import wait_until
 from solara.state.redis import RedisStateBackend
+from support import wait_until
 
 from solara_persisted import solara_format
 from solara_persisted.address import session_address

@@ -20,9 +20,9 @@ import solara
 import solara.server.settings as server_settings
 import solara.server.starlette  # a Solara server process: reactives scope per kernel
 import solara.state
-from fleet import wait_until
 from solara.server import kernel, kernel_context
 from starlette.testclient import TestClient
+from support import wait_until
 
 from solara_persisted import solara_integration, state_generation
 from solara_persisted.address import session_address

@@ -88,9 +88,10 @@ class Meta:
         generation = data[GENERATION_AT:]
         if not (generation.isdigit() and generation.isascii()) or len(generation) > 18:
             raise BackendError(
-                f"a session's meta field holds {len(data)} bytes that are not a manifest and a "
-                "generation. Fix: keys under SOLARA_STATE_PREFIX must hold only solara-persisted hashes; "
-                "give the state its own prefix or database"
+                problem=f"a session's meta field holds {len(data)} bytes that are not a manifest and a "
+                "generation",
+                fix="keys under SOLARA_STATE_PREFIX must hold only solara-persisted hashes; "
+                "give the state its own prefix or database",
             )
         at = TAG_DIGEST_SIZE
         return cls(
@@ -257,8 +258,8 @@ def validate_kernel_id(kernel_id: str) -> str:
     """Return ``kernel_id`` if the engine serves it (Solara assigns UUIDs), else raise."""
     if not isinstance(kernel_id, str) or not _KERNEL_ID.fullmatch(kernel_id):
         raise InvalidIdentifierError(
-            f"kernel id {kernel_id!r:.80} is not 1 to 128 characters of A-Z, a-z, 0-9, '_' or '-'. "
-            "Fix: pass the kernel id Solara assigned (a UUID), never text taken from a request unchecked"
+            problem=f"kernel id {kernel_id!r:.80} is not 1 to 128 characters of A-Z, a-z, 0-9, '_' or '-'",
+            fix="pass the kernel id Solara assigned (a UUID), never text taken from a request unchecked",
         )
     return kernel_id
 
@@ -267,7 +268,8 @@ def validate_shared_address(shared_address: str) -> str:
     """Return ``shared_address`` if it is the ``{S}`` part of a session address, else raise."""
     if not isinstance(shared_address, str) or not ADDRESS.fullmatch(shared_address + "A" * PART_LENGTH):
         raise InvalidIdentifierError(
-            f"{shared_address!r:.80} is not a shared address. Fix: derive it with shared_address(address)"
+            problem=f"{shared_address!r:.80} is not a shared address",
+            fix="derive it with shared_address(address)",
         )
     return shared_address
 
@@ -276,7 +278,8 @@ def validate_address(address: str) -> str:
     """Return ``address`` if it is a session address (``session_address``), else raise."""
     if not isinstance(address, str) or not ADDRESS.fullmatch(address):
         raise InvalidIdentifierError(
-            f"{address!r:.80} is not a session address. Fix: derive it with session_address(cookie, kernel id)"
+            problem=f"{address!r:.80} is not a session address",
+            fix="derive it with session_address(cookie, kernel id)",
         )
     return address
 
@@ -289,29 +292,33 @@ def validate_request(request: FlushRequest) -> None:
         0 <= meta.counter < 1 << (8 * COUNTER_SIZE)
     ):
         raise InvalidIdentifierError(
-            f"the manifest of session {request.address} has the wrong shape. Fix: build it with KeyRing.sign_manifest"
+            problem=f"the manifest of session {request.address} has the wrong shape",
+            fix="build it with KeyRing.sign_manifest",
         )
     if not 0 < meta.generation < MAX_GENERATION:
         raise InvalidIdentifierError(
-            f"generation {meta.generation} of session {request.address} is outside 1..{MAX_GENERATION - 1}, "
-            "which a takeover could not read back. Fix: write with the generation a takeover gave"
+            problem=f"generation {meta.generation} of session {request.address} is outside "
+            f"1..{MAX_GENERATION - 1}, which a takeover could not read back",
+            fix="write with the generation a takeover gave",
         )
     if request.shared_stamp and not 0 < request.shared_stamp < 10**STAMP_SIZE:
         raise InvalidIdentifierError(
-            f"the change stamp {request.shared_stamp} of session {request.address} is not 1 to "
-            f"{STAMP_SIZE} digits. Fix: stamp changes with worker.next_stamp()"
+            problem=f"the change stamp {request.shared_stamp} of session {request.address} is not 1 to "
+            f"{STAMP_SIZE} digits",
+            fix="stamp changes with worker.next_stamp()",
         )
     for data in request.shared.values():
         if len(data) < STAMP_SIZE or not data[:STAMP_SIZE].isdigit():
             raise InvalidIdentifierError(
-                f"a shared value of session {request.address} does not start with its change stamp. "
-                "Fix: prefix it with pack_stamp()"
+                problem=f"a shared value of session {request.address} does not start with its change stamp",
+                fix="prefix it with pack_stamp()",
             )
     for field in (*request.fields, *request.removed, *request.shared, *request.shared_removed):
         if not field or field.startswith(META_PREFIX):
             raise InvalidIdentifierError(
-                f"field {field!r} of session {request.address} is empty or starts with NUL, which is "
-                "reserved for backend meta fields. Fix: write only keys declared with persisted()"
+                problem=f"field {field!r} of session {request.address} is empty or starts with NUL, which "
+                "is reserved for backend meta fields",
+                fix="write only keys declared with persisted()",
             )
 
 

@@ -257,7 +257,9 @@ class RedisBackend(Backend):
 
     def _error(self, operation: str, error: Exception) -> BackendError:
         problem = f"{type(error).__name__}: {str(error).rstrip('.')}"
-        return BackendError(f"redis {operation} at {self._where} failed: {problem}. Fix: {self._fix(error)}")
+        return BackendError(
+            problem=f"redis {operation} at {self._where} failed: {problem}", fix=self._fix(error)
+        )
 
     def _fix(self, error: Exception) -> str:
         if isinstance(error, AuthenticationError | NoPermissionError):

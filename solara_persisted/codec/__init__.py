@@ -21,16 +21,17 @@ tree of a class-based value costs memory. ``loads`` refuses a document whose obj
 and, for a type that can nest without end (a recursive class), one nested deeper than
 ``MAX_DEPTH`` arrays and objects, the same limit values are written with.
 
-The package, one module a concern: ``nodes`` (the compiled form of a type and what every builder
-shares), the node builders ``scalars``, ``value_sets`` (Literal, Enum), ``containers``, ``unions``
-and ``classes``, ``compile`` (type -> node, memoised), ``type_codec`` (``TypeCodec``),
-``pickle_codec`` (``PickleTypeCodec``) and ``cattrs_converter`` (the package's strict converter).
+The package, one module a concern: ``nodes`` (the compiled form of a type and everything the
+other modules share), the node builders ``scalars``, ``value_sets`` (Literal, Enum),
+``containers``, ``unions`` and ``classes``, ``compile`` (type -> node, memoised, and the one
+``converter``), ``cattrs_converter`` (how that strict cattrs converter is built and hooked),
+``type_codec`` (``TypeCodec``), ``untyped`` (``UntypedCodec``, for ``persist=True`` reactives) and
+``pickle_codec`` (``PickleTypeCodec``).
 """
 
 from __future__ import annotations
 
-from .cattrs_converter import converter
-from .compile import compile_type
+from .compile import compile_type, converter
 from .nodes import INT_MAX, INT_MIN, MAX_DEPTH, type_name
 from .pickle_codec import PickleTypeCodec
 from .type_codec import TypeCodec

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Iterable
 from itertools import chain
 from typing import Any
@@ -10,17 +9,18 @@ from typing import Any
 import orjson
 
 from .nodes import (
-    _ORJSON_OPTIONS,
     MAX_DEPTH,
-    _Budget,
-    _dec_mismatch,
-    _Defs,
-    _Mismatch,
-    _mismatch,
-    _nested,
-    _Node,
-    _short,
-    _too_deep,
+    ORJSON_OPTIONS,
+    Budget,
+    Defs,
+    Mismatch,
+    Node,
+    json_mismatch,
+    key_segment,
+    nested_depth,
+    short_repr,
+    too_deep,
+    type_mismatch,
     type_name,
 )
 
@@ -28,189 +28,189 @@ _LIST_ONLY = frozenset({list})
 _DICT_ONLY = frozenset({dict})
 
 
-def _key_segment(key: str) -> str:
-    return "[" + json.dumps(key, ensure_ascii=False) + "]"
-
-
-def _list_node(tp: Any, item: _Node, *, as_tuple: bool) -> _Node:
+def list_node(tp: Any, item_node: Node, *, as_tuple: bool) -> Node:
     py_type = tuple if as_tuple else list
     name = type_name(tp)
-    eu, est, item_ok_many, item_json_many = item.un, item.st, item.ok_many, item.json_ok_many
-    item_floor_many, item_size = item.floor_many, item.size
+    item_unstructure, item_structure = item_node.unstructure, item_node.structure
+    item_native_many, item_json_native_many = item_node.native_many, item_node.json_native_many
+    item_floor_many, item_size = item_node.floor_many, item_node.size
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> list[Any]:
-        if not isinstance(v, py_type):
-            raise _mismatch(name, v)
-        if b is not None and v:
-            b.take(len(v) * (item_size + 1) - 1)  # the items at their smallest, and the commas
-        if item_ok_many is not None and item_ok_many(v):
-            if b is not None:
-                b.take(max(0, item_floor_many(v) - len(v) * item_size))
-            return v if type(v) is list else list(v)
-        if d >= MAX_DEPTH:
-            raise _too_deep()
-        d += 1
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> list[Any]:
+        if not isinstance(value, py_type):
+            raise type_mismatch(name, value)
+        if budget is not None and value:
+            budget.take(len(value) * (item_size + 1) - 1)  # the items at their smallest, and the commas
+        if item_native_many is not None and item_native_many(value):
+            if budget is not None:
+                budget.take(max(0, item_floor_many(value) - len(value) * item_size))
+            return value if type(value) is list else list(value)
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        depth += 1
         out = []
         append = out.append
         i = 0
         try:
-            for i, x in enumerate(v):  # noqa: B007 - i names the failing element
-                append(eu(x, d, b))
-        except _Mismatch as m:
-            m.push(f"[{i}]", v)
+            for i, item in enumerate(value):  # noqa: B007 - i names the failing element
+                append(item_unstructure(item, depth, budget))
+        except Mismatch as mismatch:
+            mismatch.push(f"[{i}]", value)
             raise
         return out
 
-    def st(o: Any, _t: Any = None) -> Any:
-        if type(o) is not list:
-            raise _dec_mismatch("array", o)
-        if item_json_many is not None and item_json_many(o):
-            return tuple(o) if as_tuple else o
+    def structure(obj: Any, _type: Any = None) -> Any:
+        if type(obj) is not list:
+            raise json_mismatch("array", obj)
+        if item_json_native_many is not None and item_json_native_many(obj):
+            return tuple(obj) if as_tuple else obj
         out = []
         append = out.append
         i = 0
         try:
-            for i, x in enumerate(o):  # noqa: B007 - i names the failing element
-                append(est(x))
-        except _Mismatch as m:
-            m.push(f"[{i}]", o)
+            for i, item in enumerate(obj):  # noqa: B007 - i names the failing element
+                append(item_structure(item))
+        except Mismatch as mismatch:
+            mismatch.push(f"[{i}]", obj)
             raise
         return tuple(out) if as_tuple else out
 
-    ok = ok_many = json_ok = json_ok_many = None
-    if item_ok_many is not None and not as_tuple:
+    native = native_many = json_native = json_native_many = None
+    if item_native_many is not None and not as_tuple:
 
-        def ok(v: Any) -> bool:
-            return type(v) is list and item_ok_many(v)
+        def native(value: Any) -> bool:
+            return type(value) is list and item_native_many(value)
 
-        def ok_many(xs: Iterable[Any]) -> bool:
-            return set(map(type, xs)) <= _LIST_ONLY and item_ok_many(list(chain.from_iterable(xs)))
+        def native_many(batch: Iterable[Any]) -> bool:
+            return set(map(type, batch)) <= _LIST_ONLY and item_native_many(list(chain.from_iterable(batch)))
 
-    def floor(v: list[Any]) -> int:
-        return len(v) + 1 + item_floor_many(v)
+    def floor(value: list[Any]) -> int:
+        return len(value) + 1 + item_floor_many(value)
 
-    def floor_many(xs: Collection[list[Any]]) -> int:
-        items = list(chain.from_iterable(xs))
-        return len(items) + len(xs) + item_floor_many(items)
+    def floor_many(batch: Collection[list[Any]]) -> int:
+        elements = list(chain.from_iterable(batch))
+        return len(elements) + len(batch) + item_floor_many(elements)
 
-    if item_json_many is not None and not as_tuple:
+    if item_json_native_many is not None and not as_tuple:
 
-        def json_ok(o: Any) -> bool:
-            return type(o) is list and item_json_many(o)
+        def json_native(obj: Any) -> bool:
+            return type(obj) is list and item_json_native_many(obj)
 
-        def json_ok_many(xs: Iterable[Any]) -> bool:
-            return set(map(type, xs)) <= _LIST_ONLY and item_json_many(list(chain.from_iterable(xs)))
+        def json_native_many(batch: Iterable[Any]) -> bool:
+            return set(map(type, batch)) <= _LIST_ONLY and item_json_native_many(
+                list(chain.from_iterable(batch))
+            )
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, py_type)
+    def owns(value: Any) -> bool:
+        return isinstance(value, py_type)
 
-    return _Node(
+    return Node(
         tp,
         name,
         frozenset({"array"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
-        lambda defs: {"type": "array", "items": item.schema(defs)},
-        ok,
-        ok_many,
-        hashable=as_tuple and item.hashable,
-        json_ok=json_ok,
-        json_ok_many=json_ok_many,
+        lambda defs: {"type": "array", "items": item_node.schema(defs)},
+        native,
+        native_many,
+        hashable=as_tuple and item_node.hashable,
+        json_native=json_native,
+        json_native_many=json_native_many,
         size=2,
         floor=floor,
         floor_many=floor_many,
-        depth=_nested([item.depth]),
+        depth=nested_depth([item_node.depth]),
     )
 
 
-def _fixed_tuple_node(tp: Any, items: list[_Node]) -> _Node:
+def fixed_tuple_node(tp: Any, item_nodes: list[Node]) -> Node:
     name = type_name(tp)
-    size = len(items)
-    uns = [n.un for n in items]
-    sts = [n.st for n in items]
+    size = len(item_nodes)
+    item_unstructures = [item_node.unstructure for item_node in item_nodes]
+    item_structures = [item_node.structure for item_node in item_nodes]
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> list[Any]:
-        if not isinstance(v, tuple):
-            raise _mismatch(name, v)
-        if len(v) != size:
-            raise _Mismatch(f"expected {name} ({size} items), got {len(v)} items")
-        if d >= MAX_DEPTH:
-            raise _too_deep()
-        d += 1
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> list[Any]:
+        if not isinstance(value, tuple):
+            raise type_mismatch(name, value)
+        if len(value) != size:
+            raise Mismatch(f"expected {name} ({size} items), got {len(value)} items")
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        depth += 1
         out = []
         i = 0
         try:
-            for i, (f, x) in enumerate(zip(uns, v, strict=True)):  # noqa: B007 - i names the failing element
-                out.append(f(x, d, b))
-        except _Mismatch as m:
-            m.push(f"[{i}]", v)
+            for i, (item_unstructure, item) in enumerate(zip(item_unstructures, value, strict=True)):  # noqa: B007 - i names the failing element
+                out.append(item_unstructure(item, depth, budget))
+        except Mismatch as mismatch:
+            mismatch.push(f"[{i}]", value)
             raise
         return out
 
-    def st(o: Any, _t: Any = None) -> tuple[Any, ...]:
-        if type(o) is not list:
-            raise _dec_mismatch("array", o)
-        if len(o) != size:
-            raise _Mismatch(f"expected an array of {size} items for {name}, got {len(o)}")
+    def structure(obj: Any, _type: Any = None) -> tuple[Any, ...]:
+        if type(obj) is not list:
+            raise json_mismatch("array", obj)
+        if len(obj) != size:
+            raise Mismatch(f"expected an array of {size} items for {name}, got {len(obj)}")
         out = []
         i = 0
         try:
-            for i, (f, x) in enumerate(zip(sts, o, strict=True)):  # noqa: B007 - i names the failing element
-                out.append(f(x))
-        except _Mismatch as m:
-            m.push(f"[{i}]", o)
+            for i, (item_structure, item) in enumerate(zip(item_structures, obj, strict=True)):  # noqa: B007 - i names the failing element
+                out.append(item_structure(item))
+        except Mismatch as mismatch:
+            mismatch.push(f"[{i}]", obj)
             raise
         return tuple(out)
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, tuple)
+    def owns(value: Any) -> bool:
+        return isinstance(value, tuple)
 
-    def schema(defs: _Defs) -> dict[str, Any]:
+    def schema(defs: Defs) -> dict[str, Any]:
         return {
             "type": "array",
-            "prefixItems": [n.schema(defs) for n in items],
+            "prefixItems": [item_node.schema(defs) for item_node in item_nodes],
             "items": False,
             "minItems": size,
             "maxItems": size,
         }
 
-    return _Node(
+    return Node(
         tp,
         name,
         frozenset({"array"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
         schema,
-        hashable=all(n.hashable for n in items),
-        size=1 + sum(n.size + 1 for n in items) if items else 2,
-        depth=_nested(n.depth for n in items),
+        hashable=all(item_node.hashable for item_node in item_nodes),
+        size=1 + sum(item_node.size + 1 for item_node in item_nodes) if item_nodes else 2,
+        depth=nested_depth(item_node.depth for item_node in item_nodes),
     )
 
 
 def _canonical(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=_ORJSON_OPTIONS | orjson.OPT_SORT_KEYS)
+    return orjson.dumps(obj, option=ORJSON_OPTIONS | orjson.OPT_SORT_KEYS)
 
 
-def _set_node(tp: Any, item: _Node, py_type: type) -> _Node:
+def set_node(tp: Any, item_node: Node, py_type: type) -> Node:
     name = type_name(tp)
-    eu, est, item_json_many, item_size = item.un, item.st, item.json_ok_many, item.size
+    item_unstructure, item_structure = item_node.unstructure, item_node.structure
+    item_json_native_many, item_size = item_node.json_native_many, item_node.size
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> list[Any]:
-        if not isinstance(v, py_type):
-            raise _mismatch(name, v)
-        if d >= MAX_DEPTH:
-            raise _too_deep()
-        if b is not None and v:
-            b.take(len(v) * (item_size + 1) - 1)
-        d += 1
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> list[Any]:
+        if not isinstance(value, py_type):
+            raise type_mismatch(name, value)
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        if budget is not None and value:
+            budget.take(len(value) * (item_size + 1) - 1)
+        depth += 1
         out = []
         try:
-            for x in v:
-                out.append(eu(x, d, b))
-        except _Mismatch as m:
-            m.push("[*]", v)  # a set has no positions: "some element"
+            for item in value:
+                out.append(item_unstructure(item, depth, budget))
+        except Mismatch as mismatch:
+            mismatch.push("[*]", value)  # a set has no positions: "some element"
             raise
         # Sorted so that equal sets always give equal bytes.
         try:
@@ -219,135 +219,148 @@ def _set_node(tp: Any, item: _Node, py_type: type) -> _Node:
             out.sort(key=_canonical)
         return out
 
-    def st(o: Any, _t: Any = None) -> Any:
-        if type(o) is not list:
-            raise _dec_mismatch("array", o)
-        if item_json_many is not None and item_json_many(o):
-            return py_type(o)
+    def structure(obj: Any, _type: Any = None) -> Any:
+        if type(obj) is not list:
+            raise json_mismatch("array", obj)
+        if item_json_native_many is not None and item_json_native_many(obj):
+            return py_type(obj)
         i = 0
         out = []
         try:
-            for i, x in enumerate(o):  # noqa: B007 - i names the failing element
-                out.append(est(x))
-        except _Mismatch as m:
-            m.push(f"[{i}]", o)
+            for i, item in enumerate(obj):  # noqa: B007 - i names the failing element
+                out.append(item_structure(item))
+        except Mismatch as mismatch:
+            mismatch.push(f"[{i}]", obj)
             raise
         return py_type(out)
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, py_type)
+    def owns(value: Any) -> bool:
+        return isinstance(value, py_type)
 
-    return _Node(
+    return Node(
         tp,
         name,
         frozenset({"array"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
-        lambda defs: {"type": "array", "items": item.schema(defs), "uniqueItems": True},
+        lambda defs: {"type": "array", "items": item_node.schema(defs), "uniqueItems": True},
         hashable=py_type is frozenset,
         size=2,
-        depth=_nested([item.depth]),
+        depth=nested_depth([item_node.depth]),
     )
 
 
-def _dict_node(tp: Any, value: _Node) -> _Node:
+def dict_node(tp: Any, value_node: Node) -> Node:
     name = type_name(tp)
-    vu, vst, value_ok_many, value_json_many = value.un, value.st, value.ok_many, value.json_ok_many
-    value_floor_many, value_size = value.floor_many, value.size
+    value_unstructure, value_structure = value_node.unstructure, value_node.structure
+    value_native_many, value_json_native_many = value_node.native_many, value_node.json_native_many
+    value_floor_many, value_size = value_node.floor_many, value_node.size
     str_only = frozenset({str})
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> dict[str, Any]:
-        if not isinstance(v, dict):
-            raise _mismatch(name, v)
-        if b is not None and v:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise type_mismatch(name, value)
+        if budget is not None and value:
             # the values at their smallest, the commas, and each key's quotes and colon
-            b.take(len(v) * (value_size + 4) - 1)
-        if value_ok_many is not None and set(map(type, v)) <= str_only and value_ok_many(v.values()):
-            if b is not None:
-                b.take(sum(map(len, v)) + max(0, value_floor_many(v.values()) - len(v) * value_size))
-            return v if type(v) is dict else dict(v)
-        if d >= MAX_DEPTH:
-            raise _too_deep()
-        if b is not None and set(map(type, v)) <= str_only:
-            b.take(sum(map(len, v)))
-        d += 1
+            budget.take(len(value) * (value_size + 4) - 1)
+        if (
+            value_native_many is not None
+            and set(map(type, value)) <= str_only
+            and value_native_many(value.values())
+        ):
+            if budget is not None:
+                budget.take(
+                    sum(map(len, value)) + max(0, value_floor_many(value.values()) - len(value) * value_size)
+                )
+            return value if type(value) is dict else dict(value)
+        if depth >= MAX_DEPTH:
+            raise too_deep()
+        if budget is not None and set(map(type, value)) <= str_only:
+            budget.take(sum(map(len, value)))
+        depth += 1
         out = {}
-        k = None
+        key = None
         try:
-            for k, x in v.items():
-                if not isinstance(k, str):
-                    raise _Mismatch(f"dict keys must be str, got {type(k).__qualname__} key {_short(k)}")
-                out[str.__str__(k)] = vu(x, d, b)
-        except _Mismatch as m:
-            m.push(_key_segment(k) if isinstance(k, str) else f"[{_short(k)}]", v)
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise Mismatch(
+                        f"dict keys must be str, got {type(key).__qualname__} key {short_repr(key)}"
+                    )
+                out[str.__str__(key)] = value_unstructure(item, depth, budget)
+        except Mismatch as mismatch:
+            mismatch.push(key_segment(key) if isinstance(key, str) else f"[{short_repr(key)}]", value)
             raise
         return out
 
-    def st(o: Any, _t: Any = None) -> dict[str, Any]:
-        if type(o) is not dict:
-            raise _dec_mismatch("object", o)
-        if value_json_many is not None and value_json_many(o.values()):
-            return o
+    def structure(obj: Any, _type: Any = None) -> dict[str, Any]:
+        if type(obj) is not dict:
+            raise json_mismatch("object", obj)
+        if value_json_native_many is not None and value_json_native_many(obj.values()):
+            return obj
         out = {}
-        k = ""
+        key = ""
         try:
-            for k, x in o.items():
-                out[k] = vst(x)
-        except _Mismatch as m:
-            m.push(_key_segment(k), o)
+            for key, item in obj.items():
+                out[key] = value_structure(item)
+        except Mismatch as mismatch:
+            mismatch.push(key_segment(key), obj)
             raise
         return out
 
-    ok = ok_many = json_ok = json_ok_many = None
-    if value_json_many is not None:
+    native = native_many = json_native = json_native_many = None
+    if value_json_native_many is not None:
 
-        def json_ok(o: Any) -> bool:
-            return type(o) is dict and value_json_many(o.values())
+        def json_native(obj: Any) -> bool:
+            return type(obj) is dict and value_json_native_many(obj.values())
 
-        def json_ok_many(xs: Iterable[Any]) -> bool:
-            return set(map(type, xs)) <= _DICT_ONLY and value_json_many(
-                list(chain.from_iterable(map(dict.values, xs)))
+        def json_native_many(batch: Iterable[Any]) -> bool:
+            return set(map(type, batch)) <= _DICT_ONLY and value_json_native_many(
+                list(chain.from_iterable(map(dict.values, batch)))
             )
 
-    def floor(v: dict[str, Any]) -> int:
-        return 4 * len(v) + 1 + sum(map(len, v)) + value_floor_many(v.values())
+    def floor(value: dict[str, Any]) -> int:
+        return 4 * len(value) + 1 + sum(map(len, value)) + value_floor_many(value.values())
 
-    def floor_many(xs: Collection[dict[str, Any]]) -> int:
-        keys = list(chain.from_iterable(xs))
-        values = list(chain.from_iterable(map(dict.values, xs)))
-        return 4 * len(keys) + len(xs) + sum(map(len, keys)) + value_floor_many(values)
+    def floor_many(batch: Collection[dict[str, Any]]) -> int:
+        keys = list(chain.from_iterable(batch))
+        values = list(chain.from_iterable(map(dict.values, batch)))
+        return 4 * len(keys) + len(batch) + sum(map(len, keys)) + value_floor_many(values)
 
-    if value_ok_many is not None:
+    if value_native_many is not None:
 
-        def ok(v: Any) -> bool:
-            return type(v) is dict and set(map(type, v)) <= str_only and value_ok_many(v.values())
-
-        def ok_many(xs: Iterable[Any]) -> bool:
+        def native(value: Any) -> bool:
             return (
-                set(map(type, xs)) <= _DICT_ONLY
-                and set(map(type, chain.from_iterable(xs))) <= str_only
-                and value_ok_many(list(chain.from_iterable(map(dict.values, xs))))
+                type(value) is dict
+                and set(map(type, value)) <= str_only
+                and value_native_many(value.values())
             )
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, dict)
+        def native_many(batch: Iterable[Any]) -> bool:
+            return (
+                set(map(type, batch)) <= _DICT_ONLY
+                and set(map(type, chain.from_iterable(batch))) <= str_only
+                and value_native_many(list(chain.from_iterable(map(dict.values, batch))))
+            )
 
-    return _Node(
+    def owns(value: Any) -> bool:
+        return isinstance(value, dict)
+
+    return Node(
         tp,
         name,
         frozenset({"object"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
-        lambda defs: {"type": "object", "additionalProperties": value.schema(defs)},
-        ok,
-        ok_many,
+        lambda defs: {"type": "object", "additionalProperties": value_node.schema(defs)},
+        native,
+        native_many,
         hashable=False,
-        json_ok=json_ok,
-        json_ok_many=json_ok_many,
+        json_native=json_native,
+        json_native_many=json_native_many,
         size=2,
         floor=floor,
         floor_many=floor_many,
-        depth=_nested([value.depth]),
+        depth=nested_depth([value_node.depth]),
     )

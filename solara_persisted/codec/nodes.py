@@ -1,8 +1,15 @@
-"""The compiled form of a type (``_Node``) and what every node builder shares: limits, errors, helpers."""
+"""The compiled form of a type (``Node``) and what every node builder shares: limits, errors, helpers.
+
+The builders (``scalars``, ``value_sets``, ``containers``, ``unions``, ``classes``) import only
+from here, so nothing they share lives in one builder and is borrowed by another.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import json
+import math
 import re
 import types
 import typing
@@ -16,16 +23,16 @@ import orjson
 #: refused at write, and deeper stored documents at read, before structuring recurses into them.
 MAX_DEPTH = 64
 
-_NoneType = type(None)
+NoneType = type(None)
 # Anything but plain builtins reaching orjson is a bug here: make it raise instead of serializing.
-_ORJSON_OPTIONS = (
+ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 # orjson (like most JSON readers) reads integers beyond 64 bits back as floats, so they are refused at write.
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 _JSON_KINDS = {
-    _NoneType: "null",
+    NoneType: "null",
     bool: "boolean",
     int: "integer",
     float: "number",
@@ -35,7 +42,7 @@ _JSON_KINDS = {
 }
 
 
-class _Mismatch(Exception):
+class Mismatch(Exception):
     """A value or JSON object does not fit its type; carries the path, innermost segment first."""
 
     def __init__(self, problem: str, *, deep: bool = False) -> None:
@@ -68,7 +75,7 @@ class _Mismatch(Exception):
         return "".join(segments), self.problem
 
 
-class _Refusal(Exception):
+class Refusal(Exception):
     """A type the codec cannot represent; becomes ``UnsupportedTypeError`` with the site."""
 
     def __init__(self, problem: str, fix: str) -> None:
@@ -77,7 +84,7 @@ class _Refusal(Exception):
         self.fix = fix
 
 
-class _Oversize(_Mismatch):
+class Oversize(Mismatch):
     """A capped encode passed its cap; ``size`` is the running lower bound of the payload at that point."""
 
     def __init__(self, size: int, limit: int) -> None:
@@ -86,14 +93,15 @@ class _Oversize(_Mismatch):
         self.limit = limit
 
 
-class _Budget:
+class Budget:
     """The cap of one capped encode and a running lower bound of the bytes it will write.
 
     Every node has a ``size``, the fewest bytes any value of its type encodes to. Whoever picks a
     node for a value has taken its ``size`` already (a container takes its items' sizes and its
-    separators on entry, in O(1)); the node's ``un`` takes only what its value writes beyond that,
-    such as a string's characters. So a class instance costs no step of its own, and a value far
-    over the cap is refused after O(cap) work and memory, long before its JSON tree or payload exists.
+    separators on entry, in O(1)); the node's ``unstructure`` takes only what its value writes
+    beyond that, such as a string's characters. So a class instance costs no step of its own, and a
+    value far over the cap is refused after O(cap) work and memory, long before its JSON tree or
+    payload exists.
     """
 
     __slots__ = ("left", "limit")
@@ -102,32 +110,34 @@ class _Budget:
         self.limit = limit
         self.left = limit  # per-leaf callers subtract from it inline and call ``over`` below zero
 
-    def take(self, n: int) -> None:
-        self.left -= n
+    def take(self, size: int) -> None:
+        self.left -= size
         if self.left < 0:
             raise self.over()
 
-    def over(self) -> _Oversize:
-        return _Oversize(self.limit - self.left, self.limit)
+    def over(self) -> Oversize:
+        return Oversize(self.limit - self.left, self.limit)
 
 
-def _too_deep() -> _Mismatch:
-    return _Mismatch(f"nesting deeper than {MAX_DEPTH} levels", deep=True)
+def too_deep() -> Mismatch:
+    """Nesting past ``MAX_DEPTH``; ``deep`` so that ``describe`` can tell a cycle from plain depth."""
+    return Mismatch(f"nesting deeper than {MAX_DEPTH} levels", deep=True)
 
 
-def _kind(obj: object) -> str:
+def json_kind(obj: object) -> str:
+    """The JSON name of a decoded value's kind (``integer``, ``object``...) for messages."""
     return _JSON_KINDS.get(type(obj), type(obj).__qualname__)
 
 
 def type_name(tp: Any) -> str:
     """A short, module-free spelling of a type for messages: ``dict[str, Line | None]``."""
-    if tp is None or tp is _NoneType:
+    if tp is None or tp is NoneType:
         return "None"
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         return " | ".join(map(type_name, args))
     if origin is typing.Literal:
-        return f"Literal[{', '.join(f'{type(a).__qualname__}.{a.name}' if isinstance(a, enum.Enum) else repr(a) for a in args)}]"
+        return f"Literal[{', '.join(f'{type(arg).__qualname__}.{arg.name}' if isinstance(arg, enum.Enum) else repr(arg) for arg in args)}]"
     if origin is typing.Annotated:
         return type_name(args[0])
     if origin is not None:
@@ -142,7 +152,7 @@ def type_name(tp: Any) -> str:
 
 
 @attrs.define
-class _Defs:
+class Defs:
     """The ``$defs`` of a JSON Schema being built: one entry per class, named once."""
 
     schemas: dict[str, Any] = attrs.Factory(dict)
@@ -152,10 +162,10 @@ class _Defs:
         name = self.names.get(cls)
         if name is None:
             base = re.sub(r"[^A-Za-z0-9_]", "_", cls.__qualname__)
-            name, n = base, 1
+            name, number = base, 1
             while name in self.schemas:
-                n += 1
-                name = f"{base}_{n}"
+                number += 1
+                name = f"{base}_{number}"
             self.names[cls] = name
             self.schemas[name] = {}  # reserved first, so a recursive class refers to itself
             self.schemas[name] = build()
@@ -163,43 +173,44 @@ class _Defs:
 
 
 @attrs.define(eq=False)
-class _Node:
+class Node:
     """Everything compiled for one type.
 
-    ``un(value, depth)`` checks and unstructures; ``st(obj)`` strictly structures. ``ok`` and
-    ``ok_many`` are exact tests for "valid, and already its own JSON tree" (plain lists,
-    str-keyed dicts, finite floats, 64-bit ints...): such values are handed to the encoder, and
-    such decoded JSON returned, untouched. ``ok_many`` tests a whole batch with C-level passes
-    (nested containers are flattened with ``itertools.chain``), so checking a 100 KB table costs
-    a few passes over it rather than a Python call per item. None where no such shortcut exists.
-    ``json_ok`` / ``json_ok_many`` are the same tests for trees decoded by orjson, which can skip
-    what orjson already guarantees (string keys, 64-bit ints, finite floats): only types remain.
-    ``owns`` is a shallow type test used to pick a union member for a value.
-    ``size`` is the fewest bytes any value of the type encodes to (see ``_Budget``).
+    ``unstructure(value, depth, budget)`` checks a value and returns its JSON tree;
+    ``structure(obj)`` strictly structures a decoded JSON tree. ``native`` and ``native_many``
+    are exact tests for "valid, and already its own JSON tree" (plain lists, str-keyed dicts,
+    finite floats, 64-bit ints...): such values are handed to the encoder, and such decoded JSON
+    returned, untouched. ``native_many`` tests a whole batch with C-level passes (nested
+    containers are flattened with ``itertools.chain``), so checking a 100 KB table costs a few
+    passes over it rather than a Python call per item. None where no such shortcut exists.
+    ``json_native`` / ``json_native_many`` are the same tests for trees decoded by orjson, which
+    can skip what orjson already guarantees (string keys, 64-bit ints, finite floats): only types
+    remain. ``owns`` is a shallow type test used to pick a union member for a value.
+    ``size`` is the fewest bytes any value of the type encodes to (see ``Budget``).
     ``floor`` / ``floor_many`` are lower bounds of the encoded size in bytes of a value (a batch)
-    that passed ``ok`` (``ok_many``), computed with the same kind of C-level passes, so a capped
-    encode can refuse a value before orjson reserves memory for it; ``floor`` is None where a
-    value is a few bytes whatever it holds (numbers, booleans, None). ``depth`` is the deepest JSON
-    nesting the type allows, None for a recursive type (no bound but ``MAX_DEPTH``).
+    that passed ``native`` (``native_many``), computed with the same kind of C-level passes, so a
+    capped encode can refuse a value before orjson reserves memory for it; ``floor`` is None where
+    a value is a few bytes whatever it holds (numbers, booleans, None). ``depth`` is the deepest
+    JSON nesting the type allows, None for a recursive type (no bound but ``MAX_DEPTH``).
     """
 
     tp: Any
     name: str
     kinds: frozenset[str] = frozenset()
-    un: Callable[[Any, int], Any] = attrs.field(default=None)
-    st: Callable[..., Any] = attrs.field(default=None)
+    unstructure: Callable[..., Any] = attrs.field(default=None)
+    structure: Callable[..., Any] = attrs.field(default=None)
     owns: Callable[[Any], bool] = attrs.field(default=None)
-    schema: Callable[[_Defs], dict[str, Any]] = attrs.field(default=None)
-    ok: Callable[[Any], bool] | None = None
-    ok_many: Callable[[Iterable[Any]], bool] | None = None
+    schema: Callable[[Defs], dict[str, Any]] = attrs.field(default=None)
+    native: Callable[[Any], bool] | None = None
+    native_many: Callable[[Iterable[Any]], bool] | None = None
     hashable: bool = True
     #: None, Literal and Enum: each accepted JSON value, keyed (python type, value), to the value it gives.
     values: dict[tuple[type, Any], Any] | None = None
-    json_ok: Callable[[Any], bool] | None = attrs.field(
-        default=attrs.Factory(lambda self: self.ok, takes_self=True)
+    json_native: Callable[[Any], bool] | None = attrs.field(
+        default=attrs.Factory(lambda self: self.native, takes_self=True)
     )
-    json_ok_many: Callable[[Iterable[Any]], bool] | None = attrs.field(
-        default=attrs.Factory(lambda self: self.ok_many, takes_self=True)
+    json_native_many: Callable[[Iterable[Any]], bool] | None = attrs.field(
+        default=attrs.Factory(lambda self: self.native_many, takes_self=True)
     )
     size: int = 1
     floor: Callable[[Any], int] | None = None
@@ -207,7 +218,12 @@ class _Node:
     depth: int | None = 0
 
 
-def _deepest(depths: Iterable[int | None]) -> int | None:
+def is_class(tp: Any) -> bool:
+    """Whether ``tp`` is an attrs class or dataclass (structured field by field)."""
+    return isinstance(tp, type) and (attrs.has(tp) or dataclasses.is_dataclass(tp))
+
+
+def deepest(depths: Iterable[int | None]) -> int | None:
     """The deepest of these nesting depths (None, unbounded, wins)."""
     known = list(depths)
     if None in known:
@@ -215,30 +231,49 @@ def _deepest(depths: Iterable[int | None]) -> int | None:
     return max(known, default=0)  # type: ignore[type-var]
 
 
-def _nested(depths: Iterable[int | None]) -> int | None:
+def nested_depth(depths: Iterable[int | None]) -> int | None:
     """The depth of a JSON container of items of these depths."""
-    deepest = _deepest(depths)
-    return None if deepest is None else deepest + 1
+    deepest_item = deepest(depths)
+    return None if deepest_item is None else deepest_item + 1
 
 
-def _many_from_one(one: Callable[[Any], bool] | None) -> Callable[[Iterable[Any]], bool] | None:
+def many_from_one(one: Callable[[Any], bool] | None) -> Callable[[Iterable[Any]], bool] | None:
+    """A batch test that applies a per-value test to each item (None stays None)."""
     if one is None:
         return None
-    return lambda xs: all(map(one, xs))
+    return lambda batch: all(map(one, batch))
 
 
-def _types_within(allowed: frozenset[type]) -> Callable[[Iterable[Any]], bool]:
-    return lambda xs: set(map(type, xs)) <= allowed
+def types_within(allowed: frozenset[type]) -> Callable[[Iterable[Any]], bool]:
+    """A batch test: every item's exact type is one of ``allowed``."""
+    return lambda batch: set(map(type, batch)) <= allowed
 
 
-def _mismatch(name: str, value: object) -> _Mismatch:
-    return _Mismatch(f"expected {name}, got {type(value).__qualname__}")
+def finite_floats(batch: Iterable[Any]) -> bool:
+    """Whether every item is a float and none is NaN or infinite, in two C-level passes."""
+    if not set(map(type, batch)) <= {float}:
+        return False
+    # A NaN or infinity makes the sum non-finite; an overflowing sum is only a false alarm
+    # that sends the value down the precise per-element path.
+    return math.isfinite(sum(batch))
 
 
-def _dec_mismatch(name: str, obj: object) -> _Mismatch:
-    return _Mismatch(f"expected {name}, got JSON {_kind(obj)}")
+def type_mismatch(name: str, value: object) -> Mismatch:
+    """A written value is not of the expected type."""
+    return Mismatch(f"expected {name}, got {type(value).__qualname__}")
 
 
-def _short(value: Any) -> str:
+def json_mismatch(name: str, obj: object) -> Mismatch:
+    """A decoded JSON value is not of the expected kind."""
+    return Mismatch(f"expected {name}, got JSON {json_kind(obj)}")
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` cut to 40 characters, for messages."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def key_segment(key: str) -> str:
+    """The path segment of an object member: ``["name"]``."""
+    return "[" + json.dumps(key, ensure_ascii=False) + "]"

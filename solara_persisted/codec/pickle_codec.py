@@ -13,6 +13,8 @@ _PICKLE_FAILURES = (pickle.PicklingError, TypeError, AttributeError, RecursionEr
 
 
 class _Full(Exception):
+    """The capped pickle passed its cap; ``size`` is the output so far."""
+
     def __init__(self, size: int) -> None:
         super().__init__(size)
         self.size = size
@@ -33,12 +35,12 @@ class _CappedSink:
         self.size = 0
 
     def write(self, data: Any) -> int:
-        n = len(data) if type(data) is bytes else memoryview(data).nbytes
-        self.size += n
+        length = len(data) if type(data) is bytes else memoryview(data).nbytes
+        self.size += length
         if self.size > self.limit:
             raise _Full(self.size)
         self.parts.append(data if type(data) is bytes else bytes(data))
-        return n
+        return length
 
 
 class PickleTypeCodec:

@@ -6,7 +6,6 @@ import base64
 import binascii
 import datetime as dt
 import decimal
-import math
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -15,228 +14,225 @@ from typing import Any
 from .nodes import (
     INT_MAX,
     INT_MIN,
-    _Budget,
-    _dec_mismatch,
-    _Mismatch,
-    _mismatch,
-    _Node,
-    _NoneType,
-    _short,
-    _types_within,
+    Budget,
+    Mismatch,
+    Node,
+    NoneType,
+    finite_floats,
+    json_mismatch,
+    short_repr,
+    type_mismatch,
+    types_within,
 )
 
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-def _four_each(xs: Collection[Any]) -> int:
-    return 4 * len(xs)  # null, true, false
+def _four_each(batch: Collection[Any]) -> int:
+    return 4 * len(batch)  # null, true, false
 
 
-def _three_each(xs: Collection[Any]) -> int:
-    return 3 * len(xs)  # orjson writes no finite float shorter than 0.0
+def _three_each(batch: Collection[Any]) -> int:
+    return 3 * len(batch)  # orjson writes no finite float shorter than 0.0
 
 
-def _str_floor(v: str) -> int:
-    return len(v) + 2  # at least a byte a character, and the quotes
+def _str_floor(value: str) -> int:
+    return len(value) + 2  # at least a byte a character, and the quotes
 
 
-def _strs_floor(xs: Collection[str]) -> int:
-    return sum(map(len, xs)) + 2 * len(xs)
+def _strs_floor(batch: Collection[str]) -> int:
+    return sum(map(len, batch)) + 2 * len(batch)
 
 
-def _none_node() -> _Node:
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> None:
-        if v is not None:
-            raise _mismatch("None", v)
+def _none_node() -> Node:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> None:
+        if value is not None:
+            raise type_mismatch("None", value)
 
-    def st(o: Any, _t: Any = None) -> None:
-        if o is not None:
-            raise _dec_mismatch("null", o)
+    def structure(obj: Any, _type: Any = None) -> None:
+        if obj is not None:
+            raise json_mismatch("null", obj)
 
-    def is_none(v: Any) -> bool:
-        return v is None
+    def is_none(value: Any) -> bool:
+        return value is None
 
-    return _Node(
-        _NoneType,
+    return Node(
+        NoneType,
         "None",
         frozenset({"null"}),
-        un,
-        st,
+        unstructure,
+        structure,
         is_none,
         lambda defs: {"type": "null"},
         is_none,
-        _types_within(frozenset({_NoneType})),
-        values={(_NoneType, None): None},
+        types_within(frozenset({NoneType})),
+        values={(NoneType, None): None},
         size=4,
         floor_many=_four_each,
     )
 
 
-def _bool_node() -> _Node:
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> bool:
-        if type(v) is not bool:
-            raise _mismatch("bool", v)
-        return v
+def _bool_node() -> Node:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> bool:
+        if type(value) is not bool:
+            raise type_mismatch("bool", value)
+        return value
 
-    def st(o: Any, _t: Any = None) -> bool:
-        if type(o) is not bool:
-            raise _dec_mismatch("boolean", o)
-        return o
+    def structure(obj: Any, _type: Any = None) -> bool:
+        if type(obj) is not bool:
+            raise json_mismatch("boolean", obj)
+        return obj
 
-    def is_bool(v: Any) -> bool:
-        return type(v) is bool
+    def is_bool(value: Any) -> bool:
+        return type(value) is bool
 
-    many = _types_within(frozenset({bool}))
-    return _Node(
+    all_bools = types_within(frozenset({bool}))
+    return Node(
         bool,
         "bool",
         frozenset({"boolean"}),
-        un,
-        st,
+        unstructure,
+        structure,
         is_bool,
         lambda defs: {"type": "boolean"},
         is_bool,
-        many,
+        all_bools,
         size=4,
         floor_many=_four_each,
     )
 
 
-def _int_node() -> _Node:
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> int:
-        if isinstance(v, int) and not isinstance(v, bool):
-            if not INT_MIN <= v <= INT_MAX:
-                raise _Mismatch(
-                    f"{_short(v)} is outside the 64-bit integer range JSON readers agree on; store a Decimal or str"
+def _int_node() -> Node:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not INT_MIN <= value <= INT_MAX:
+                raise Mismatch(
+                    f"{short_repr(value)} is outside the 64-bit integer range JSON readers agree on; store a Decimal or str"
                 )
-            return v if type(v) is int else int(v)
-        raise _mismatch("int", v)
+            return value if type(value) is int else int(value)
+        raise type_mismatch("int", value)
 
-    def st(o: Any, _t: Any = None) -> int:
-        if type(o) is not int:
-            raise _dec_mismatch("integer", o)
-        return o
+    def structure(obj: Any, _type: Any = None) -> int:
+        if type(obj) is not int:
+            raise json_mismatch("integer", obj)
+        return obj
 
-    def is_int(v: Any) -> bool:
-        return type(v) is int and INT_MIN <= v <= INT_MAX
+    def is_int(value: Any) -> bool:
+        return type(value) is int and INT_MIN <= value <= INT_MAX
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
+    def owns(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
 
-    def many(xs: Iterable[Any]) -> bool:
-        return set(map(type, xs)) <= {int} and min(xs, default=0) >= INT_MIN and max(xs, default=0) <= INT_MAX
+    def all_ints(batch: Iterable[Any]) -> bool:
+        return (
+            set(map(type, batch)) <= {int}
+            and min(batch, default=0) >= INT_MIN
+            and max(batch, default=0) <= INT_MAX
+        )
 
-    def is_json_int(o: Any) -> bool:
-        return type(o) is int
+    def is_json_int(obj: Any) -> bool:
+        return type(obj) is int
 
-    return _Node(
+    return Node(
         int,
         "int",
         frozenset({"number"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
         lambda defs: {"type": "integer"},
         is_int,
-        many,
-        json_ok=is_json_int,
-        json_ok_many=_types_within(frozenset({int})),
+        all_ints,
+        json_native=is_json_int,
+        json_native_many=types_within(frozenset({int})),
     )
 
 
-def _finite_floats(xs: Iterable[Any]) -> bool:
-    if not set(map(type, xs)) <= {float}:
-        return False
-    # A NaN or infinity makes the sum non-finite; an overflowing sum is only a false alarm
-    # that sends the value down the precise per-element path.
-    return math.isfinite(sum(xs))
-
-
-def _float_node() -> _Node:
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> float:
-        if isinstance(v, float):
-            if v - v != 0.0:
-                raise _Mismatch(f"{v!r} is not a finite number; JSON has no NaN or infinity")
-            return float(v)
-        if isinstance(v, int) and not isinstance(v, bool):
+def _float_node() -> Node:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> float:
+        if isinstance(value, float):
+            if value - value != 0.0:
+                raise Mismatch(f"{value!r} is not a finite number; JSON has no NaN or infinity")
+            return float(value)
+        if isinstance(value, int) and not isinstance(value, bool):
             try:
-                return float(v)
+                return float(value)
             except OverflowError:
-                raise _Mismatch("integer too large for a float") from None
-        raise _mismatch("float", v)
+                raise Mismatch("integer too large for a float") from None
+        raise type_mismatch("float", value)
 
-    def st(o: Any, _t: Any = None) -> float:
-        if type(o) is float:
-            if o - o != 0.0:
-                raise _Mismatch("number out of float range")
-            return o
-        if type(o) is int:
+    def structure(obj: Any, _type: Any = None) -> float:
+        if type(obj) is float:
+            if obj - obj != 0.0:
+                raise Mismatch("number out of float range")
+            return obj
+        if type(obj) is int:
             try:
-                return float(o)
+                return float(obj)
             except OverflowError:
-                raise _Mismatch("integer too large for a float") from None
-        raise _dec_mismatch("number", o)
+                raise Mismatch("integer too large for a float") from None
+        raise json_mismatch("number", obj)
 
-    def ok(v: Any) -> bool:
-        return type(v) is float and v - v == 0.0
+    def is_finite_float(value: Any) -> bool:
+        return type(value) is float and value - value == 0.0
 
-    def is_json_float(o: Any) -> bool:
-        return type(o) is float
+    def is_json_float(obj: Any) -> bool:
+        return type(obj) is float
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, float)
+    def owns(value: Any) -> bool:
+        return isinstance(value, float)
 
-    return _Node(
+    return Node(
         float,
         "float",
         frozenset({"number"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
         lambda defs: {"type": "number"},
-        ok,
-        _finite_floats,
-        json_ok=is_json_float,
-        json_ok_many=_types_within(frozenset({float})),
+        is_finite_float,
+        finite_floats,
+        json_native=is_json_float,
+        json_native_many=types_within(frozenset({float})),
         size=3,
         floor_many=_three_each,
     )
 
 
-def _str_node() -> _Node:
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> str:
-        if type(v) is not str:
-            if not isinstance(v, str):
-                raise _mismatch("str", v)
-            v = str.__str__(v)
-        if b is not None:  # inline: this runs for every string of a capped encode
-            b.left -= len(v)  # beyond the quotes
-            if b.left < 0:
-                raise b.over()
-        return v
+def _str_node() -> Node:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> str:
+        if type(value) is not str:
+            if not isinstance(value, str):
+                raise type_mismatch("str", value)
+            value = str.__str__(value)
+        if budget is not None:  # inline: this runs for every string of a capped encode
+            budget.left -= len(value)  # beyond the quotes
+            if budget.left < 0:
+                raise budget.over()
+        return value
 
-    def st(o: Any, _t: Any = None) -> str:
-        if type(o) is not str:
-            raise _dec_mismatch("string", o)
-        return o
+    def structure(obj: Any, _type: Any = None) -> str:
+        if type(obj) is not str:
+            raise json_mismatch("string", obj)
+        return obj
 
-    def is_str(v: Any) -> bool:
-        return type(v) is str
+    def is_str(value: Any) -> bool:
+        return type(value) is str
 
-    def owns(v: Any) -> bool:
-        return isinstance(v, str)
+    def owns(value: Any) -> bool:
+        return isinstance(value, str)
 
-    many = _types_within(frozenset({str}))
-    return _Node(
+    all_strs = types_within(frozenset({str}))
+    return Node(
         str,
         "str",
         frozenset({"string"}),
-        un,
-        st,
+        unstructure,
+        structure,
         owns,
         lambda defs: {"type": "string"},
         is_str,
-        many,
+        all_strs,
         size=2,
         floor=_str_floor,
         floor_many=_strs_floor,
@@ -252,7 +248,7 @@ def _string_form_node(
     what: str,
     size: int,
     text_length: Callable[[Any], int] | None = None,
-) -> _Node:
+) -> Node:
     """A type stored as a JSON string (datetimes, UUID, Decimal, bytes).
 
     ``size`` is the shortest JSON string of the type. For a type whose text has no bound
@@ -262,67 +258,69 @@ def _string_form_node(
     name = tp.__qualname__
     unbounded = tp in (decimal.Decimal, bytes)
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> str:
-        if not owns(v):
-            raise _mismatch(name, v)
-        if b is None or not unbounded:
-            return to_text(v)
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> str:
+        if not owns(value):
+            raise type_mismatch(name, value)
+        if budget is None or not unbounded:
+            return to_text(value)
         if text_length is not None:
-            b.take(text_length(v) + 2 - size)
-            return to_text(v)
-        text = to_text(v)
-        b.left -= len(text) + 2 - size
-        if b.left < 0:
-            raise b.over()
+            budget.take(text_length(value) + 2 - size)
+            return to_text(value)
+        text = to_text(value)
+        budget.left -= len(text) + 2 - size
+        if budget.left < 0:
+            raise budget.over()
         return text
 
-    def st(o: Any, _t: Any = None) -> Any:
-        if type(o) is not str:
-            raise _dec_mismatch(f"a string holding {what}", o)
+    def structure(obj: Any, _type: Any = None) -> Any:
+        if type(obj) is not str:
+            raise json_mismatch(f"a string holding {what}", obj)
         try:
-            return from_text(o)
+            return from_text(obj)
         except (ValueError, ArithmeticError, binascii.Error):
-            raise _Mismatch(f"{o[:64]!r} is not {what}") from None
+            raise Mismatch(f"{obj[:64]!r} is not {what}") from None
 
-    return _Node(tp, name, frozenset({"string"}), un, st, owns, lambda defs: dict(schema), size=size)
+    return Node(
+        tp, name, frozenset({"string"}), unstructure, structure, owns, lambda defs: dict(schema), size=size
+    )
 
 
-def _iso_text(v: dt.datetime | dt.time) -> str:
-    offset = v.utcoffset()
+def _iso_text(value: dt.datetime | dt.time) -> str:
+    offset = value.utcoffset()
     if offset is not None and offset.microseconds:
         # Python's fromisoformat misreads some such offsets (e.g. +00:00:00.000001 as UTC).
-        raise _Mismatch(f"the timezone offset {offset} has a fraction of a second; use whole seconds")
-    return v.isoformat()
+        raise Mismatch(f"the timezone offset {offset} has a fraction of a second; use whole seconds")
+    return value.isoformat()
 
 
-def _is_datetime(v: Any) -> bool:
-    return isinstance(v, dt.datetime)
+def _is_datetime(value: Any) -> bool:
+    return isinstance(value, dt.datetime)
 
 
-def _is_date(v: Any) -> bool:
-    return isinstance(v, dt.date) and not isinstance(v, dt.datetime)
+def _is_date(value: Any) -> bool:
+    return isinstance(value, dt.date) and not isinstance(value, dt.datetime)
 
 
-def _is_time(v: Any) -> bool:
-    return isinstance(v, dt.time)
+def _is_time(value: Any) -> bool:
+    return isinstance(value, dt.time)
 
 
-def _is_uuid(v: Any) -> bool:
-    return isinstance(v, uuid.UUID)
+def _is_uuid(value: Any) -> bool:
+    return isinstance(value, uuid.UUID)
 
 
-def _is_bytes(v: Any) -> bool:
-    return isinstance(v, bytes)
+def _is_bytes(value: Any) -> bool:
+    return isinstance(value, bytes)
 
 
-def _is_decimal(v: Any) -> bool:
-    return isinstance(v, decimal.Decimal)
+def _is_decimal(value: Any) -> bool:
+    return isinstance(value, decimal.Decimal)
 
 
-def _decimal_text(v: decimal.Decimal) -> str:
-    if not v.is_finite():
-        raise _Mismatch(f"Decimal {v} is not finite; only finite decimals are stored")
-    return str(v)
+def _decimal_text(value: decimal.Decimal) -> str:
+    if not value.is_finite():
+        raise Mismatch(f"Decimal {value} is not finite; only finite decimals are stored")
+    return str(value)
 
 
 def _decimal_from_text(text: str) -> decimal.Decimal:
@@ -331,8 +329,8 @@ def _decimal_from_text(text: str) -> decimal.Decimal:
     return decimal.Decimal(text)
 
 
-def _base64_length(v: bytes) -> int:
-    return 4 * ((len(v) + 2) // 3)
+def _base64_length(value: bytes) -> int:
+    return 4 * ((len(value) + 2) // 3)
 
 
 def _bytes_from_text(text: str) -> bytes:
@@ -344,8 +342,8 @@ _ISO_DATETIME = (
 )
 _ISO_TIME = r"^\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$"
 
-_SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
-    _NoneType: _none_node,
+SCALAR_FACTORIES: dict[Any, Callable[[], Node]] = {
+    NoneType: _none_node,
     bool: _bool_node,
     int: _int_node,
     float: _float_node,
@@ -392,7 +390,7 @@ _SCALAR_FACTORIES: dict[Any, Callable[[], _Node]] = {
     ),
     bytes: lambda: _string_form_node(
         bytes,
-        lambda v: base64.b64encode(v).decode("ascii"),
+        lambda value: base64.b64encode(value).decode("ascii"),
         _bytes_from_text,
         {"type": "string", "contentEncoding": "base64"},
         _is_bytes,

@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 
 from ..errors import DecodeError, EncodeError, OversizeError
-from .containers import _key_segment
-from .nodes import _ORJSON_OPTIONS, MAX_DEPTH, _Budget, _Defs, _Mismatch, _Node, _Oversize
+from .nodes import MAX_DEPTH, ORJSON_OPTIONS, Budget, Defs, Mismatch, Node, Oversize, key_segment
 
 _CONTAINERS = frozenset({list, dict})
 _COLON = ord(":")
@@ -19,14 +18,14 @@ _COLON = ord(":")
 class TypeCodec:
     """The JSON codec of one declared type, bound to a persisted key for error messages."""
 
-    __slots__ = ("_deep", "_floor", "_json_ok", "_node", "_ok", "key", "type")
+    __slots__ = ("_deep", "_floor", "_json_native", "_native", "_node", "key", "type")
 
-    def __init__(self, key: str, tp: Any, node: _Node) -> None:
+    def __init__(self, key: str, tp: Any, node: Node) -> None:
         self.key = key
         self.type = tp
         self._node = node
-        self._ok = node.ok
-        self._json_ok = node.json_ok
+        self._native = node.native
+        self._json_native = node.json_native
         self._floor = node.floor
         # Only a type that can nest deeper than MAX_DEPTH (a recursive class) needs the depth scan on
         # read: structuring any other type stops, at the latest, where the type's own nesting ends.
@@ -44,36 +43,36 @@ class TypeCodec:
         same C-level passes as the type check, or as a running total during the checked walk, which
         stops once it passes the cap, before the value's JSON tree or payload is built.
         """
-        ok = self._ok
+        native = self._native
         if max_bytes is None:
-            if ok is not None and ok(value):
+            if native is not None and native(value):
                 try:
-                    return orjson.dumps(value, option=_ORJSON_OPTIONS)
+                    return orjson.dumps(value, option=ORJSON_OPTIONS)
                 except TypeError:
                     pass  # a lone surrogate: the checked path reports it
             return self._write(self.unstructure(value))
-        if ok is not None and ok(value):
+        if native is not None and native(value):
             floor = self._floor
             if floor is not None:
                 bound = floor(value)
                 if bound > max_bytes:
                     raise OversizeError(self.key, "", bound, max_bytes, exact=False)
             try:
-                payload = orjson.dumps(value, option=_ORJSON_OPTIONS)
+                payload = orjson.dumps(value, option=ORJSON_OPTIONS)
             except TypeError:
                 pass  # a lone surrogate: the checked path reports it
             else:
                 if len(payload) > max_bytes:
                     raise OversizeError(self.key, "", len(payload), max_bytes, exact=True)
                 return payload
-        budget = _Budget(max_bytes)
+        budget = Budget(max_bytes)
         try:
             budget.take(self._node.size)
-            tree = self._node.un(value, 0, budget)
-        except _Oversize as m:
-            raise OversizeError(self.key, m.path(), m.size, max_bytes, exact=False) from None
-        except _Mismatch as m:
-            path, problem = m.describe()
+            tree = self._node.unstructure(value, 0, budget)
+        except Oversize as oversize:
+            raise OversizeError(self.key, oversize.path(), oversize.size, max_bytes, exact=False) from None
+        except Mismatch as mismatch:
+            path, problem = mismatch.describe()
             raise EncodeError(self.key, path, problem) from None
         payload = self._write(tree)
         if len(payload) > max_bytes:
@@ -82,7 +81,7 @@ class TypeCodec:
 
     def _write(self, tree: Any) -> bytes:
         try:
-            return orjson.dumps(tree, option=_ORJSON_OPTIONS)
+            return orjson.dumps(tree, option=ORJSON_OPTIONS)
         except TypeError as exc:
             raise EncodeError(self.key, "", f"cannot be written as JSON: {exc}") from None
 
@@ -107,20 +106,20 @@ class TypeCodec:
     def unstructure(self, value: Any) -> Any:
         """The value as a JSON tree of dicts, lists and scalars (sharing unchanged lists and dicts with ``value``)."""
         try:
-            return self._node.un(value, 0)
-        except _Mismatch as m:
-            path, problem = m.describe()
+            return self._node.unstructure(value, 0)
+        except Mismatch as mismatch:
+            path, problem = mismatch.describe()
             raise EncodeError(self.key, path, problem) from None
 
     def structure(self, obj: Any) -> Any:
         """Turn a decoded JSON tree back into a value of the declared type, strictly."""
-        json_ok = self._json_ok
-        if json_ok is not None and json_ok(obj):
+        json_native = self._json_native
+        if json_native is not None and json_native(obj):
             return obj
         try:
-            return self._node.st(obj)
-        except _Mismatch as m:
-            raise DecodeError(self.key, m.path(), m.problem) from None
+            return self._node.structure(obj)
+        except Mismatch as mismatch:
+            raise DecodeError(self.key, mismatch.path(), mismatch.problem) from None
         except RecursionError:
             raise DecodeError(self.key, "", "stored value nested too deeply") from None
 
@@ -130,7 +129,7 @@ class TypeCodec:
 
     def json_schema(self) -> dict[str, Any]:
         """A JSON Schema 2020-12 document for the stored JSON form of the type."""
-        defs = _Defs()
+        defs = Defs()
         root = self._node.schema(defs)
         schema: dict[str, Any] = {"$schema": "https://json-schema.org/draft/2020-12/schema", **root}
         if defs.schemas:
@@ -183,12 +182,12 @@ def _deeper_than_max(obj: Any) -> bool:
     """Whether a decoded tree nests more than MAX_DEPTH arrays and objects, one pass per level."""
     level = [obj]
     for _ in range(MAX_DEPTH):
-        containers = [x for x in level if type(x) in _CONTAINERS]
+        containers = [item for item in level if type(item) in _CONTAINERS]
         if not containers:
             return False
         level = [
-            *chain.from_iterable(x for x in containers if type(x) is list),
-            *chain.from_iterable(x.values() for x in containers if type(x) is dict),
+            *chain.from_iterable(container for container in containers if type(container) is list),
+            *chain.from_iterable(container.values() for container in containers if type(container) is dict),
         ]
     return not _CONTAINERS.isdisjoint(map(type, level))
 
@@ -203,9 +202,9 @@ def _deep_path(obj: Any) -> str:
                 return path
             continue
         if type(node) is list:
-            stack.extend((x, depth + 1, f"{path}[{i}]") for i, x in reversed(list(enumerate(node))))
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in reversed(list(enumerate(node))))
         elif type(node) is dict:
-            stack.extend((x, depth + 1, path + _key_segment(k)) for k, x in reversed(node.items()))
+            stack.extend((item, depth + 1, path + key_segment(name)) for name, item in reversed(node.items()))
     return ""
 
 
@@ -227,12 +226,12 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(out) == len(pairs):
         return out
     seen: set[str] = set()
-    for k, _ in pairs:
-        if k in seen:
+    for name, _ in pairs:
+        if name in seen:
             break
-        seen.add(k)
+        seen.add(name)
     marked = _Repeated(out)
-    marked.key = k
+    marked.key = name
     return marked
 
 
@@ -248,8 +247,8 @@ def _refuse_duplicates(key: str, data: bytes) -> None:
     while stack:
         node, path = stack.pop()
         if type(node) is _Repeated:
-            raise DecodeError(key, path + _key_segment(node.key), "the object repeats this key")
+            raise DecodeError(key, path + key_segment(node.key), "the object repeats this key")
         if type(node) is list:
-            stack.extend((x, f"{path}[{i}]") for i, x in reversed(list(enumerate(node))))
+            stack.extend((item, f"{path}[{i}]") for i, item in reversed(list(enumerate(node))))
         elif isinstance(node, dict):
-            stack.extend((x, path + _key_segment(k)) for k, x in reversed(node.items()))
+            stack.extend((item, path + key_segment(name)) for name, item in reversed(node.items()))

@@ -29,8 +29,7 @@ import orjson
 
 from ..errors import DecodeError, EncodeError, OversizeError, UnsupportedTypeError
 from .compile import compile_type
-from .containers import _key_segment
-from .nodes import INT_MAX, INT_MIN, MAX_DEPTH, _Budget, _Mismatch, _Oversize, _too_deep
+from .nodes import INT_MAX, INT_MIN, MAX_DEPTH, Budget, Mismatch, Oversize, key_segment, too_deep
 from .type_codec import parse_json
 
 __all__ = ["MARKER", "UntypedCodec", "untyped_codec"]
@@ -149,9 +148,9 @@ class _FieldsRoot:
         self.key = key
         self.cls = cls
         if attrs.has(cls):
-            self.fields = tuple(a.name for a in attrs.fields(cls) if a.init)
+            self.fields = tuple(attribute.name for attribute in attrs.fields(cls) if attribute.init)
         else:
-            self.fields = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+            self.fields = tuple(field.name for field in dataclasses.fields(cls) if field.init)
 
     def dumps(self, value: Any, *, max_bytes: int | None = None) -> bytes:
         writer = _Writer(self.key, max_bytes)
@@ -211,79 +210,81 @@ class _Writer:
 
     def __init__(self, key: str, max_bytes: int | None) -> None:
         self.key = key
-        self.budget = _Budget(max_bytes) if max_bytes is not None else None
+        self.budget = Budget(max_bytes) if max_bytes is not None else None
 
     def tree(self, value: Any, path: str) -> Any:
         try:
-            return self._un(value, 0)
-        except _Oversize as m:
+            return self._unstructure(value, 0)
+        except Oversize as oversize:
             assert self.budget is not None
-            raise OversizeError(self.key, path + m.path(), m.size, self.budget.limit, exact=False) from None
-        except _Mismatch as m:
-            inner, problem = m.describe()
+            raise OversizeError(
+                self.key, path + oversize.path(), oversize.size, self.budget.limit, exact=False
+            ) from None
+        except Mismatch as mismatch:
+            inner, problem = mismatch.describe()
             raise EncodeError(self.key, path + inner, problem) from None
 
-    def _un(self, v: Any, d: int) -> Any:
-        t = type(v)
+    def _unstructure(self, value: Any, depth: int) -> Any:
+        value_type = type(value)
         budget = self.budget
-        if t is str:
+        if value_type is str:
             if budget is not None:
-                budget.take(len(v) + 2)
-            return v
-        if v is None or t is bool:
-            return v
-        if t is int:
-            return v if INT_MIN <= v <= INT_MAX else self._tag("int", _int_text(v))
-        if t is float:
+                budget.take(len(value) + 2)
+            return value
+        if value is None or value_type is bool:
+            return value
+        if value_type is int:
+            return value if INT_MIN <= value <= INT_MAX else self._tag("int", _int_text(value))
+        if value_type is float:
             return (
-                v
-                if math.isfinite(v)
-                else self._tag("float", "nan" if v != v else ("inf" if v > 0 else "-inf"))
+                value
+                if math.isfinite(value)
+                else self._tag("float", "nan" if value != value else ("inf" if value > 0 else "-inf"))
             )
-        if d >= MAX_DEPTH:
-            raise _too_deep()
+        if depth >= MAX_DEPTH:
+            raise too_deep()
         if budget is not None:
             budget.take(2)
-        if t is list:
-            return self._items(v, d + 1)
-        if t is dict:
+        if value_type is list:
+            return self._items(value, depth + 1)
+        if value_type is dict:
             out = {}
-            for k, item in v.items():
-                if type(k) is not str:
-                    raise _Mismatch(
-                        f"a dict key of type {type(k).__qualname__} ({k!r}): JSON object keys are strings; "
-                        "convert the keys to str"
+            for name, item in value.items():
+                if type(name) is not str:
+                    raise Mismatch(
+                        f"a dict key of type {type(name).__qualname__} ({name!r}): JSON object keys are "
+                        "strings; convert the keys to str"
                     )
                 try:
-                    out[k] = self._un(item, d + 1)
-                except _Mismatch as m:
-                    m.push(_key_segment(k), v)
+                    out[name] = self._unstructure(item, depth + 1)
+                except Mismatch as mismatch:
+                    mismatch.push(key_segment(name), value)
                     raise
             return {MARKER: "dict", VALUE: out} if MARKER in out else out
-        if t is tuple:
-            return self._tag("tuple", self._items(v, d + 2))
-        if t is set or t is frozenset:
-            return self._tag(t.__name__, self._items(v, d + 2))
-        text = _TEXT.get(t)
+        if value_type is tuple:
+            return self._tag("tuple", self._items(value, depth + 2))
+        if value_type is set or value_type is frozenset:
+            return self._tag(value_type.__name__, self._items(value, depth + 2))
+        text = _TEXT.get(value_type)
         if text is not None:
             kind, form = text
-            return self._tag(kind, form(v))
-        coerced = _numpy_scalar(v)
+            return self._tag(kind, form(value))
+        coerced = _numpy_scalar(value)
         if coerced is not None:
-            return self._un(coerced, d)
-        raise _Mismatch(
-            f"{t.__qualname__} has no JSON form here: persist=True stores no class name, so only an instance "
-            f"of the default's own class can be stored; {_fix(self.key)}"
+            return self._unstructure(coerced, depth)
+        raise Mismatch(
+            f"{value_type.__qualname__} has no JSON form here: persist=True stores no class name, so only an "
+            f"instance of the default's own class can be stored; {_fix(self.key)}"
         )
 
-    def _items(self, items: Any, d: int) -> list[Any]:
+    def _items(self, items: Any, depth: int) -> list[Any]:
         out = []
-        un = self._un
+        unstructure = self._unstructure
         for i, item in enumerate(items):
             try:
-                out.append(un(item, d))
-            except _Mismatch as m:
-                m.push(f"[{i}]", items)
+                out.append(unstructure(item, depth))
+            except Mismatch as mismatch:
+                mismatch.push(f"[{i}]", items)
                 raise
         return out
 
@@ -293,23 +294,23 @@ class _Writer:
         return {MARKER: kind, VALUE: value}
 
 
-def _int_text(v: int) -> str:
+def _int_text(value: int) -> str:
     try:
-        return str(v)
+        return str(value)
     except ValueError:  # past Python's int -> str digit limit
-        raise _Mismatch("an integer too long to write as text") from None
+        raise Mismatch("an integer too long to write as text") from None
 
 
-def _iso(v: dt.datetime | dt.time) -> str:
-    offset = v.utcoffset()
+def _iso(value: dt.datetime | dt.time) -> str:
+    offset = value.utcoffset()
     if offset is not None and offset.microseconds:
         # Python's fromisoformat misreads some such offsets (e.g. +00:00:00.000001 as UTC).
-        raise _Mismatch(f"the timezone offset {offset} has a fraction of a second; use whole seconds")
-    return v.isoformat()
+        raise Mismatch(f"the timezone offset {offset} has a fraction of a second; use whole seconds")
+    return value.isoformat()
 
 
-def _bytes_text(v: bytes) -> str:
-    return base64.b64encode(v).decode("ascii")
+def _bytes_text(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
 
 
 #: Exact type -> (tag, its text form): the scalars JSON lacks, each stored as a string.
@@ -323,17 +324,17 @@ _TEXT: dict[type, tuple[str, Callable[[Any], str]]] = {
 }
 
 
-def _numpy_scalar(v: Any) -> Any:
+def _numpy_scalar(value: Any) -> Any:
     """A numpy integer, float or bool as the Python number it holds (as Solara's own codec does), else None."""
     numpy = sys.modules.get("numpy")
     if numpy is None:
         return None
-    if isinstance(v, numpy.bool_):
-        return bool(v)
-    if isinstance(v, numpy.integer):
-        return int(v)
-    if isinstance(v, numpy.floating):
-        return float(v)
+    if isinstance(value, numpy.bool_):
+        return bool(value)
+    if isinstance(value, numpy.integer):
+        return int(value)
+    if isinstance(value, numpy.floating):
+        return float(value)
     return None
 
 
@@ -374,18 +375,18 @@ _COLLECTIONS: dict[str, Callable[[list[Any]], Any]] = {"tuple": tuple, "set": se
 
 def _read(key: str, tree: Any, path: str) -> Any:
     """The value of a decoded tree: plain JSON as it is, tagged kinds rebuilt; ``DecodeError`` names the path."""
-    t = type(tree)
-    if t is list:
+    tree_type = type(tree)
+    if tree_type is list:
         return [_read(key, item, f"{path}[{i}]") for i, item in enumerate(tree)]
-    if t is not dict:
+    if tree_type is not dict:
         return tree
     if MARKER not in tree:
-        return {k: _read(key, item, path + _key_segment(k)) for k, item in tree.items()}
+        return {name: _read(key, item, path + key_segment(name)) for name, item in tree.items()}
     kind, value = tree.get(MARKER), tree.get(VALUE)
     if len(tree) != 2 or VALUE not in tree or type(kind) is not str:
         raise DecodeError(key, path, f'a tagged value must be exactly {{"{MARKER}": kind, "{VALUE}": value}}')
     if kind == "dict" and type(value) is dict:
-        return {k: _read(key, item, path + _key_segment(k)) for k, item in value.items()}
+        return {name: _read(key, item, path + key_segment(name)) for name, item in value.items()}
     build = _COLLECTIONS.get(kind)
     if build is not None and type(value) is list:
         items = [_read(key, item, f"{path}[{i}]") for i, item in enumerate(value)]

@@ -10,98 +10,106 @@ from typing import Any
 
 import orjson
 
-from .nodes import _Budget, _kind, _Mismatch, _Node, _Refusal, _short, type_name
+from .nodes import Budget, Mismatch, Node, Refusal, json_kind, short_repr, type_name
 
 
 def _json_scalar_kind(value: Any) -> str:
-    kind = _kind(value)
+    kind = json_kind(value)
     return "number" if kind == "integer" else kind
 
 
-def _value_set_node(tp: Any, name: str, members: list[tuple[Any, Any]], schema: dict[str, Any]) -> _Node:
+def _value_set_node(tp: Any, name: str, members: list[tuple[Any, Any]], schema: dict[str, Any]) -> Node:
     """Literal and Enum types: a closed set of (python value, JSON value) pairs.
 
     Lookups are keyed by (type, value) so that True never stands in for 1, nor 1 for an IntEnum.
     """
-    by_json = {(type(j), j): p for p, j in members}
-    by_python = {(type(p), p): j for p, j in members}
+    by_json = {(type(json_value), json_value): value for value, json_value in members}
+    by_python = {(type(value), value): json_value for value, json_value in members}
 
-    def un(v: Any, d: int = 0, b: _Budget | None = None) -> Any:
+    def unstructure(value: Any, depth: int = 0, budget: Budget | None = None) -> Any:
         try:
-            return by_python[(type(v), v)]
+            return by_python[(type(value), value)]
         except (KeyError, TypeError):
-            raise _Mismatch(f"expected {name}, got {type(v).__qualname__} {_short(v)}") from None
+            raise Mismatch(f"expected {name}, got {type(value).__qualname__} {short_repr(value)}") from None
 
-    def owns(v: Any) -> bool:
+    def owns(value: Any) -> bool:
         try:
-            return (type(v), v) in by_python
+            return (type(value), value) in by_python
         except TypeError:  # unhashable
             return False
 
-    def st(o: Any, _t: Any = None) -> Any:
+    def structure(obj: Any, _type: Any = None) -> Any:
         try:
-            return by_json[(type(o), o)]
+            return by_json[(type(obj), obj)]
         except (KeyError, TypeError):
-            raise _Mismatch(f"expected {name}, got JSON {_kind(o)} {_short(o)}") from None
+            raise Mismatch(f"expected {name}, got JSON {json_kind(obj)} {short_repr(obj)}") from None
 
-    plain = all(p is j for p, j in members)
-    ok = ok_many = None
+    plain = all(value is json_value for value, json_value in members)
+    native = native_many = None
     if plain:
         allowed = frozenset(by_json)
-        types_ = frozenset(t for t, _ in allowed)
+        allowed_types = frozenset(value_type for value_type, _ in allowed)
 
-        def ok(v: Any) -> bool:
-            return type(v) in types_ and (type(v), v) in allowed
+        def native(value: Any) -> bool:
+            return type(value) in allowed_types and (type(value), value) in allowed
 
-        def ok_many(xs: Iterable[Any]) -> bool:
-            return set(map(type, xs)) <= types_ and set(zip(map(type, xs), xs, strict=True)) <= allowed
+        def native_many(batch: Iterable[Any]) -> bool:
+            return (
+                set(map(type, batch)) <= allowed_types
+                and set(zip(map(type, batch), batch, strict=True)) <= allowed
+            )
 
-    return _Node(
+    return Node(
         tp,
         name,
-        frozenset(_json_scalar_kind(j) for _, j in members),
-        un,
-        st,
+        frozenset(_json_scalar_kind(json_value) for _, json_value in members),
+        unstructure,
+        structure,
         owns,
         lambda defs: dict(schema),
-        ok,
-        ok_many,
+        native,
+        native_many,
         values=by_json,
-        size=min(len(orjson.dumps(j)) for _, j in members),
+        size=min(len(orjson.dumps(json_value)) for _, json_value in members),
     )
 
 
 def _check_json_scalar(value: Any, what: str) -> Any:
     if value is None or type(value) in (bool, int, str) or (type(value) is float and math.isfinite(value)):
         return value
-    raise _Refusal(
-        f"{what} has the value {_short(value)}, which has no exact JSON form",
+    raise Refusal(
+        f"{what} has the value {short_repr(value)}, which has no exact JSON form",
         "use str, int, float, bool or None values",
     )
 
 
-def _literal_node(tp: Any) -> _Node:
+def literal_node(tp: Any) -> Node:
     members: list[tuple[Any, Any]] = []
     for value in typing.get_args(tp):
         if isinstance(value, enum.Enum):
             members.append((value, _check_json_scalar(value.value, f"member {value!r} in {type_name(tp)}")))
         else:
             members.append((value, _check_json_scalar(value, type_name(tp))))
-    values = [j for _, j in members]
+    values = [json_value for _, json_value in members]
     schema = {"const": values[0]} if len(values) == 1 else {"enum": values}
     return _value_set_node(tp, type_name(tp), members, schema)
 
 
-def _enum_node(tp: type[enum.Enum]) -> _Node:
-    members = [(m, _check_json_scalar(m.value, f"enum {tp.__qualname__}.{m.name}")) for m in tp]
+def enum_node(tp: type[enum.Enum]) -> Node:
+    members = [
+        (member, _check_json_scalar(member.value, f"enum {tp.__qualname__}.{member.name}")) for member in tp
+    ]
     if not members:
-        raise _Refusal(f"enum {tp.__qualname__} has no members", "give the enum at least one member")
+        raise Refusal(f"enum {tp.__qualname__} has no members", "give the enum at least one member")
     if issubclass(tp, enum.Flag):
-        raise _Refusal(
+        raise Refusal(
             f"flag enum {tp.__qualname__} can hold combinations that are not members",
             "store a set of a plain Enum instead: set[Permission]",
         )
 
     return _value_set_node(
-        tp, tp.__qualname__, members, {"enum": [j for _, j in members], "title": tp.__qualname__}
+        tp,
+        tp.__qualname__,
+        members,
+        {"enum": [json_value for _, json_value in members], "title": tp.__qualname__},
     )

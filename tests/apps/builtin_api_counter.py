@@ -3,7 +3,7 @@
 Every persist=True form is here: a key Solara derives (module-level, class attribute), an
 explicit key=, and a PersistConfig; next to a plain reactive that is not persisted. With
 E2E_SOLARA_ENGINE=1 the import is skipped and Solara's own engine persists it: the instance of a
-fleet that has not switched engines yet (tests/test_engine_switch_fleet.py), the same app and keys.
+fleet that has not switched engines yet (tests/e2e/test_engine_switch_fleet.py), the same app and keys.
 """
 
 import os

@@ -22,7 +22,7 @@ import pytest
 from fleet import REPO, free_port, server_env, wait_until
 from playwright.sync_api import Page, expect
 
-from solara_persisted.devfleet import answers_ready
+from solara_persisted.dev.fleet import answers_ready
 
 pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=1)
 

@@ -18,7 +18,7 @@ from playwright.sync_api import Page, expect
 from pytest_redis import factories
 from pytest_redis.executor import RedisExecutor
 
-from solara_persisted.devproxy import LoopbackProxy
+from solara_persisted.dev.proxy import LoopbackProxy
 
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).

@@ -24,22 +24,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import migrations
-from .codegen import (
-    Change,
+from .. import migrations
+from ..errors import MigrationError
+from ..spec import PersistedSpec, Registry
+from .codegen import untyped_notes
+from .diff import Change, diff, unbumped
+from .documents import (
     Problem,
-    _json_specs,
-    _previous,
-    _unbumped,
-    diff,
+    json_specs,
     key_dirname,
+    previous_version,
     read_committed,
     render,
     schema_document,
-    untyped_notes,
 )
-from .errors import MigrationError
-from .spec import PersistedSpec, Registry
 
 __all__ = [
     "STATUSES",
@@ -131,7 +129,7 @@ def check(registry: Registry, schemas_dir: Path) -> CheckReport:
     """Everything that would lose or corrupt stored state on the next deploy, as problems."""
     report = CheckReport(schemas_dir, untyped=untyped_notes(registry))
     committed = read_committed(schemas_dir)
-    for spec in _json_specs(registry, report.skipped):
+    for spec in json_specs(registry, report.skipped):
         versions = committed.get(spec.key, {})
         key_report = KeyReport(spec.key, sorted(versions), spec.version, site=spec.site)
         report.keys.append(key_report)
@@ -194,7 +192,7 @@ def _check_spec(
         if changes:
             key_report.status = "drifted"
             key_report.changes = [(f"v{spec.version} (unbumped)", c) for c in changes]
-            problems.append(_unbumped(spec, changes))
+            problems.append(unbumped(spec, changes))
             return
         if render(current) != render(doc):
             problem(
@@ -207,7 +205,7 @@ def _check_spec(
             f"declares version {spec.version} but version {max(newer)} is committed",
             "versions only go up: bump past the committed ones",
         )
-    previous = _previous(versions, spec.version)
+    previous = previous_version(versions, spec.version)
     if previous is None:
         return
     missing = [v for v in range(min(versions), spec.version) if v not in spec.steps]

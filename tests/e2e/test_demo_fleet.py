@@ -36,7 +36,7 @@ from fleet import server_env, wait_until
 from playwright.sync_api import Page, expect
 from rich.console import Console
 
-from solara_persisted.devfleet import DemoFleet, answers_ready, cbreak, keys
+from solara_persisted.dev.fleet import DemoFleet, answers_ready, cbreak, keys
 
 # Real server processes and a real browser on a shared 2-core machine: a failure is retried
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).

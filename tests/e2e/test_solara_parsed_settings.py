@@ -26,7 +26,7 @@ import solara.util
 from fleet import APPS, free_port, server_env
 
 from solara_persisted import startup
-from solara_persisted.devfleet import answers_ready
+from solara_persisted.dev.fleet import answers_ready
 from solara_persisted.errors import ConfigError
 
 pytestmark = pytest.mark.flaky(reruns=1, reruns_delay=1)  # real processes on a shared 2-core machine
@@ -296,7 +296,7 @@ def test_each_documented_spelling_becomes_text_solara_reads_as_the_same_value(na
 
 def test_every_non_text_solara_setting_we_document_is_covered() -> None:
     """Solara's settings classes, read now: a documented variable it converts must have a rule."""
-    documented = (Path(__file__).resolve().parent.parent / "docs" / "operations.md").read_text()
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     for settings_class in (
         server_settings.State,
         server_settings.Session,

@@ -20,11 +20,11 @@ import attrs
 from rich.console import Console
 from rich.table import Table
 
-from .backends.base import Backend
-from .backends.memory import MemoryBackend
-from .config import Settings
-from .engine import Engine, Restored
-from .spec import persisted
+from ..backends.base import Backend
+from ..backends.memory import MemoryBackend
+from ..config import Settings
+from ..engine import Engine, Restored
+from ..spec import persisted, registry
 
 
 @attrs.frozen
@@ -34,19 +34,20 @@ class Filters:
     tags: frozenset[str] = frozenset()
 
 
-@persisted(key="demo.page")
-def page() -> int:
-    return 1
+def _declare() -> None:
+    """The demo's keys, declared while it runs only: importing this module declares nothing."""
 
+    @persisted(key="demo.page")
+    def page() -> int:
+        return 1
 
-@persisted(key="demo.filters")
-def filters() -> Filters:
-    return Filters()
+    @persisted(key="demo.filters")
+    def filters() -> Filters:
+        return Filters()
 
-
-@persisted(key="demo.last_visit")
-def last_visit() -> dt.datetime | None:
-    return None
+    @persisted(key="demo.last_visit")
+    def last_visit() -> dt.datetime | None:
+        return None
 
 
 class Instance:
@@ -81,8 +82,16 @@ class Instance:
 
 
 def run(console: Console | None = None, debounce: float = 0.2) -> dict[str, Restored]:
-    """Run the scenario; returns each instance's restore result (the tests check them)."""
-    console = console or Console()
+    """Run the scenario; returns each instance's restore result (the tests check them).
+
+    The demo's keys live in the registry for the run only, so an app declaring its own is untouched.
+    """
+    with registry.isolated():
+        _declare()
+        return _scenario(console or Console(), debounce)
+
+
+def _scenario(console: Console, debounce: float) -> dict[str, Restored]:
     secret = secrets.token_urlsafe(32)
     settings = Settings(
         backend="memory", secret_keys=(secret,), flush_debounce=debounce, session_http_only=True

@@ -43,7 +43,7 @@ import redis
 from rich.console import Console
 from rich.markup import escape
 
-from .devproxy import LoopbackProxy
+from .proxy import LoopbackProxy
 
 READY_TIMEOUT = 60.0  # two Solara servers starting at once on a small machine
 STOP_TIMEOUT = 5.0

@@ -2,7 +2,7 @@
 
 The app (tests/apps/builtin_api_counter.py) uses only ``solara.reactive(..., persist=True)`` and
 ``PersistConfig`` plus ``import solara_persisted``; it must come back exactly as the
-``@persisted`` counter of tests/test_failover.py does: same restore, same counters, same log lines.
+``@persisted`` counter of tests/e2e/test_failover.py does: same restore, same counters, same log lines.
 """
 
 from __future__ import annotations

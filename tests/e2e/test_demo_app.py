@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
 
-SHOP = Path(__file__).resolve().parents[1] / "examples" / "shop_app.py"
+SHOP = Path(__file__).resolve().parents[2] / "examples" / "shop_app.py"
 
 
 def test_simulated_failover_remounts_the_shop_with_its_persisted_inputs(fleet: Fleet, page: Page) -> None:

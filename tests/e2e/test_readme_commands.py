@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 CLI = Path(sys.executable).with_name("solara-persisted")
 SHELL_BLOCK = re.compile(r"^```(?:console|shell|sh|bash|shell-session)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -31,7 +31,7 @@ TIMEOUT = 120.0
 #: Commands (as written, without a trailing comment) that serve until stopped, and what tests them.
 NOT_RUN: dict[str, str] = {
     "solara-persisted demo --fleet --port 8800": (
-        "redis-server, two instances and a proxy until q: tests/test_demo_fleet.py drives it from a pipe "
+        "redis-server, two instances and a proxy until q: tests/e2e/test_demo_fleet.py drives it from a pipe "
         "and a pseudo-terminal, with chromium on the page"
     ),
 }

@@ -26,7 +26,7 @@ from solara_persisted.spec import persisted, registry
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
 
-APPS = Path(__file__).resolve().parent / "apps"
+APPS = Path(__file__).resolve().parents[1] / "apps"
 
 
 def get(url: str) -> Any:

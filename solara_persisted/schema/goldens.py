@@ -25,13 +25,13 @@ from typing import Any
 
 import attrs
 
-from .backends import create_backend
-from .codegen import Problem, key_dirname, read_committed
-from .config import Settings
-from .engine import Engine
-from .envelope import Codec
-from .errors import CodecError
-from .spec import PersistedSpec, Registry
+from ..backends import create_backend
+from ..config import Settings
+from ..engine import Engine
+from ..envelope import Codec
+from ..errors import CodecError
+from ..spec import PersistedSpec, Registry
+from .documents import Problem, key_dirname, read_committed
 
 __all__ = [
     "Golden",

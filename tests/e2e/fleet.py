@@ -8,8 +8,8 @@ instance dies), and the browser is Debian's chromium driven by Playwright. Every
 
 The fixtures are `fleet`, `browser` (a fresh BrowserContext per test), `page`, `chromium` (the
 session's Browser) and `solara_cdn_assets`. Their functions are named `<fixture>_fixture` so that
-importing them does not shadow the fixture arguments: a test module (or `tests/conftest.py`, once
-for the whole suite) imports all five, e.g. `from fleet import fleet_fixture, ...  # noqa: F401`.
+importing them does not shadow the fixture arguments: `tests/e2e/conftest.py` imports all five
+for every end-to-end test. The loopback helpers every test may use live in `tests/support.py`.
 """
 
 from __future__ import annotations
@@ -18,22 +18,22 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from support import APPS, REPO, free_port, server_env, wait_until
 
-from solara_persisted.devfleet import answers_ready, launch_solara
-from solara_persisted.devproxy import LoopbackProxy
+from solara_persisted.dev.fleet import answers_ready, launch_solara
+from solara_persisted.dev.proxy import LoopbackProxy
 
-REPO = Path(__file__).resolve().parent.parent
-APPS = Path(__file__).resolve().parent / "apps"
+__all__ = ["APPS", "REPO", "Fleet", "SolaraServer", "free_port", "server_env", "wait_until"]
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = (
     "--headless",
@@ -52,22 +52,6 @@ STOP_TIMEOUT = 10.0
 SETUP_HINT = "run the README's test command, bash .ci/test, which installs the test prerequisites"
 
 
-def free_port() -> int:
-    """A loopback port that was free a moment ago (the OS picks it, so parallel runs don't clash)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition: Callable[[], object], what: str = "the condition", timeout: float = 10.0) -> None:
-    """Poll `condition` until truthy; the assertion names `what` did not happen in time."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:.0f} s: {what}")
-        time.sleep(0.05)
-
-
 def missing_cdn_assets() -> str | None:
     """Why Solara's page would hang on the CDN here, or None when its asset cache is complete."""
     check = subprocess.run(
@@ -79,20 +63,6 @@ def missing_cdn_assets() -> str | None:
         check=False,
     )
     return None if check.returncode == 0 else (check.stderr or check.stdout).strip()
-
-
-def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of a test instance: ours only, never the caller's SOLARA_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOLARA_")}
-    env.update(
-        {
-            "SOLARA_TELEMETRY_MIXPANEL_ENABLE": "false",  # no phoning home from a test
-            "SOLARA_ASSETS_PROXY": "true",  # assets come from the pre-filled cache
-            "PYTHONUNBUFFERED": "1",  # log lines reach the file before a SIGKILL
-        }
-    )
-    env.update(extra or {})
-    return env
 
 
 class SolaraServer:
