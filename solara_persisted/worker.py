@@ -1,7 +1,7 @@
 """Write-behind: one process-wide writer thread for every session's persisted values.
 
 A change only marks a key dirty (no I/O on the interaction path). Each session's first dirty
-mark starts its debounce; when it expires, the writer collects every session that is due and
+mark starts its debounce (``debounce.py``); when it expires, the writer collects every session that is due and
 sends all their fenced writes in one pipelined round trip, so 10,000 sessions cost one thread
 and one round trip per tick, not 10,000 of each. Keys stay dirty until the backend
 acknowledges them: a failed write puts them back. A fenced-out write makes the session stale
@@ -15,8 +15,6 @@ bounded by a deadline, is the shutdown drain.
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import logging
 import threading
 import time
@@ -28,6 +26,7 @@ import attrs
 from .address import shared_address
 from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stamp
 from .breaker import BackendGuard
+from .debounce import DebounceSchedule
 from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
 from .errors import BackendError, EncodeError, OversizeError
 from .events import Events, FlushResult, quote
@@ -117,8 +116,7 @@ class Writer:
         self._clock = clock
         self._cond = threading.Condition()
         self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
-        self._heap: list[tuple[float, int, Session]] = []
-        self._seq = itertools.count()
+        self._windows = DebounceSchedule()
         self._sessions: set[Session] = set()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -141,9 +139,7 @@ class Writer:
                 self._schedule(session, self._clock() + self._debounce)
 
     def _schedule(self, session: Session, due: float) -> None:
-        session.due = due
-        heapq.heappush(self._heap, (due, next(self._seq), session))
-        if self._heap[0][2] is session:
+        if self._windows.schedule(session, due):
             self._cond.notify()
 
     # -- the writer thread --------------------------------------------------------------------
@@ -177,18 +173,15 @@ class Writer:
     def _wait_for_due(self) -> list[tuple[Session, set[str]]] | None:
         while not self._stopping:
             now = self._clock()
-            if self._heap and self._heap[0][0] <= now:
+            wait = self._windows.wait(now)
+            if wait == 0.0:
                 return self._take_due(now)
-            self._cond.wait(self._heap[0][0] - now if self._heap else None)
+            self._cond.wait(wait)
         return None
 
     def _take_due(self, now: float) -> list[tuple[Session, set[str]]]:
         batch: list[tuple[Session, set[str]]] = []
-        while self._heap and self._heap[0][0] <= now and len(batch) < BATCH_SIZE:
-            due, _, session = heapq.heappop(self._heap)
-            if session.due != due or session.closed or session.stale:
-                continue  # an outdated heap entry: rescheduled, closed or fenced out since
-            session.due = None
+        for session in self._windows.take_due(now, BATCH_SIZE):
             batch.append((session, session.dirty))
             session.dirty = set()
         return batch
