@@ -24,6 +24,7 @@ outage). The hierarchy, and when each class is raised::
     │   └── MalformedEnvelopeError  its framing is broken (truncated, unknown format or codec)
     ├── BackendError                a backend call failed or timed out (counted, retried later)
     │   └── BreakerOpen             the circuit breaker refused the call; never leaves the engine
+    ├── SnapshotBusy                a kernel is mid-event, its values not yet one state; never leaves the writer
     └── ToolingError                a schema command (codegen, check, golden) cannot run; the CLI's refusal
         ├── AppLoadError            an app module is missing, not a module, or raises while imported
         └── SchemaFileError         a committed schema file is not one codegen wrote
@@ -127,6 +128,11 @@ class MalformedEnvelopeError(EnvelopeError):
 
 class BackendError(PersistedError):
     """A backend call failed or timed out; the caller counts it and retries later."""
+
+
+class SnapshotBusy(PersistedError):
+    """A kernel is in the middle of an event, so its values are not yet one consistent state: the
+    writer retries shortly rather than store half of what one event set. Never leaves the writer."""
 
 
 class BreakerOpen(BackendError):

@@ -41,7 +41,7 @@ import attrs
 
 from .config import Settings, unknown_settings
 from .engine import Engine, Restored
-from .errors import ConfigError
+from .errors import ConfigError, SnapshotBusy
 from .events import CloseReason, RestoreResult, quote
 from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
@@ -54,6 +54,8 @@ logger = logging.getLogger("solara.state")
 TESTED_SOLARA = ((1, 58), (1, 65))
 #: Bound on the whole shutdown drain (one batched pass over every session).
 DRAIN_TIMEOUT = 5.0
+#: How long the writer waits for a kernel to finish an event before retrying it later (seconds).
+SNAPSHOT_WAIT = 0.01
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -757,10 +759,21 @@ class KernelPersistence:
         return self._engine.writer.flush_now(session, timeout)
 
     def _snapshot(self, keys: Any) -> dict[str, Any]:
+        """The values of ``keys`` between two events, never in the middle of one: Solara handles each
+        message under the kernel's lock, so holding it means no handler has set half of its values.
+        A kernel busy with a long event is retried shortly (``SnapshotBusy``) instead of waited
+        for: the writer serves every kernel of the process."""
         from solara._stores import StoreValue
 
-        with self._context:
-            values = {key: self._stores[key].peek() for key in keys if key in self._stores}
+        lock = getattr(self._context, "lock", None)
+        if lock is not None and not lock.acquire(timeout=SNAPSHOT_WAIT):
+            raise SnapshotBusy(f"kernel {self._kernel_id} is handling an event", fix="retry after it")
+        try:
+            with self._context:
+                values = {key: self._stores[key].peek() for key in keys if key in self._stores}
+        finally:
+            if lock is not None:
+                lock.release()
         # Solara's mutation detection keeps a persist=True value wrapped; its private copy is the value set.
         return {key: v.private if type(v) is StoreValue else v for key, v in values.items()}
 

@@ -28,7 +28,7 @@ from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stam
 from .breaker import BackendGuard
 from .debounce import DebounceSchedule
 from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
-from .errors import BackendError, EncodeError, OversizeError
+from .errors import BackendError, EncodeError, OversizeError, SnapshotBusy
 from .events import Events, FlushResult, quote
 from .spec import PersistedSpec, Registry
 
@@ -38,6 +38,8 @@ logger = logging.getLogger("solara.state")
 BATCH_SIZE = 1000
 #: After a failed write, the earliest retry (the breaker decides whether it is attempted).
 RETRY_DELAY = 1.0
+#: A session whose kernel was mid-event at the snapshot is tried again this much later.
+BUSY_RETRY = 0.05
 
 Snapshot = Callable[[Iterable[str]], Mapping[str, Any]]
 #: A session's kernel hash and shared hash as one write leaves them (field -> (envelope tag, size)).
@@ -253,20 +255,28 @@ class Writer:
             return sum(len(keys) for _, keys in batch)
         requests: list[FlushRequest] = []
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
+        busy: list[tuple[Session, set[str]]] = []
         for session, keys in batch:
             if session.stale:
                 continue  # fenced out while queued: its values are older than the store's
-            request, sizes, views = self._request(session, keys)
+            try:
+                request, sizes, views = self._request(session, keys)
+            except SnapshotBusy:
+                busy.append((session, keys))  # mid-event: half of one event is never written
+                continue
             if request is not None:
                 requests.append(request)
                 written.append((session, keys, sizes, views))
+        waiting = sum(len(keys) for _, keys in busy)
+        if busy:
+            self._requeue(busy, when=self._clock() + BUSY_RETRY)
         if not requests:
-            return 0
+            return waiting
         try:
             results: list[bool | BackendError] = self._backend.flush_many(requests)
         except BackendError as error:
             results = [error] * len(requests)
-        left = 0
+        left = waiting
         failure: BackendError | None = None
         for (session, keys, sizes, views), request, result in zip(written, requests, results, strict=True):
             if result is True:

@@ -58,6 +58,7 @@ INTERNAL_ERRORS: dict[str, str] = {
     "AppLoadError": _TOOLING,
     "SchemaFileError": _TOOLING,
     "BreakerOpen": "the engine's guard raises it and catches it; no public call lets it out",
+    "SnapshotBusy": "a snapshot raises it and the writer catches it; no public call lets it out",
 }
 
 #: The classes that render what an error is about before the problem: the arguments they take

@@ -21,7 +21,7 @@ import sys
 import textwrap
 import types
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from solara_persisted.backends.base import Backend, SessionBudget
 from solara_persisted.backends.memory import MemoryBackend, _Hash
 from solara_persisted.backends.redis import RedisBackend
 from solara_persisted.config import Settings
-from solara_persisted.engine import Engine
+from solara_persisted.engine import Engine, Restored
 from solara_persisted.solara_format import SolaraEngineSettings, read_solara_session, session_hmacs
 from solara_persisted.spec import persist_true_spec, persisted, registry
 
@@ -813,11 +813,17 @@ def test_only_a_miss_looks_for_solaras_hash(
         session = engine.open_session(kernel_id, restored, lambda keys: {key: 3 for key in keys})
         engine.mark_dirty(session, "typed.count")
         assert engine.writer.flush_now(session, 5.0)
-        before = redis_client.info("stats")["total_reads_processed"]
-        assert engine.restore(kernel_id, cookie).result == "success"
-        assert redis_client.info("stats")["total_reads_processed"] - before == 1 + 1
-        before = redis_client.info("stats")["total_reads_processed"]
-        assert engine.restore(*new_session()).result == "miss"
-        assert redis_client.info("stats")["total_reads_processed"] - before == 2 + 1
+
+        def reads(restore: Callable[[], Restored], result: str) -> int:
+            """The fewest reads of three tries: another client of the suite's Redis can only add some."""
+            counts = []
+            for _ in range(3):
+                before = redis_client.info("stats")["total_reads_processed"]
+                assert restore().result == result
+                counts.append(redis_client.info("stats")["total_reads_processed"] - before)
+            return min(counts)
+
+        assert reads(lambda: engine.restore(kernel_id, cookie), "success") == 1 + 1
+        assert reads(lambda: engine.restore(*new_session()), "miss") == 2 + 1
     finally:
         engine.close()

@@ -410,3 +410,25 @@ def test_checkpoint_writes_now_and_reports_the_acknowledgement(engine: Engine, s
     context.close(reason="cull")
     slow.close()
     assert solara_integration.checkpoint() is False, "outside a kernel"
+
+
+def test_values_set_in_one_event_are_written_together(engine: Engine, specs: dict[str, Any]) -> None:
+    """The writer never stores half of an event: while a handler runs (Solara holds the kernel's
+    lock for each message), a debounce that expires mid-event waits for the event to end."""
+    kernel_id, cookie = uuid.uuid4().hex, "cookie-event"
+    context = new_context(kernel_id, cookie)
+    with context:
+        assert specs["page"].value == 1  # restored (a miss) before the event
+    before = engine.state_block()["flush_ok"]
+    with context.lock, context:  # one event: two values, with many debounce windows in between
+        specs["page"].value = 4
+        threading.Event().wait(DEBOUNCE * 10)
+        assert engine.state_block()["flush_ok"] == before, "the writer stored the event's first half"
+        specs["tags"].value = frozenset({"x"})
+    wait_until(lambda: engine.state_block()["flush_ok"] > before and not engine.writer.pending())
+    context.close(reason="cull")
+
+    again = new_context(kernel_id, cookie)
+    with again:
+        assert (specs["page"].value, specs["tags"].value) == (4, frozenset({"x"}))
+    again.close(reason="page-close")

@@ -1,0 +1,248 @@
+"""The model a chaos history must satisfy, and the verdicts where it does not.
+
+Input: every simulated user's records (``chaos_client``: what it sent, what the server
+acknowledged, every restore it saw) and the fleet's fault log (``chaos_fleet``). Values are
+``u<user>-<command>`` strings and every command also sets ``seq``, so a restored state names
+the command it claims to be the state after. The rules, as the chaos issue states them:
+
+1. ``foreign``: every restored value is one this user set, or the default.
+2. ``lost``: a restore is never older than what was acknowledged before the fault. After a
+   graceful shutdown (SIGTERM, a rolling deploy) that is the last value; after a SIGKILL or a
+   pause the loss is at most the debounce plus one flush (longer only while the instance could
+   not reach Redis, until it could again and its breaker let it write).
+3. ``back-in-time``: a later restore of a session is never older than an earlier one.
+4. ``torn``: a restored state is exactly the state after its ``seq`` command: values set in one
+   event are restored together or not at all.
+5. ``schema``: a restore never bails out; it resets to a fresh schema only across a
+   ``SOLARA_STATE_SCHEMA_TAG`` change, and a spec bump restores migrated values.
+6. ``latency``: while Redis is slow or down no interaction waits longer than the connect
+   timeout (plus a stated allowance for a loaded 2-core machine).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+KEYS = ("a", "b", "c")
+DEFAULT = ""
+_VALUE = re.compile(r"u(\d+)-(\d+)")
+#: Faults after which an instance's unwritten values may be lost (it never drains).
+UNGRACEFUL = frozenset({"kill", "pause"})
+#: Faults that shut an instance down with a drain: every acknowledged value must survive.
+GRACEFUL = frozenset({"terminate"})
+#: Faults during which an instance cannot write to Redis, or only slowly (each logs a start and an
+#: ``<kind>_end``; ``instance`` None means every instance).
+OUTAGES = frozenset({"redis_pause", "redis_down", "redis_full", "redis_slow", "link_cut"})
+
+
+@attrs.frozen
+class Violation:
+    rule: str
+    user: int
+    t: float
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Bounds:
+    """What the model allows: the debounce and one flush, the breaker's window after an outage,
+    the connect timeout, and the allowance for a loaded machine (all seconds)."""
+
+    debounce: float
+    flush: float = 1.0
+    breaker_window: float = 2.0
+    retry: float = 1.0
+    connect_timeout: float = 2.0
+    machine: float = 2.0
+
+
+@attrs.frozen
+class Outage:
+    """A window in which ``instance`` (None: every instance) could not write to Redis."""
+
+    start: float
+    end: float
+    instance: str | None
+    kind: str
+
+
+def outages(faults: Sequence[Mapping[str, Any]], end: float) -> list[Outage]:
+    """Pair each outage's start and end records (an outage still open at ``end`` ends there)."""
+    open_: dict[tuple[str, str | None], float] = {}
+    found: list[Outage] = []
+    for fault in faults:
+        kind, instance = fault["kind"], fault.get("instance")
+        if kind in OUTAGES:
+            open_[(kind, instance)] = fault["t"]
+        elif kind.endswith("_end") and (kind[:-4], instance) in open_:
+            start = open_.pop((kind[:-4], instance))
+            found.append(Outage(start, fault["t"], instance, kind[:-4]))
+    found.extend(Outage(start, end, instance, kind) for (kind, instance), start in open_.items())
+    return found
+
+
+def durable_at(acked: float, instance: str, windows: Sequence[Outage], bounds: Bounds) -> float:
+    """When a value acknowledged at ``acked`` on ``instance`` is in Redis at the latest."""
+    due = acked + bounds.debounce + bounds.flush
+    for window in sorted(windows, key=lambda w: w.start):
+        if window.instance not in (None, instance) or window.end < acked or window.start > due:
+            continue
+        due = max(due, window.end + bounds.breaker_window + bounds.retry + bounds.debounce + bounds.flush)
+    return due
+
+
+@attrs.define
+class _User:
+    uid: int
+    sends: dict[int, dict[str, str]] = attrs.field(factory=dict)  # seq -> values set
+    sent_at: dict[int, float] = attrs.field(factory=dict)
+    acks: list[tuple[float, int, str]] = attrs.field(factory=list)  # (time, seq, instance)
+    restores: list[dict[str, Any]] = attrs.field(factory=list)
+    resets: list[int] = attrs.field(factory=list)  # seqs after which the state restarted from defaults
+
+
+def _users(records: Iterable[Mapping[str, Any]]) -> dict[int, _User]:
+    users: dict[int, _User] = {}
+    for record in sorted(records, key=lambda r: r["t"]):
+        user = users.setdefault(record["user"], _User(record["user"]))
+        kind = record["kind"]
+        if kind == "send":
+            user.sends[record["seq"]] = dict(record["set"])
+            user.sent_at[record["seq"]] = record["t"]
+        elif kind == "ack":
+            user.acks.append((record["t"], record["seq"], record.get("instance", "")))
+        elif kind == "restore":
+            user.restores.append(dict(record))
+    return users
+
+
+def _expected(user: _User, seq: int) -> dict[str, str]:
+    """The state right after command ``seq``: the commands since the last reset before it."""
+    base = max((reset for reset in user.resets if reset < seq), default=0)
+    state = dict.fromkeys(KEYS, DEFAULT)
+    for n in sorted(user.sends):
+        if base < n <= seq:
+            state.update(user.sends[n])
+    return state
+
+
+def check(
+    records: Iterable[Mapping[str, Any]],
+    faults: Sequence[Mapping[str, Any]],
+    instances: Mapping[str, Mapping[str, Any]],
+    bounds: Bounds,
+    *,
+    end: float,
+) -> list[Violation]:
+    """Every violation of the six rules in one schedule's history.
+
+    ``instances`` maps an instance name to its settings (``tag``: the schema tag it ran with).
+    """
+    windows = outages(faults, end)
+    losses = sorted(
+        (f["t"], f["kind"], f["instance"]) for f in faults if f["kind"] in UNGRACEFUL | GRACEFUL
+    )
+    found: list[Violation] = []
+    for user in _users(records).values():
+        found.extend(_check_user(user, windows, losses, instances, bounds))
+    return found
+
+
+def _check_user(
+    user: _User,
+    windows: Sequence[Outage],
+    losses: Sequence[tuple[float, str, str]],
+    instances: Mapping[str, Mapping[str, Any]],
+    bounds: Bounds,
+) -> Iterable[Violation]:
+    previous: dict[str, Any] | None = None
+    for restore in user.restores:
+        t, values, seq = restore["t"], restore["values"], restore["seq"]
+        result = restore.get("result")
+        for key in KEYS:
+            value = values.get(key, DEFAULT)
+            match = _VALUE.fullmatch(value) if value else None
+            if value and (match is None or int(match.group(1)) != user.uid):
+                yield Violation("foreign", user.uid, t, f"{key}={value!r} restored for user {user.uid}")
+        if result == "bailout":
+            yield Violation("schema", user.uid, t, f"a bail-out on {restore.get('instance')}")
+        fresh = result == "fresh-schema"
+        if fresh and previous is not None:
+            before, now = instances.get(previous.get("instance", ""), {}), instances.get(restore.get("instance", ""), {})
+            if before.get("tag") == now.get("tag"):
+                yield Violation("schema", user.uid, t, f"fresh-schema without a tag change ({now.get('tag')!r})")
+        if seq == 0 and all(values.get(key, DEFAULT) == DEFAULT for key in KEYS):
+            user.resets.append(max(user.sends, default=0))
+        if seq and not fresh:
+            expected = _expected(user, seq)
+            if {key: values.get(key, DEFAULT) for key in KEYS} != expected:
+                yield Violation(
+                    "torn", user.uid, t, f"restored {dict(values)} as the state after command {seq}, which is {expected}"
+                )
+        if previous is not None and not fresh and seq < previous["seq"]:
+            yield Violation(
+                "back-in-time", user.uid, t, f"command {seq} restored after command {previous['seq']} was"
+            )
+        if not fresh:
+            required = _required(user, restore, previous, windows, losses, bounds)
+            if required is not None and seq < required[0]:
+                yield Violation("lost", user.uid, t, f"restored command {seq}, but command {required[0]} ({required[1]})")
+        previous = restore
+    for sent, acked in _latencies(user):
+        if acked > bounds.connect_timeout + bounds.machine and _during(sent, windows):
+            yield Violation("latency", user.uid, sent, f"an interaction waited {acked:.1f}s during a Redis fault")
+
+
+def _required(
+    user: _User,
+    restore: Mapping[str, Any],
+    previous: Mapping[str, Any] | None,
+    windows: Sequence[Outage],
+    losses: Sequence[tuple[float, str, str]],
+    bounds: Bounds,
+) -> tuple[int, str] | None:
+    """The newest command this restore must contain, and why; None when nothing is owed."""
+    t = restore["t"]
+    connected = previous["t"] if previous is not None else 0.0
+    acks = [ack for ack in user.acks if connected <= ack[0] < restore.get("connect_t", t)]
+    if not acks:
+        return None
+    if restore.get("live"):
+        last = acks[-1]
+        return last[1], f"acknowledged at {last[0]:.2f} by the live kernel it reconnected to"
+    holder = acks[-1][2]
+    lost = [loss for loss in losses if loss[2] == holder and acks[-1][0] <= loss[0] <= t]
+    if not lost:
+        return None  # the session moved for another reason (its link was cut): nothing is owed
+    at, kind, _ = lost[0]
+    if kind in GRACEFUL and not any(_overlaps(w, holder, at) for w in windows):
+        owed = [ack for ack in acks if ack[0] < at]
+        why = f"acknowledged before the graceful {kind} of {holder} at {at:.2f}"
+    else:
+        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= at]
+        why = f"durable before the {kind} of {holder} at {at:.2f}"
+    if not owed:
+        return None
+    return owed[-1][1], f"{why}, was acknowledged at {owed[-1][0]:.2f}"
+
+
+def _overlaps(window: Outage, instance: str, at: float) -> bool:
+    return window.instance in (None, instance) and window.start <= at <= window.end
+
+
+def _latencies(user: _User) -> Iterable[tuple[float, float]]:
+    for acked, seq, _ in user.acks:
+        sent = user.sent_at.get(seq)
+        if sent is not None:
+            yield sent, acked - sent
+
+
+def _during(t: float, windows: Sequence[Outage]) -> bool:
+    return any(window.start <= t <= window.end for window in windows)

@@ -1,0 +1,103 @@
+"""The chaos checker's model on hand-written histories: each rule passes a correct history and
+names the violation in one that breaks it (the fleet runs show the same against planted bugs)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from support import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+from chaos_model import Bounds, check
+
+BOUNDS = Bounds(debounce=0.2, flush=0.5, breaker_window=1.0, retry=1.0, connect_timeout=2.0, machine=1.0)
+INSTANCES = {"i1": {"tag": "t1"}, "i2": {"tag": "t1"}, "i3": {"tag": "t2"}}
+
+
+def restore(t: float, seq: int, instance: str, *, live: bool = False, result: str = "success", **values: str) -> dict[str, Any]:
+    state = {"a": "", "b": "", "c": "", **values}
+    return {"t": t, "user": 1, "kind": "restore", "values": state, "seq": seq, "instance": instance, "live": live, "result": result}
+
+
+def send(t: float, seq: int, **values: str) -> dict[str, Any]:
+    return {"t": t, "user": 1, "kind": "send", "seq": seq, "set": values}
+
+
+def ack(t: float, seq: int, instance: str) -> dict[str, Any]:
+    return {"t": t, "user": 1, "kind": "ack", "seq": seq, "instance": instance}
+
+
+def history(last_restored: dict[str, Any]) -> list[dict[str, Any]]:
+    """User 1 on i1: two commands, a third setting a and b together; i1 dies; i2 restores."""
+    return [
+        restore(0.0, 0, "i1", result="miss"),
+        send(1.0, 1, a="u1-1"),
+        ack(1.1, 1, "i1"),
+        send(2.0, 2, b="u1-2"),
+        ack(2.1, 2, "i1"),
+        send(5.0, 3, a="u1-3", b="u1-3"),
+        ack(5.1, 3, "i1"),
+        last_restored,
+    ]
+
+
+def rules(records: list[dict[str, Any]], faults: list[dict[str, Any]]) -> list[str]:
+    return [violation.rule for violation in check(records, faults, INSTANCES, BOUNDS, end=100.0)]
+
+
+KILL = [{"t": 5.2, "kind": "kill", "instance": "i1"}]
+TERM = [{"t": 5.2, "kind": "terminate", "instance": "i1"}]
+
+
+def test_a_correct_failover_passes() -> None:
+    after_kill = restore(6.0, 2, "i2", a="u1-1", b="u1-2")  # command 3 was inside the debounce
+    assert rules(history(after_kill), KILL) == []
+    after_term = restore(6.0, 3, "i2", a="u1-3", b="u1-3")
+    assert rules(history(after_term), TERM) == []
+
+
+def test_another_users_value_is_foreign() -> None:
+    assert "foreign" in rules(history(restore(6.0, 2, "i2", a="u2-1", b="u1-2")), KILL)
+
+
+def test_losing_a_durable_value_is_lost() -> None:
+    assert rules(history(restore(6.0, 1, "i2", a="u1-1")), KILL) == ["lost"]
+
+
+def test_a_graceful_shutdown_owes_the_last_value() -> None:
+    assert rules(history(restore(6.0, 2, "i2", a="u1-1", b="u1-2")), TERM) == ["lost"]
+
+
+def test_an_outage_extends_what_a_kill_may_lose() -> None:
+    outage = [{"t": 0.5, "kind": "redis_pause", "instance": None}, {"t": 4.0, "kind": "redis_pause_end", "instance": None}]
+    # command 2 was acknowledged during the pause: not yet durable when i1 died at 5.2
+    assert rules(history(restore(6.0, 0, "i2", result="miss")), outage + KILL) == []
+    assert rules(history(restore(6.0, 0, "i2", result="miss")), KILL) == ["lost"]
+
+
+def test_half_of_one_event_is_torn() -> None:
+    assert rules(history(restore(6.0, 3, "i2", a="u1-3", b="u1-2")), TERM) == ["torn"]
+    assert rules(history(restore(6.0, 2, "i2", a="u1-3", b="u1-2")), KILL) == ["torn"]
+
+
+def test_a_later_restore_is_never_older() -> None:
+    records = [*history(restore(6.0, 3, "i2", a="u1-3", b="u1-3")), restore(7.0, 2, "i2", live=True, a="u1-1", b="u1-2")]
+    assert "back-in-time" in rules(records, TERM)
+
+
+@pytest.mark.parametrize(
+    ("result", "instance", "expected"),
+    [("bailout", "i2", ["schema", "lost"]), ("fresh-schema", "i2", ["schema"]), ("fresh-schema", "i3", [])],
+)
+def test_a_bailout_or_an_unexplained_reset_is_a_schema_violation(result: str, instance: str, expected: list[str]) -> None:
+    assert rules(history(restore(6.0, 0, instance, result=result)), TERM) == expected
+
+
+def test_an_interaction_slower_than_the_connect_timeout_during_an_outage() -> None:
+    outage = [{"t": 0.5, "kind": "redis_slow", "instance": None}, {"t": 9.0, "kind": "redis_slow_end", "instance": None}]
+    slow = [*history(restore(9.0, 3, "i1", live=True, a="u1-3", b="u1-3"))]
+    slow[6] = ack(8.9, 3, "i1")  # command 3 sent at 5.0, acknowledged 3.9 s later
+    assert rules(slow, outage) == ["latency"]
+    assert rules(slow, []) == [], "outside a Redis fault the machine's own pauses are not the engine's"
