@@ -105,7 +105,7 @@ class _User:
     sent_at: dict[int, float] = attrs.field(factory=dict)
     acks: list[tuple[float, int, str]] = attrs.field(factory=list)  # (time, seq, instance)
     restores: list[dict[str, Any]] = attrs.field(factory=list)
-    resets: list[int] = attrs.field(factory=list)  # seqs after which the state restarted from defaults
+    dropped: set[int] = attrs.field(factory=set)  # commands a restore showed lost: never part of a later state
 
 
 def _users(records: Iterable[Mapping[str, Any]]) -> dict[int, _User]:
@@ -124,11 +124,10 @@ def _users(records: Iterable[Mapping[str, Any]]) -> dict[int, _User]:
 
 
 def _expected(user: _User, seq: int) -> dict[str, str]:
-    """The state right after command ``seq``: the commands since the last reset before it."""
-    base = max((reset for reset in user.resets if reset < seq), default=0)
+    """The state right after command ``seq``: every command up to it that no restore showed lost."""
     state = dict.fromkeys(KEYS, DEFAULT)
     for n in sorted(user.sends):
-        if base < n <= seq:
+        if n <= seq and n not in user.dropped:
             state.update(user.sends[n])
     return state
 
@@ -178,8 +177,6 @@ def _check_user(
             before, now = instances.get(previous.get("instance", ""), {}), instances.get(restore.get("instance", ""), {})
             if before.get("tag") == now.get("tag"):
                 yield Violation("schema", user.uid, t, f"fresh-schema without a tag change ({now.get('tag')!r})")
-        if seq == 0 and all(values.get(key, DEFAULT) == DEFAULT for key in KEYS):
-            user.resets.append(max(user.sends, default=0))
         if seq and not fresh:
             expected = _expected(user, seq)
             if {key: values.get(key, DEFAULT) for key in KEYS} != expected:
@@ -195,6 +192,10 @@ def _check_user(
             if required is not None and seq < required[0]:
                 yield Violation("lost", user.uid, t, f"restored command {seq}, but command {required[0]} ({required[1]})")
         previous = restore
+        # Commands sent before this restore and newer than what it restored are gone for good (a
+        # loss the rules above judged): the state continues from the restored command.
+        began = restore.get("connect_t", t)
+        user.dropped.update(n for n, at in user.sent_at.items() if n > seq and at < began)
     for sent, acked in _latencies(user):
         if acked > bounds.connect_timeout + bounds.machine and _during(sent, windows):
             yield Violation("latency", user.uid, sent, f"an interaction waited {acked:.1f}s during a Redis fault")

@@ -101,3 +101,18 @@ def test_an_interaction_slower_than_the_connect_timeout_during_an_outage() -> No
     slow[6] = ack(8.9, 3, "i1")  # command 3 sent at 5.0, acknowledged 3.9 s later
     assert rules(slow, outage) == ["latency"]
     assert rules(slow, []) == [], "outside a Redis fault the machine's own pauses are not the engine's"
+
+
+def test_a_command_lost_in_a_crash_is_not_part_of_any_later_state() -> None:
+    """Command 3 (a and b) was lost when i1 died; command 4 on i2 sets only a. The state after
+    command 4 is a=4 with b from command 2, not from the lost command 3."""
+    records = [
+        *history(restore(6.0, 2, "i2", a="u1-1", b="u1-2")),
+        send(7.0, 4, a="u1-4"),
+        ack(7.1, 4, "i2"),
+        restore(9.0, 4, "i1", a="u1-4", b="u1-2"),
+    ]
+    kills = [*KILL, {"t": 8.0, "kind": "terminate", "instance": "i2"}]
+    assert rules(records, kills) == []
+    records[-1] = restore(9.0, 4, "i1", a="u1-4", b="u1-3")  # the lost command come back
+    assert "torn" in rules(records, kills)

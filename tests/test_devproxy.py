@@ -3,6 +3,10 @@
 A failover points the proxy at the standby before killing the serving instance, so a client can
 already have reconnected to the standby when the dead one's connections are cut; cutting them
 must leave that reconnect alone (`drop(port)`), while `drop_all()` still cuts everything.
+
+The chaos fleet's uses too: a link that is slowed (`delay`, every chunk, in order) or cut
+(`refuse()` until `accept()`), and a balancer that picks each connection's instance from its
+request (`route`), as cookie affinity does.
 """
 
 from __future__ import annotations
@@ -10,12 +14,13 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 from support import wait_until
 
-from solara_persisted.dev.proxy import LoopbackProxy
+from solara_persisted.dev.proxy import ROUTE_HEAD_BYTES, LoopbackProxy
 
 TIMEOUT = 5.0
 
@@ -162,3 +167,116 @@ def test_release_half_open_resets_the_kept_side(instance: socket.socket) -> None
             assert _next(first_upstream) == _next(second_upstream) == "closed"
             assert proxy.half_open_connections == 0
             assert proxy.half_open(a) == 0, "nothing live is left to cut"
+
+
+# -- a faulty link: delay and cut; a routing balancer: route -----------------------------------
+
+
+def _receive(client: socket.socket, size: int) -> bytes:
+    """Exactly `size` bytes (fewer only if the connection ends first)."""
+    received = b""
+    while len(received) < size and (chunk := client.recv(size - len(received))):
+        received += chunk
+    return received
+
+
+def _round_trip(client: socket.socket) -> float:
+    started = time.monotonic()
+    assert _echoes(client), "the line did not come back"
+    return time.monotonic() - started
+
+
+def test_delay_slows_every_chunk_both_ways_keeps_order_and_can_change_at_any_time(
+    echo_ports: tuple[int, int],
+) -> None:
+    a, _ = echo_ports
+    with LoopbackProxy(a) as proxy, _connect(proxy) as client:
+        proxy.delay = 0.3  # set on a live connection: one way in, one way back
+        assert _round_trip(client) >= 0.5, "a round trip crosses the delay twice"
+        lines = b"".join(b"line %d\n" % n for n in range(200))
+        for n in range(200):  # many small chunks, each delayed: they still arrive in order
+            client.sendall(b"line %d\n" % n)
+        assert _receive(client, len(lines)) == lines
+        proxy.delay = 0
+        assert _round_trip(client) < 0.5, "clearing the delay did not apply to the live connection"
+
+
+def test_delayed_data_still_arrives_before_the_end_of_the_stream(instance: socket.socket) -> None:
+    a = instance.getsockname()[1]
+    with LoopbackProxy(a, delay=0.2) as proxy:
+        client = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+        upstream, _ = instance.accept()
+        with client, upstream:
+            upstream.settimeout(TIMEOUT)
+            client.sendall(b"last words\n")
+            client.shutdown(socket.SHUT_WR)  # the EOF is read long before the delayed line is due
+            assert upstream.recv(16) == b"last words\n"
+
+
+def test_refuse_cuts_the_live_connections_and_resets_new_ones_until_accept(
+    echo_ports: tuple[int, int],
+) -> None:
+    a, _ = echo_ports
+    with LoopbackProxy(a) as proxy:
+        client = _connect(proxy)
+        with client:
+            assert proxy.refuse() == 1 and proxy.cut
+            assert not _echoes(client), "a live connection survived the cut"
+        refused = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+        with refused:
+            assert _next(refused) == "closed", "a new connection was relayed through a cut link"
+        proxy.accept()
+        assert not proxy.cut
+        with _connect(proxy):  # relayed again, on the same port
+            pass
+
+
+def _get(port: int, path: str) -> bytes:
+    """An HTTP-looking request through the proxy; the echo upstream sends the request line back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as client:
+        client.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return client.recv(256).split(b"\r\n")[0]
+
+
+def test_route_picks_the_upstream_from_the_request_and_forwards_the_head_first(
+    echo_ports: tuple[int, int],
+) -> None:
+    a, b = echo_ports
+    seen: list[bytes] = []
+
+    def route(head: bytes) -> int | None:
+        seen.append(head)
+        path = head.split(b" ")[1]
+        return {b"/a": a, b"/b": b}.get(path)
+
+    with LoopbackProxy(None, route=route) as proxy:
+        assert _get(proxy.port, "/a") == b"GET /a HTTP/1.1", "the head was not forwarded as it came"
+        to_b = socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT)
+        with to_b:
+            to_b.sendall(b"GET /b HTTP/1.1\r\n\r\n")
+            assert _receive(to_b, 19) == b"GET /b HTTP/1.1\r\n\r\n"
+            wait_until(lambda: proxy.connections_to(b) == 1, "the connection counted against B")
+            assert proxy.connections_to(a) == 0
+            assert proxy.drop(b) == 1, "a routed connection is dropped by its routed port"
+        assert _get(proxy.port, "/nowhere") == b"", "route() answering None did not reset the client"
+        assert seen[0] == b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", "route() saw more or less than the head"
+
+
+def test_route_sees_at_most_the_bounded_head(echo_ports: tuple[int, int]) -> None:
+    a, _ = echo_ports
+    sizes: list[int] = []
+
+    def route(head: bytes) -> int:
+        sizes.append(len(head))
+        return a
+
+    with (
+        LoopbackProxy(None, route=route) as proxy,
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=TIMEOUT) as client,
+    ):
+        line = b"x" * 20000 + b"\n"  # no end of headers in sight: route() gets the first 8 KB
+        client.sendall(line)
+        assert _receive(client, len(line)) == line, (
+            "the bytes read for routing were not all forwarded, in order"
+        )
+    assert sizes == [ROUTE_HEAD_BYTES]

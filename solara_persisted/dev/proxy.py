@@ -1,19 +1,30 @@
-"""A switchable TCP proxy on loopback: the load balancer of a local fleet.
+"""A switchable TCP proxy on loopback: the load balancer of a local fleet, or a faulty network link.
 
 Used by ``solara-persisted demo --fleet`` (the browser talks to it; a failover switches its
 target) and by the end-to-end tests, which need the same thing: one stable address in front of
 instances that die, plus the ability to cut every live connection as a balancer does, or to cut
 only the client's half of it (a half-open link, which the instance never notices).
+
+The chaos fleet (``bench/chaos_fleet.py``) also puts one between each instance and Redis, to
+slow that link down (``delay``) or cut it (``refuse()`` until ``accept()``), and uses ``route``
+in front of the instances: each connection's target is picked from its first request bytes, as a
+balancer with cookie affinity picks the instance from the request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 PROXY_TIMEOUT = 5.0
+#: How much of a connection's start `route` sees at most: the request line and headers of an HTTP request.
+ROUTE_HEAD_BYTES = 8192
+#: How long a routed connection may take to send that much (or the end of its headers) before it is reset.
+ROUTE_TIMEOUT = 5.0
+#: Chunks read ahead while earlier ones wait out `delay`; a full queue stops reading (back pressure).
+DELAY_QUEUE = 256
 T = TypeVar("T")
 
 
@@ -37,13 +48,32 @@ class LoopbackProxy:
     the live connections to one instance, as a balancer does when its health check marks that
     instance dead, and `drop_all()` resets every one of them. `half_open(port)` cuts only the
     clients' side of them: the instance keeps a connection that has gone silent.
+
+    As a faulty link: `delay` (seconds, settable at any time) holds every chunk that long before
+    it is forwarded, in either direction and in order; `refuse()` resets every live connection
+    and each new one until `accept()`. As a routing balancer: with `route` set, each new
+    connection's first bytes (up to the end of its HTTP headers, at most ``ROUTE_HEAD_BYTES``)
+    are read first and `route(head)` names the port to connect to (None resets the connection);
+    the head is then sent upstream ahead of everything else. `target` is unused while `route` is set.
     """
 
-    def __init__(self, target: int | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        target: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        delay: float = 0.0,
+        route: Callable[[bytes], int | None] | None = None,
+    ) -> None:
         self.target = target
         self.host = host
         self.port = port  # 0: the OS picks a free one on start()
+        self.delay = delay  # seconds each forwarded chunk waits, both directions; read per chunk
+        # called on the proxy's thread, once per connection: keep it quick and thread-safe
+        self.route = route
         self.accepted = 0  # client connections accepted so far (a reconnect shows up here)
+        self._cut = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="loopback-proxy", daemon=True)
         self._server: asyncio.Server | None = None
@@ -62,6 +92,15 @@ class LoopbackProxy:
     @property
     def half_open_connections(self) -> int:
         return len(self._held)
+
+    @property
+    def cut(self) -> bool:
+        """True between `refuse()` and `accept()`."""
+        return self._cut
+
+    def connections_to(self, target: int) -> int:
+        """The live connections to the instance on port `target` (the half-open ones not included)."""
+        return sum(1 for link in list(self._live) if link.target == target)
 
     def start(self) -> LoopbackProxy:
         self._thread.start()
@@ -90,6 +129,20 @@ class LoopbackProxy:
         until `release_half_open()` or `close()`.
         """
         return self._call(self._half_open(target))
+
+    def refuse(self) -> int:
+        """Cut the link: reset every live connection and, until `accept()`, each new one at once.
+
+        New connections are still accepted by the listener, then reset before a byte is relayed
+        (as a firewall rule rejecting with a TCP reset would); the port stays ours, so `accept()`
+        restores the very same address. Returns how many live connections were cut.
+        """
+        self._cut = True  # first: a connection opening meanwhile is reset once it is paired
+        return self._call(self._drop(None))
+
+    def accept(self) -> None:
+        """Heal the cut: new connections are relayed again (those `refuse()` cut stay cut)."""
+        self._cut = False
 
     def release_half_open(self, target: int | None = None) -> int:
         """Reset the upstream sockets `half_open` kept (those to `target`, or all); returns how many."""
@@ -128,8 +181,16 @@ class LoopbackProxy:
             client_writer.transport.abort()  # a no-op unless cancelled before its pair existed
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        target = self.target
+        if self._cut:
+            return  # _handle resets the client
+        head = b""
+        route = self.route
         try:
+            if route is not None:
+                head = await asyncio.wait_for(self._read_head(client_reader), ROUTE_TIMEOUT)
+                target = route(head) if head else None
+            else:
+                target = self.target
             if target is None:
                 raise ConnectionRefusedError("no target")
             upstream_reader, upstream_writer = await asyncio.wait_for(
@@ -137,6 +198,13 @@ class LoopbackProxy:
             )
         except (OSError, asyncio.TimeoutError):
             return  # _handle resets the client
+        except Exception:  # a broken route function: the client is reset, the proxy keeps serving
+            return
+        if self._cut:  # refuse() ran while this one was connecting: no drop could reach it
+            upstream_writer.transport.abort()
+            return
+        if head:
+            upstream_writer.write(head)  # what route() read goes first, before any pump runs
         link = _Link(client_writer, upstream_writer, target)
         link.pumps = (
             asyncio.ensure_future(self._pump(client_reader, upstream_writer)),
@@ -156,13 +224,61 @@ class LoopbackProxy:
             await asyncio.gather(*link.pumps, return_exceptions=True)
 
     @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _read_head(reader: asyncio.StreamReader) -> bytes:
+        """The connection's first bytes: through the end of the HTTP headers, at most ``ROUTE_HEAD_BYTES``,
+        or whatever came before the client's EOF (bytes past the headers are kept and sent on too)."""
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < ROUTE_HEAD_BYTES:
+            chunk = await reader.read(ROUTE_HEAD_BYTES - len(head))
+            if not chunk:
+                break
+            head += chunk
+        return head
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Relay until EOF. Once `delay` was set, chunks go through a sender task that forwards each
+        `delay` seconds after it was read, in order; the tail still waiting is sent before the EOF ends the link."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(DELAY_QUEUE)
+        sender: asyncio.Task[None] | None = None
         try:
             while data := await reader.read(65536):
+                delay = self.delay
+                if sender is None and delay <= 0:
+                    writer.write(data)  # the undelayed path, as before delay existed
+                    await writer.drain()
+                    continue
+                if sender is None:
+                    pump = asyncio.current_task()
+                    assert pump is not None
+                    sender = asyncio.ensure_future(self._send(queue, writer, pump))
+                await queue.put((loop.time() + max(delay, 0.0), data))
+            if sender is not None:
+                await queue.put(None)
+                await sender
+        except OSError:
+            pass
+        finally:
+            if sender is not None:
+                sender.cancel()
+
+    @staticmethod
+    async def _send(
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        writer: asyncio.StreamWriter,
+        pump: asyncio.Task[None],
+    ) -> None:
+        """Forward each queued chunk once its time has come; a failed write ends the pump, hence the link."""
+        loop = asyncio.get_running_loop()
+        try:
+            while (item := await queue.get()) is not None:
+                due, data = item
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
                 writer.write(data)
                 await writer.drain()
         except OSError:
-            pass
+            pump.cancel()
 
     async def _drop(self, target: int | None) -> int:
         links = [link for link in self._live if target is None or link.target == target]

@@ -1,0 +1,487 @@
+"""The fleet chaos checker: seeded random faults against a real fleet, every restore checked.
+
+    python bench/chaos.py --seed 1 --schedules 20 --clients 50 [--json PATH]
+
+One redis-server and three ``solara run --production`` instances of ``chaos_app.py`` run behind a
+sticky loopback proxy (``chaos_fleet``). Each schedule starts its own simulated users
+(``chaos_client``: Solara's websocket protocol, no browser), runs a seeded random sequence of
+overlapping faults while they work, heals the fleet, and finally reads every user's session
+from Redis as an instance that never held it would (the schedule's last failover). The users'
+records and the fault log are then checked against the model (``chaos_model``); every violation
+is printed with its seed and schedule, and a failing schedule is shrunk to the fewest faults
+that still fail. The last line is ``chaos: schedules=K faults=F restores=R restore_success=S/T
+violations=V``; the exit status is 0 only when V is 0.
+
+``--plant NAME`` runs the fleet with a known bug (``chaos_plants``) to show the checker finds it.
+Every process started is stopped at the end; all traffic stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import runpy
+import secrets
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for path in (BENCH, ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from chaos_client import User  # noqa: E402
+from chaos_fleet import ChaosFleet  # noqa: E402
+from chaos_model import Bounds, Violation, check  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from solara_persisted.config import Settings  # noqa: E402
+from solara_persisted.engine import Engine  # noqa: E402
+from solara_persisted.spec import registry  # noqa: E402
+
+APP = BENCH / "chaos_app.py"
+#: Every fault kind a schedule draws from, and how long one lasts when it is a window (seconds).
+FAULTS = (
+    "kill",
+    "terminate",
+    "pause",
+    "rolling_deploy",
+    "spec_bump",
+    "tag_bump",
+    "redis_pause",
+    "redis_kill",
+    "redis_latency",
+    "redis_maxmemory",
+    "link_cut",
+    "rotate_keys",
+)
+#: The fleet's settings: a short debounce and breaker window keep a schedule a few seconds long
+#: (``--debounce`` lengthens the window a crash may lose, so a test can make a bug certain to show).
+DEBOUNCE = 0.2
+BREAKER_WINDOW = 2.0
+CONNECT_TIMEOUT = 0.3
+
+
+@attrs.frozen
+class Step:
+    """One fault at ``at`` seconds into the schedule; a window fault ends ``length`` later."""
+
+    at: float
+    kind: str
+    target: int = 0
+    length: float = 0.0
+
+
+@attrs.define
+class Outcome:
+    index: int
+    seed: int
+    steps: list[Step]
+    records: list[dict[str, Any]]
+    faults: list[dict[str, Any]]
+    violations: list[Violation]
+    instances: dict[str, dict[str, Any]]
+
+
+def parse_steps(text: str) -> list[Step]:
+    """``kind@at[:target[:length]],...``: a schedule given by hand (a minimal one, replayed)."""
+    steps = []
+    for item in filter(None, text.split(",")):
+        kind, _, rest = item.partition("@")
+        at, target, length = [*rest.split(":"), "0", "0"][:3]
+        if kind not in FAULTS:
+            raise ValueError(f"unknown fault kind {kind!r} in --steps; use one of {', '.join(FAULTS)}")
+        steps.append(Step(float(at), kind, int(target), float(length)))
+    return sorted(steps, key=lambda step: step.at)
+
+
+def format_steps(steps: Sequence[Step]) -> str:
+    return ",".join(f"{s.kind}@{s.at:g}:{s.target}:{s.length:g}" for s in steps)
+
+
+def draw(seed: int, kinds: Sequence[str], seconds: float, instances: int) -> list[Step]:
+    """A seeded schedule: 1-4 faults at random times in the first two thirds, windows overlapping."""
+    rng = random.Random(seed)
+    steps = [
+        Step(
+            at=round(rng.uniform(0.5, seconds * 2 / 3), 2),
+            kind=rng.choice(list(kinds)),
+            target=rng.randrange(instances),
+            length=round(rng.uniform(0.5, 2.5), 2),
+        )
+        for _ in range(rng.randint(1, 4))
+    ]
+    return sorted(steps, key=lambda step: step.at)
+
+
+class Chaos:
+    """Runs schedules on one fleet; the fleet outlives them, healed and topped up after each."""
+
+    def __init__(self, fleet: ChaosFleet, *, clients: int, seconds: float, console: Console) -> None:
+        self.fleet = fleet
+        self.debounce = fleet.debounce
+        self.clients = clients
+        self.seconds = seconds
+        self.console = console
+        self._next_uid = 1
+        self._tag = 1
+        self._version = 1
+
+    def run(self, index: int, seed: int, steps: Sequence[Step]) -> Outcome:
+        records: list[dict[str, Any]] = []
+        fault_log: list[dict[str, Any]] = []
+        uids = range(self._next_uid, self._next_uid + self.clients)
+        self._next_uid += self.clients
+        sessions = {uid: (str(uuid.uuid4()), secrets.token_urlsafe(16)) for uid in uids}
+        start = time.monotonic()
+        stop_at = start + self.seconds
+        users = threading.Thread(target=self._users, args=(seed, sessions, records, stop_at), daemon=True)
+        users.start()
+        windows: list[tuple[float, Step]] = []
+        for step in steps:
+            self._sleep_until(start + step.at, windows, fault_log)
+            self._apply(step, fault_log)
+            if step.length:
+                windows.append((time.monotonic() + step.length, step))
+        self._sleep_until(stop_at, windows, fault_log)
+        users.join(timeout=self.seconds + 60)
+        self._heal(windows, fault_log)
+        self._final_read(sessions, records, fault_log)
+        end = time.monotonic()
+        instances = {i.name: {"tag": i.tag, "version": i.version} for i in self.fleet.all_instances()}
+        bounds = Bounds(
+            debounce=self.debounce, breaker_window=BREAKER_WINDOW, connect_timeout=CONNECT_TIMEOUT, machine=2.0
+        )
+        violations = check(records, fault_log, instances, bounds, end=end)
+        return Outcome(index, seed, list(steps), records, fault_log, violations, instances)
+
+    # -- users ----------------------------------------------------------------------------
+
+    def _users(self, seed: int, sessions: dict[int, tuple[str, str]], records: list[dict[str, Any]], stop_at: float) -> None:
+        async def main() -> None:
+            users = [
+                User(uid, self.fleet.url, random.Random(seed * 100_003 + uid), records, session=sessions[uid])
+                for uid in sessions
+            ]
+            await asyncio.gather(*(user.run(stop_at) for user in users))
+
+        asyncio.run(main())
+
+    # -- faults ---------------------------------------------------------------------------
+
+    def _log(self, fault_log: list[dict[str, Any]], kind: str, instance: str | None, **detail: Any) -> None:
+        fault_log.append({"t": time.monotonic(), "kind": kind, "instance": instance, **detail})
+
+    def _apply(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
+        fleet = self.fleet
+        up = fleet.up_instances()
+        target = up[step.target % len(up)] if up else None
+        kind = step.kind
+        if kind in ("kill", "terminate", "pause") and (target is None or len(up) < 2):
+            return  # keep one instance serving: a fleet with none left tests nothing
+        if kind == "kill":
+            self._log(fault_log, "kill", target.name)  # before: a value due after it is not owed
+            fleet.kill(target)
+        elif kind == "terminate":
+            fleet.terminate(target)
+            self._log(fault_log, "terminate", target.name)  # after: everything it acknowledged is owed
+        elif kind == "pause":
+            self._log(fault_log, "pause", target.name)
+            fleet.pause(target)
+        elif kind in ("rolling_deploy", "spec_bump", "tag_bump", "rotate_keys"):
+            self._deploy(kind, fault_log)
+        elif kind == "redis_pause":
+            self._log(fault_log, "redis_pause", None)
+            fleet.redis_pause(step.length)
+        elif kind == "redis_kill":
+            self._log(fault_log, "redis_down", None)
+            fleet.redis_kill()
+        elif kind == "redis_latency":
+            self._log(fault_log, "redis_slow", None)
+            fleet.redis_latency(random.Random(step.at).uniform(0.02, 0.2))
+        elif kind == "redis_maxmemory":
+            self._log(fault_log, "redis_full", None)
+            fleet.redis_maxmemory(True)
+        elif kind == "link_cut" and target is not None:
+            self._log(fault_log, "link_cut", target.name)
+            fleet.cut_link(target)
+
+    def _deploy(self, kind: str, fault_log: list[dict[str, Any]]) -> None:
+        """Replace every instance in turn; each old one is terminated (graceful) once its successor serves."""
+        changes: dict[str, Any] = {}
+        if kind == "spec_bump":
+            self._version = 3 - self._version  # 1 -> 2 -> 1: old and new read each other's state
+            changes["version"] = self._version
+        elif kind == "tag_bump":
+            self._tag += 1
+            changes["schema_tag"] = f"t{self._tag}"
+        before = {instance.name for instance in self.fleet.all_instances()}
+        if kind == "rotate_keys":
+            self.fleet.rotate_keys()
+        else:
+            for old in list(self.fleet.instances):
+                self.fleet.replace(old, **changes)
+                self._log(fault_log, "terminate", old.name)
+        if kind == "rotate_keys":
+            current = {instance.name for instance in self.fleet.instances}
+            for name in sorted(before - current):
+                self._log(fault_log, "terminate", name)
+
+    def _end_window(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
+        fleet = self.fleet
+        if step.kind == "pause":
+            for paused in fleet.paused_instances():
+                fleet.resume(paused)
+        elif step.kind == "redis_pause":
+            self._log(fault_log, "redis_pause_end", None)
+        elif step.kind == "redis_kill":
+            fleet.redis_restart()
+            self._log(fault_log, "redis_down_end", None)
+        elif step.kind == "redis_latency":
+            fleet.redis_latency(0.0)
+            self._log(fault_log, "redis_slow_end", None)
+        elif step.kind == "redis_maxmemory":
+            fleet.redis_maxmemory(False)
+            self._log(fault_log, "redis_full_end", None)
+        elif step.kind == "link_cut":
+            for cut in fleet.cut_instances():
+                fleet.restore_link(cut)
+                self._log(fault_log, "link_cut_end", cut.name)
+
+    def _sleep_until(self, deadline: float, windows: list[tuple[float, Step]], fault_log: list[dict[str, Any]]) -> None:
+        while True:
+            now = time.monotonic()
+            due = [window for window in windows if window[0] <= now]
+            for window in due:
+                windows.remove(window)
+                self._end_window(window[1], fault_log)
+            if now >= deadline:
+                return
+            time.sleep(min(0.05, deadline - now))
+
+    def _heal(self, windows: list[tuple[float, Step]], fault_log: list[dict[str, Any]]) -> None:
+        for _, step in windows:
+            self._end_window(step, fault_log)
+        windows.clear()
+        self.fleet.top_up()
+
+    # -- the schedule's last failover -----------------------------------------------------
+
+    def _final_read(self, sessions: dict[int, tuple[str, str]], records: list[dict[str, Any]], fault_log: list[dict[str, Any]]) -> None:
+        """Read every user's session from Redis as a fresh instance would, after the writes are due.
+
+        Each instance is logged as lost at that moment (nothing is owed that was not durable by then)."""
+        time.sleep(self.debounce + 1.0)
+        at = time.monotonic()
+        for instance in self.fleet.all_instances():
+            self._log(fault_log, "kill", instance.name, final=True)
+        newest = self.fleet.instances[-1]
+        settings = Settings.from_env({**self.fleet.instance_env(newest), "SOLARA_STATE_URL": self.fleet.redis_url})
+        with registry.isolated():
+            declare_specs(newest.version)
+            engine = Engine(settings)
+            try:
+                for uid, (kernel_id, cookie) in sessions.items():
+                    restored = engine.restore(kernel_id, cookie)
+                    values = restored.values
+                    note = values.get("chaos.c")
+                    records.append(
+                        {
+                            "t": at,
+                            "user": uid,
+                            "kind": "restore",
+                            "values": {
+                                "a": values.get("chaos.a", ""),
+                                "b": values.get("chaos.b", ""),
+                                "c": getattr(note, "text", "") if note is not None else "",
+                            },
+                            "seq": values.get("chaos.seq", 0),
+                            "result": str(restored.result),
+                            "instance": "checker",
+                            "live": False,
+                            "final": True,
+                        }
+                    )
+            finally:
+                engine.close()
+
+
+def declare_specs(version: int) -> None:
+    """The app's specs, declared in this process for the final read (same keys, types, versions)."""
+    os.environ["CHAOS_APP_VERSION"] = str(version)
+    runpy.run_path(str(APP), run_name="chaos_app_specs")
+
+
+# -- shrinking and reporting ----------------------------------------------------------------
+
+
+def shrink(chaos: Chaos, outcome: Outcome, budget: int) -> list[Step]:
+    """The fewest faults of a failing schedule that still fail (greedy: drop one at a time)."""
+    steps = list(outcome.steps)
+    tries = 0
+    changed = True
+    while changed and len(steps) > 1 and tries < budget:
+        changed = False
+        for i in range(len(steps)):
+            candidate = steps[:i] + steps[i + 1 :]
+            tries += 1
+            if chaos.run(outcome.index, outcome.seed, candidate).violations:
+                steps = candidate
+                changed = True
+                break
+    return steps
+
+
+def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[str, Any]]:
+    faults = Counter(f["kind"] for o in outcomes for f in o.faults if not f.get("final") and not f["kind"].endswith("_end"))
+    restores = [r for o in outcomes for r in o.records if r["kind"] == "restore"]
+    graceful = [r for o in outcomes for r in _after_graceful(o)]
+    broken = {(v.user, v.t) for o in outcomes for v in o.violations}
+    succeeded = [r for r in graceful if r.get("result") == "success" and (r["user"], r["t"]) not in broken]
+    latencies = [r["latency_ms"] for o in outcomes for r in o.records if r["kind"] == "ack" and "latency_ms" in r]
+    violations = [v for o in outcomes for v in o.violations]
+    table = Table(title="chaos")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("schedules", str(len(outcomes)))
+    for kind, count in sorted(faults.items()):
+        table.add_row(f"faults: {kind}", str(count))
+    table.add_row("restores", str(len(restores)))
+    table.add_row("restores after a graceful shutdown: success", f"{len(succeeded)}/{len(graceful)}")
+    if latencies:
+        table.add_row("interaction p50 / p99 (ms)", f"{_pct(latencies, 50):.0f} / {_pct(latencies, 99):.0f}")
+    for rule, count in sorted(Counter(v.rule for v in violations).items()):
+        table.add_row(f"violations: {rule}", str(count))
+    console.print(table)
+    last = (
+        f"chaos: schedules={len(outcomes)} faults={sum(faults.values())} restores={len(restores)} "
+        f"restore_success={len(succeeded)}/{len(graceful)} violations={len(violations)}"
+    )
+    return last, {"faults": dict(faults), "restores": len(restores), "violations": len(violations)}
+
+
+def _after_graceful(outcome: Outcome) -> list[dict[str, Any]]:
+    """Restores on another instance right after the instance holding the session was terminated."""
+    terminated = {f["instance"] for f in outcome.faults if f["kind"] == "terminate"}
+    found = []
+    last_instance: dict[int, str] = {}
+    for record in sorted(outcome.records, key=lambda r: r["t"]):
+        if record["kind"] == "ack":
+            last_instance[record["user"]] = record.get("instance", "")
+        elif (
+            record["kind"] == "restore"
+            and not record.get("live")
+            and not record.get("final")
+            and last_instance.get(record["user"]) in terminated
+        ):
+            found.append(record)
+    return found
+
+
+def _pct(values: Sequence[float], q: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--schedules", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=6.0, help="length of one schedule's load (default 6)")
+    parser.add_argument("--faults", default=",".join(FAULTS), help="the fault kinds to draw from, comma-separated")
+    parser.add_argument("--plant", choices=("fencing-off", "drain-skipped", "wrong-session"), help="a known bug to find")
+    parser.add_argument("--instances", type=int, default=3)
+    parser.add_argument(
+        "--debounce", type=float, default=DEBOUNCE, help=f"the fleet's SOLARA_STATE_FLUSH_DEBOUNCE (default {DEBOUNCE})"
+    )
+    parser.add_argument("--shrink", type=int, default=6, help="re-runs allowed to shrink a failing schedule")
+    parser.add_argument("--json", type=Path, help="write the whole history and the verdicts here")
+    parser.add_argument("--steps", help="run this schedule (kind@at[:target[:length]],...) instead of drawing")
+    args = parser.parse_args(argv)
+    try:
+        given = parse_steps(args.steps) if args.steps else None
+    except ValueError as error:
+        parser.error(str(error))
+    kinds = [kind for kind in args.faults.split(",") if kind]
+    unknown = sorted(set(kinds) - set(FAULTS))
+    if unknown:
+        parser.error(f"unknown fault kinds {unknown}; use some of {', '.join(FAULTS)}")
+    console = Console(stderr=True)
+    outcomes: list[Outcome] = []
+    shrunk: dict[int, list[Step]] = {}
+    with tempfile.TemporaryDirectory(prefix="chaos-") as workdir, ChaosFleet(
+        Path(workdir),
+        app=APP,
+        instances=args.instances,
+        seed=args.seed,
+        debounce=args.debounce,
+        connect_timeout=CONNECT_TIMEOUT,
+        breaker_window=BREAKER_WINDOW,
+        plant=args.plant,
+    ) as fleet:
+        chaos = Chaos(fleet, clients=args.clients, seconds=args.seconds, console=console)
+        for index in range(args.schedules):
+            seed = args.seed * 1_000 + index
+            steps = given if given is not None else draw(seed, kinds, args.seconds, args.instances)
+            outcome = chaos.run(index, seed, steps)
+            outcomes.append(outcome)
+            console.print(
+                f"schedule {index} seed={seed} faults={[(s.kind, s.at) for s in steps]} "
+                f"restores={sum(r['kind'] == 'restore' for r in outcome.records)} violations={len(outcome.violations)}"
+            )
+            for violation in outcome.violations[:10]:
+                console.print(f"  [red]{violation.rule}[/] user={violation.user} {violation.detail}")
+            if outcome.violations:
+                shrunk[index] = shrink(chaos, outcome, args.shrink) if args.shrink else steps
+                replay = f"--seed {args.seed} --schedules 1 --clients {args.clients} --seconds {args.seconds:g}"
+                plant = f" --plant {args.plant}" if args.plant else ""
+                console.print(
+                    f"  minimal schedule (seed {seed}): python bench/chaos.py {replay}{plant} "
+                    f"--steps {format_steps(shrunk[index])}"
+                )
+    last, totals = summarise(outcomes, console)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "seed": args.seed,
+                    "totals": totals,
+                    "schedules": [
+                        {
+                            "index": o.index,
+                            "seed": o.seed,
+                            "steps": [attrs.asdict(s) for s in o.steps],
+                            "minimal": [attrs.asdict(s) for s in shrunk.get(o.index, [])],
+                            "faults": o.faults,
+                            "instances": o.instances,
+                            "violations": [v.as_dict() for v in o.violations],
+                            "records": o.records,
+                        }
+                        for o in outcomes
+                    ],
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    out(last)
+    return 0 if totals["violations"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
