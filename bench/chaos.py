@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import redis
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -140,6 +141,7 @@ class Chaos:
         self._next_uid = 1
         self._tag = 1
         self._version = 1
+        self._rotated = False
 
     def run(self, index: int, seed: int, steps: Sequence[Step]) -> Outcome:
         records: list[dict[str, Any]] = []
@@ -148,20 +150,36 @@ class Chaos:
         self._next_uid += self.clients
         sessions = {uid: (str(uuid.uuid4()), secrets.token_urlsafe(16)) for uid in uids}
         start = time.monotonic()
-        stop_at = start + self.seconds
-        users = threading.Thread(target=self._users, args=(seed, sessions, records, stop_at), daemon=True)
-        users.start()
+        users = [
+            User(uid, self.fleet.url, random.Random(seed * 100_003 + uid), records, session=sessions[uid])
+            for uid in sessions
+        ]
+        # Users work until the last fault is over (a rolling deploy outlasts the schedule's
+        # seconds), and at least the schedule's seconds.
+        working = threading.Thread(target=self._work, args=(users, start + self.seconds + 600), daemon=True)
+        working.start()
         windows: list[tuple[float, Step]] = []
         for step in steps:
             self._sleep_until(start + step.at, windows, fault_log)
             self._apply(step, fault_log)
             if step.length:
                 windows.append((time.monotonic() + step.length, step))
+        stop_at = max(start + self.seconds, time.monotonic() + 1.0)
+        for user in users:
+            user.stop_at = stop_at
         self._sleep_until(stop_at, windows, fault_log)
-        users.join(timeout=self.seconds + 60)
+        for user in users:  # again: a user whose run() began late set its own deadline over ours
+            user.stop_at = min(user.stop_at, stop_at)
+        working.join(timeout=60)
         self._heal(windows, fault_log)
         self._final_read(sessions, records, fault_log)
         end = time.monotonic()
+        if self._rotated:
+            # This schedule's sessions are never read again (the TTL the runbook waits has passed
+            # for them): the retired key leaves the ring before the next schedule.
+            self.fleet.rolling_deploy(secret_keys=self.fleet.secret_keys[:1])
+            self.fleet.secret_keys = self.fleet.secret_keys[:1]
+            self._rotated = False
         instances = {i.name: {"tag": i.tag, "version": i.version} for i in self.fleet.all_instances()}
         bounds = Bounds(
             debounce=self.debounce, breaker_window=BREAKER_WINDOW, connect_timeout=CONNECT_TIMEOUT, machine=2.0
@@ -171,12 +189,9 @@ class Chaos:
 
     # -- users ----------------------------------------------------------------------------
 
-    def _users(self, seed: int, sessions: dict[int, tuple[str, str]], records: list[dict[str, Any]], stop_at: float) -> None:
+    @staticmethod
+    def _work(users: Sequence[User], stop_at: float) -> None:
         async def main() -> None:
-            users = [
-                User(uid, self.fleet.url, random.Random(seed * 100_003 + uid), records, session=sessions[uid])
-                for uid in sessions
-            ]
             await asyncio.gather(*(user.run(stop_at) for user in users))
 
         asyncio.run(main())
@@ -187,6 +202,14 @@ class Chaos:
         fault_log.append({"t": time.monotonic(), "kind": kind, "instance": instance, **detail})
 
     def _apply(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
+        """Inject ``step``; a fault the fleet cannot inject right now (Redis already down for a
+        pause, say) is logged as ``fault_error`` and the schedule goes on."""
+        try:
+            self._inject(step, fault_log)
+        except (redis.RedisError, OSError, RuntimeError, TimeoutError) as error:
+            self._log(fault_log, "fault_error", None, fault=step.kind, error=str(error))
+
+    def _inject(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
         fleet = self.fleet
         up = fleet.up_instances()
         target = up[step.target % len(up)] if up else None
@@ -231,7 +254,10 @@ class Chaos:
             changes["schema_tag"] = f"t{self._tag}"
         before = {instance.name for instance in self.fleet.all_instances()}
         if kind == "rotate_keys":
-            self.fleet.rotate_keys()
+            if self._rotated:
+                return  # the runbook retires a key a whole TTL after the roll: one rotation per schedule
+            self._rotated = True
+            self.fleet.rotate_keys(retire=False)
         else:
             for old in list(self.fleet.instances):
                 self.fleet.replace(old, **changes)
@@ -242,6 +268,12 @@ class Chaos:
                 self._log(fault_log, "terminate", name)
 
     def _end_window(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
+        try:
+            self._heal_one(step, fault_log)
+        except (redis.RedisError, OSError, RuntimeError, TimeoutError) as error:
+            self._log(fault_log, "fault_error", None, fault=f"{step.kind}_end", error=str(error))
+
+    def _heal_one(self, step: Step, fault_log: list[dict[str, Any]]) -> None:
         fleet = self.fleet
         if step.kind == "pause":
             for paused in fleet.paused_instances():
@@ -347,7 +379,12 @@ def shrink(chaos: Chaos, outcome: Outcome, budget: int) -> list[Step]:
 
 
 def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[str, Any]]:
-    faults = Counter(f["kind"] for o in outcomes for f in o.faults if not f.get("final") and not f["kind"].endswith("_end"))
+    faults = Counter(
+        f["kind"]
+        for o in outcomes
+        for f in o.faults
+        if not f.get("final") and not f["kind"].endswith("_end") and f["kind"] != "fault_error"
+    )
     restores = [r for o in outcomes for r in o.records if r["kind"] == "restore"]
     graceful = [r for o in outcomes for r in _after_graceful(o)]
     broken = {(v.user, v.t) for o in outcomes for v in o.violations}

@@ -10,7 +10,8 @@ the command it claims to be the state after. The rules, as the chaos issue state
    graceful shutdown (SIGTERM, a rolling deploy) that is the last value; after a SIGKILL or a
    pause the loss is at most the debounce plus one flush (longer only while the instance could
    not reach Redis, until it could again and its breaker let it write).
-3. ``back-in-time``: a later restore of a session is never older than an earlier one.
+3. ``back-in-time``: a later restore of a session is never older than an earlier one, and a
+   command an earlier restore showed lost never comes back.
 4. ``torn``: a restored state is exactly the state after its ``seq`` command: values set in one
    event are restored together or not at all.
 5. ``schema``: a restore never bails out; it resets to a fresh schema only across a
@@ -177,7 +178,11 @@ def _check_user(
             before, now = instances.get(previous.get("instance", ""), {}), instances.get(restore.get("instance", ""), {})
             if before.get("tag") == now.get("tag"):
                 yield Violation("schema", user.uid, t, f"fresh-schema without a tag change ({now.get('tag')!r})")
-        if seq and not fresh:
+        if seq in user.dropped:
+            yield Violation(
+                "back-in-time", user.uid, t, f"command {seq} restored after an earlier restore showed it lost"
+            )
+        elif seq and not fresh:
             expected = _expected(user, seq)
             if {key: values.get(key, DEFAULT) for key in KEYS} != expected:
                 yield Violation(

@@ -116,3 +116,10 @@ def test_a_command_lost_in_a_crash_is_not_part_of_any_later_state() -> None:
     assert rules(records, kills) == []
     records[-1] = restore(9.0, 4, "i1", a="u1-4", b="u1-3")  # the lost command come back
     assert "torn" in rules(records, kills)
+
+
+def test_a_lost_command_that_comes_back_is_back_in_time() -> None:
+    """What a paused instance's late first write does when the instance that took over found
+    nothing stored and wrote nothing: the restore showed command 3 lost, a later one has it."""
+    records = [*history(restore(6.0, 2, "i2", a="u1-1", b="u1-2")), restore(9.0, 3, "i3", a="u1-3", b="u1-3")]
+    assert rules(records, KILL) == ["back-in-time"]
