@@ -33,6 +33,8 @@ DEFAULT = ""
 _VALUE = re.compile(r"u(\d+)-(\d+)")
 #: Faults after which an instance's unwritten values may be lost (it never drains).
 UNGRACEFUL = frozenset({"kill", "pause"})
+#: Restores that read nothing because Redis could not be reached: the documented fresh start.
+DEGRADED = frozenset({"skipped", "timeout"})
 #: Faults that shut an instance down with a drain: every acknowledged value must survive.
 GRACEFUL = frozenset({"terminate"})
 #: Faults during which an instance cannot write to Redis, or only slowly (each logs a start and an
@@ -192,7 +194,7 @@ def _check_user(
             yield Violation(
                 "back-in-time", user.uid, t, f"command {seq} restored after command {previous['seq']} was"
             )
-        if not fresh:
+        if not fresh and result not in DEGRADED:
             required = _required(user, restore, previous, windows, losses, bounds)
             if required is not None and seq < required[0]:
                 yield Violation("lost", user.uid, t, f"restored command {seq}, but command {required[0]} ({required[1]})")
