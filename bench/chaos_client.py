@@ -96,7 +96,8 @@ class Refresh(Broken):
     """The instance cannot recover this page (already recorded): the person reloads it."""
 
 
-def _message(msg_type: str, content: dict[str, Any], session: str) -> str:
+def message(msg_type: str, content: dict[str, Any], session: str) -> str:
+    """One Jupyter shell message as Solara's page sends it (``session`` is the page id)."""
     header = {
         "msg_id": uuid.uuid4().hex,
         "username": "chaos",
@@ -349,7 +350,7 @@ class User:
     async def _send(self, msg_type: str, content: dict[str, Any]) -> None:
         if self._ws is None:
             raise Broken("not connected")
-        await self._ws.send(_message(msg_type, content, self.page_id))
+        await self._ws.send(message(msg_type, content, self.page_id))
 
     async def _read_until(self, done: Callable[[], bool], deadline: float) -> bool:
         """Handle messages until ``done()`` (True) or ``deadline`` (False); a closed socket raises."""

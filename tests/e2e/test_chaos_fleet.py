@@ -30,6 +30,7 @@ from websockets.sync.client import ClientConnection, connect
 
 if str(REPO / "bench") not in sys.path:  # the chaos harness lives with the benches, not in the package
     sys.path.insert(0, str(REPO / "bench"))
+from chaos_client import message
 from chaos_fleet import ChaosFleet, ChaosInstance, kernel_of
 
 # Real server processes on a shared 2-core machine: a failure is retried once or twice before it
@@ -87,20 +88,6 @@ def _resourcez(instance: ChaosInstance) -> dict[str, Any]:
         return json.load(response)["state"]
 
 
-def _message(msg_type: str, content: dict[str, Any], session: str) -> str:
-    header = {"msg_id": uuid.uuid4().hex, "username": "chaos", "session": session, "msg_type": msg_type}
-    return json.dumps(
-        {
-            "header": {**header, "version": "5.3", "date": ""},
-            "parent_header": {},
-            "metadata": {},
-            "content": content,
-            "buffers": [],
-            "channel": "shell",
-        }
-    )
-
-
 @contextlib.contextmanager
 def _open(base: str, kernel: str, cookie: str) -> Iterator[ClientConnection]:
     """A kernel's websocket (through the front, or straight to an instance), its app-status answered."""
@@ -109,9 +96,9 @@ def _open(base: str, kernel: str, cookie: str) -> Iterator[ClientConnection]:
     with connect(url, additional_headers={"Cookie": f"{COOKIE}={cookie}"}, open_timeout=10) as ws:
         control = uuid.uuid4().hex
         ws.send(
-            _message("comm_open", {"comm_id": control, "target_name": "solara.control", "data": {}}, page)
+            message("comm_open", {"comm_id": control, "target_name": "solara.control", "data": {}}, page)
         )
-        ws.send(_message("comm_msg", {"comm_id": control, "data": {"method": "app-status"}}, page))
+        ws.send(message("comm_msg", {"comm_id": control, "data": {"method": "app-status"}}, page))
         for _ in range(1000):  # bounded: the answer comes among a few messages
             raw = ws.recv(timeout=15)
             if isinstance(raw, str) and '"app-status"' in raw and control in raw:
