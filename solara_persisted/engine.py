@@ -86,6 +86,7 @@ class Engine:
             events=self.events,
             budget=self.budget,
             storm=self.storm,
+            schema_tag=self.schema_tag,
         )
         self.key_rings = KeyRingCheck(self.backend, self.guard, self.ring, self.instance_id)
         self.writer = Writer(

@@ -145,6 +145,7 @@ class Restorer:
         events: Events,
         budget: SessionBudget,
         storm: StormValve,
+        schema_tag: str,
     ) -> None:
         self.settings = settings
         self.ring = ring
@@ -154,7 +155,7 @@ class Restorer:
         self.events = events
         self.budget = budget
         self.storm = storm
-        self.schema_tag = settings.schema_tag or "default"
+        self.schema_tag = schema_tag
         #: Where Solara's built-in engine kept sessions, for a fleet switching engines (read once).
         self._solara = SolaraEngineSettings.from_env()
 
@@ -222,7 +223,7 @@ class Restorer:
                 age=self._age(takeover, shared),
             )
         if takeover.reason == "over-budget":
-            limit = self.budget.max_keys if takeover.over == "keys" else self.budget.max_bytes
+            limit = self.budget.limit(takeover.over)
             problem = f"the session holds {takeover.amount} {takeover.over}, over its budget of {limit}"
             return self._bail_out(kernel_id, address, takeover.generation, None, "budget", problem)
         if not self.ring.verify_manifest(
@@ -426,7 +427,7 @@ class Restorer:
         shared = _Shared()
         at = shared_address(address)
         if takeover.shared_over is not None:
-            limit = self.budget.max_keys if takeover.shared_over == "keys" else self.budget.max_bytes
+            limit = self.budget.limit(takeover.shared_over)
             problem = (
                 f"the browser session's shared state holds {takeover.shared_amount} {takeover.shared_over}, "
                 f"over its budget of {limit}"

@@ -391,8 +391,7 @@ class Writer:
         for over in ("keys", "bytes"):
             keys = [key for key, why in dropped.items() if why == over]
             if keys:
-                limit = budget.max_keys if over == "keys" else budget.max_bytes
-                self._events.over_budget(keys, session.kernel_id, over, limit)
+                self._events.over_budget(keys, session.kernel_id, over, budget.limit(over))
 
     def _encode(
         self, session: Session, key: str, spec: PersistedSpec | None, value: Any, address: str, bound: str

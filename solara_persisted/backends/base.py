@@ -110,6 +110,10 @@ class SessionBudget:
     max_keys: int = 0
     max_bytes: int = 0
 
+    def limit(self, over: str) -> int:
+        """The limit a takeover or a write reported as exceeded: ``over`` is "keys" or "bytes"."""
+        return self.max_keys if over == "keys" else self.max_bytes
+
 
 @attrs.frozen
 class Takeover:
