@@ -11,7 +11,10 @@ the command it claims to be the state after. The rules, as the chaos issue state
    pause the loss is at most the debounce plus one flush (longer only while the instance could
    not reach Redis, until it could again and its breaker let it write).
 3. ``back-in-time``: a later restore of a session is never older than an earlier one, and a
-   command an earlier restore showed lost never comes back.
+   command an earlier restore showed lost never comes back. A restore that read nothing (Redis
+   unreachable) shows nothing lost: it forks the session, and the next restore that read Redis
+   says which side won (the page that started fresh once it claimed the session, else the state
+   stored before); the other side's commands are lost from then on.
 4. ``torn``: a restored state is exactly the state after its ``seq`` command: values set in one
    event are restored together or not at all.
 5. ``schema``: a restore never bails out; it resets to a fresh schema only across a
@@ -165,9 +168,19 @@ def _check_user(
     bounds: Bounds,
 ) -> Iterable[Violation]:
     previous: dict[str, Any] | None = None
+    last_read: dict[str, Any] | None = None  # the last restore that read Redis
+    forks: list[float] = []  # when each restore that read nothing began, since the last that read Redis
     for restore in user.restores:
         t, values, seq = restore["t"], restore["values"], restore["seq"]
         result = restore.get("result")
+        if forks and result not in DEGRADED:
+            # The restored command's side of each fork won: everything sent before the fork it
+            # follows is gone (newer commands of the other side are dropped below, as any loss).
+            sent = user.sent_at.get(seq, 0.0) if seq else forks[-1]
+            point = max((fork for fork in forks if fork <= sent), default=None)
+            if point is not None:
+                user.dropped.update(n for n, at in user.sent_at.items() if at < point)
+            forks.clear()
         for key in KEYS:
             value = values.get(key, DEFAULT)
             match = _VALUE.fullmatch(value) if value else None
@@ -190,18 +203,22 @@ def _check_user(
                 yield Violation(
                     "torn", user.uid, t, f"restored {dict(values)} as the state after command {seq}, which is {expected}"
                 )
-        if previous is not None and not fresh and seq < previous["seq"]:
+        if last_read is not None and not fresh and result not in DEGRADED and seq < last_read["seq"]:
             yield Violation(
-                "back-in-time", user.uid, t, f"command {seq} restored after command {previous['seq']} was"
+                "back-in-time", user.uid, t, f"command {seq} restored after command {last_read['seq']} was"
             )
         if not fresh and result not in DEGRADED:
             required = _required(user, restore, previous, windows, losses, bounds)
             if required is not None and seq < required[0]:
                 yield Violation("lost", user.uid, t, f"restored command {seq}, but command {required[0]} ({required[1]})")
         previous = restore
+        began = restore.get("connect_t", t)
+        if result in DEGRADED:
+            forks.append(began)
+            continue
+        last_read = restore
         # Commands sent before this restore and newer than what it restored are gone for good (a
         # loss the rules above judged): the state continues from the restored command.
-        began = restore.get("connect_t", t)
         user.dropped.update(n for n, at in user.sent_at.items() if n > seq and at < began)
     for sent, acked in _latencies(user):
         if acked > bounds.connect_timeout + bounds.machine and _during(sent, windows):
@@ -228,7 +245,13 @@ def _required(
     holder = acks[-1][2]
     lost = [loss for loss in losses if loss[2] == holder and acks[-1][0] <= loss[0] <= t]
     if not lost:
-        return None  # the session moved for another reason (its link was cut): nothing is owed
+        # The holder lived on and the session moved anyway (the engine closed it, say): what it
+        # had written by the time the client reconnected is owed (its outages excuse the rest).
+        began = restore.get("connect_t", t)
+        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= began]
+        if not owed:
+            return None
+        return owed[-1][1], f"durable on {holder}, which lived on, by the reconnect at {began:.2f}"
     at, kind, _ = lost[0]
     if kind in GRACEFUL and not any(_overlaps(w, holder, at) for w in windows):
         owed = [ack for ack in acks if ack[0] < at]

@@ -100,6 +100,7 @@ class Engine:
             debounce=settings.flush_debounce,
             default_budget=Budget(settings.warn_value_bytes, settings.max_value_bytes),
             session_budget=self.budget,
+            claim=self.restorer.claim,
         )
 
     @classmethod
@@ -183,11 +184,14 @@ class Engine:
             stored=dict(restored.stored),
             counter=restored.counter,
             shared=dict(restored.shared),
+            claimed=restored.claimed,
         )
         self.writer.add(session)
         return session
 
-    def store_payloads(self, kernel_id: str, session_id: str, payloads: Mapping[str, tuple[Codec, int, bytes]]) -> bool:
+    def store_payloads(
+        self, kernel_id: str, session_id: str, payloads: Mapping[str, tuple[Codec, int, bytes]]
+    ) -> bool:
         """Store already-encoded payloads (field -> codec, spec version, bytes) as a session's whole state.
 
         For replaying golden payloads of older versions and for tests: the writer only ever
@@ -196,11 +200,16 @@ class Engine:
         address = session_address(session_id, kernel_id)
         tag = tag_digest(self.schema_tag)
         fields = {
-            field: seal(self.ring, address=address, field=field, codec=codec, version=version, payload=payload)
+            field: seal(
+                self.ring, address=address, field=field, codec=codec, version=version, payload=payload
+            )
             for field, (codec, version, payload) in payloads.items()
         }
         key_id, mac = self.ring.sign_manifest(
-            address=address, tag=tag, counter=1, fields={name: envelope_tag(data) for name, data in fields.items()}
+            address=address,
+            tag=tag,
+            counter=1,
+            fields={name: envelope_tag(data) for name, data in fields.items()},
         )
         meta = Meta(tag, key_id, 1, mac, fresh_generation())
         return self.backend.flush(FlushRequest(address, meta, fields, self.settings.ttl))
@@ -211,7 +220,9 @@ class Engine:
         if not address:
             return False
         try:
-            dropped = self.guard.call(self.backend.forget, shared_address(address), next_stamp(), self.settings.ttl)
+            dropped = self.guard.call(
+                self.backend.forget, shared_address(address), next_stamp(), self.settings.ttl
+            )
         except BackendError:
             return False
         logger.info("forget session=%s dropped=%d", shared_address(address), dropped)
@@ -220,6 +231,13 @@ class Engine:
     def mark_dirty(self, session: Session, key: str) -> None:
         if session.generation:
             self.writer.mark_dirty(session, key)
+
+    def release(self, restored: Restored) -> None:
+        """A tab closed before its session opened: delete what the takeover holds (fenced), as its
+        close would have."""
+        if restored.claimed and restored.address:
+            with contextlib.suppress(BackendError):  # the guard records it; the TTL expires the state
+                self.guard.call(self.backend.delete, restored.address, restored.generation)
 
     def close_session(self, session: Session, reason: CloseReason) -> None:
         """Final flush; a genuine tab close then deletes (fenced), every other reason leaves it for the TTL.
@@ -233,7 +251,8 @@ class Engine:
                 deleted = self.guard.call(self.backend.delete, session.address, session.generation)
         elif not flushed:
             logger.warning(
-                "final flush of kernel=%s incomplete; state may be a debounce behind", quote(session.kernel_id)
+                "final flush of kernel=%s incomplete; state may be a debounce behind",
+                quote(session.kernel_id),
             )
         self.events.close(reason, session.kernel_id, deleted)
 

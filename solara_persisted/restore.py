@@ -5,7 +5,9 @@ fenced step that also grants this process the write rights; the signed manifest 
 anything is decoded; every value is verified, migrated where its version is older (or, through a
 reversible chain, newer), and structured into its declared type. Any failure is a bail-out: the
 poisoned state is deleted, the cause counted and logged, and the session starts fresh. A miss
-looks for the session in the format of Solara's own engine, for a fleet switching engines.
+claims the session (so a holder paused before its first write is fenced out too) and looks for it
+in the format of Solara's own engine, for a fleet switching engines. A page that started without
+a claim (Redis unreachable, or its state poisoned) is claimed by ``claim`` once Redis answers.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ from .worker import next_stamp
 
 logger = logging.getLogger("solara.state")
 
-#: A session that starts from nothing stored gets a random generation, not 1: two connections of
-#: one session that both miss must not share write rights (the first write then fences the other).
+#: A session that starts from nothing stored claims a random generation, not 1: a claim that
+#: expired or was deleted must not be re-claimed with the generation its old holder still has.
 FRESH_GENERATIONS = (1 << 32, 1 << 33)
+
 
 class _NewerVersion(Exception):
     """A value written by a newer deploy that no reversible migration chain reads here."""
@@ -91,7 +94,9 @@ class Restored:
     """What a takeover gave this process: values to install and the write rights it holds.
 
     ``generation`` 0 means no write rights (a refused kernel id, or state signed with secrets
-    this instance lacks). ``resign`` are keys verified under a non-primary secret; they are
+    this instance lacks). ``claimed`` is False when the generation is a placeholder that nothing
+    in the backend fences with (the backend was not reached, or the poisoned state was deleted):
+    the writer then claims the session before its first write (``Restorer.claim``). ``resign`` are keys verified under a non-primary secret; they are
     rewritten on open. ``stored`` (field -> (envelope tag, size)) and ``counter`` describe the hash
     as stored, which the writer's manifests continue from; ``shared`` the same of the browser
     session's shared hash. ``migrated`` maps keys read through a migration to the version they
@@ -109,6 +114,7 @@ class Restored:
     shared: Mapping[str, tuple[bytes, int]] = attrs.field(factory=dict)
     migrated: Mapping[str, int] = attrs.field(factory=dict)
     age: float | None = None
+    claimed: bool = True
 
     @property
     def bailed_out(self) -> bool:
@@ -119,6 +125,19 @@ def fresh_generation() -> int:
     """A random generation for a session that has nothing stored yet (see ``FRESH_GENERATIONS``)."""
     low, high = FRESH_GENERATIONS
     return low + secrets.randbelow(high - low)
+
+
+def _unclaimed(result: RestoreResult, address: str, **details: Any) -> Restored:
+    """A start that holds no claim in the backend: write rights come with ``Restorer.claim``."""
+    return Restored(result, generation=fresh_generation(), address=address, claimed=False, **details)
+
+
+def _rights(takeover: Takeover) -> dict[str, Any]:
+    """The write rights a takeover gave; a placeholder, unclaimed, when the backend refused a
+    miss's claim (at ``maxmemory``)."""
+    if takeover.generation:
+        return {"generation": takeover.generation}
+    return {"generation": fresh_generation(), "claimed": False}
 
 
 def _cause(error: Exception) -> str:
@@ -180,16 +199,41 @@ class Restorer:
                 self.settings.ttl,
                 self.budget,
                 shared=self.registry.has_session_scope(),
+                claim=fresh_generation(),
             )
         except BreakerOpen:
             # degraded: no read, no connect-time tax
-            return Restored(RestoreResult.SKIPPED, generation=fresh_generation(), address=address)
+            return _unclaimed(RestoreResult.SKIPPED, address)
         except BackendError:
             self.events.restore(RestoreResult.TIMEOUT, kernel_id)
-            return Restored(RestoreResult.TIMEOUT, generation=fresh_generation(), address=address)
+            return _unclaimed(RestoreResult.TIMEOUT, address)
         restored = self._settle(kernel_id, session_id, address, takeover)
         self.storm.record(restored.bailed_out)  # a restore that read something: the valve's sample
         return restored
+
+    def claim(self, kernel_id: str, address: str) -> int:
+        """Take write rights for a page that started without them (``Restored.claimed`` False).
+
+        The page shows what it started with (nothing was read) and the changes made since, so
+        that is the session's state from now on: the claim fences out every earlier holder and
+        drops the stored values, which a later restore would otherwise mix with the page's or
+        bring back after the page showed them gone. Returns the generation now held; 0 when the
+        stored state is signed with a secret this instance lacks (left for the instances that
+        hold it; the page writes nothing). Raises ``BackendError`` when the backend cannot be
+        reached (the writer tries again later).
+        """
+        generation = self.guard.call_allowed(
+            self.backend.claim, address, self.schema_tag, self.settings.ttl, fresh_generation(), self.ring.key_ids
+        )
+        if generation:
+            logger.info("claim kernel=%s after a start that read nothing: generation=%d", quote(kernel_id), generation)
+        else:
+            logger.warning(
+                "claim of kernel=%s after a start that read nothing refused: its state is signed with a secret "
+                "this instance lacks; the changes made here are not written",
+                quote(kernel_id),
+            )
+        return generation
 
     def _settle(self, kernel_id: str, session_id: str, address: str, takeover: Takeover) -> Restored:
         if takeover.reason == "miss":
@@ -234,7 +278,9 @@ class Restorer:
             counter=meta.counter,
             envelopes=takeover.fields,
         ):
-            problem = "its fields are not the set its manifest signs (a field was rolled back, removed or added)"
+            problem = (
+                "its fields are not the set its manifest signs (a field was rolled back, removed or added)"
+            )
             return self._bail_out(kernel_id, address, takeover.generation, None, "manifest", problem)
         return self._decode_all(kernel_id, address, takeover)
 
@@ -259,7 +305,7 @@ class Restorer:
             )
         except BackendError:
             self.events.restore(RestoreResult.TIMEOUT, kernel_id, source=SOURCE)
-            return Restored(RestoreResult.TIMEOUT, generation=fresh_generation(), address=address)
+            return Restored(RestoreResult.TIMEOUT, address=address, **_rights(takeover))
         if fields is None:
             return None  # the usual miss: a new kernel, or a fleet that never ran Solara's engine
         secret_keys = self.settings.secret_keys
@@ -287,7 +333,7 @@ class Restorer:
             return None
         if read.outcome == "schema-mismatch":
             self.events.restore(RestoreResult.FRESH_SCHEMA, kernel_id, source=source)
-            return Restored(RestoreResult.FRESH_SCHEMA, generation=fresh_generation(), address=address)
+            return Restored(RestoreResult.FRESH_SCHEMA, address=address, **_rights(takeover))
         if read.outcome == "bailout":
             logger.warning(
                 "restore of key=%s kernel=%s from Solara's engine format failed: %s",
@@ -295,20 +341,24 @@ class Restorer:
                 quote(kernel_id),
                 read.problem,
             )
-            self.events.restore(RestoreResult.BAILOUT, kernel_id, key=read.key, cause=read.cause, source=source)
-            return Restored(RestoreResult.BAILOUT, generation=fresh_generation(), cause=read.cause, address=address)
+            self.events.restore(
+                RestoreResult.BAILOUT, kernel_id, key=read.key, cause=read.cause, source=source
+            )
+            return Restored(RestoreResult.BAILOUT, cause=read.cause, address=address, **_rights(takeover))
         shared = self._decode_shared(kernel_id, address, takeover)
         if isinstance(shared, Restored):
             return shared
-        self.events.restore(RestoreResult.SUCCESS, kernel_id, nbytes=read.nbytes + shared.nbytes, source=source)
+        self.events.restore(
+            RestoreResult.SUCCESS, kernel_id, nbytes=read.nbytes + shared.nbytes, source=source
+        )
         values = dict(read.values)
         return Restored(
             RestoreResult.SUCCESS,
-            generation=fresh_generation(),
             values={**values, **shared.values},  # a session-scoped value already in our format is newer
             resign=frozenset(values.keys() - shared.values.keys()),
             address=address,
             shared=shared.stored,
+            **_rights(takeover),
         )
 
     def _settle_miss(self, kernel_id: str, session_id: str, address: str, takeover: Takeover) -> Restored:
@@ -321,17 +371,19 @@ class Restorer:
             self.events.restore(RestoreResult.SUCCESS, kernel_id, nbytes=shared.nbytes)
             return Restored(
                 RestoreResult.SUCCESS,
-                generation=fresh_generation(),
                 values=shared.values,
                 address=address,
                 shared=shared.stored,
                 migrated=shared.migrated,
                 age=self._age(takeover, shared),
+                **_rights(takeover),
             )
         self.events.restore(RestoreResult.MISS, kernel_id)
-        return Restored(RestoreResult.MISS, generation=fresh_generation(), address=address, shared=shared.stored)
+        return Restored(RestoreResult.MISS, address=address, shared=shared.stored, **_rights(takeover))
 
-    def _open_value(self, kernel_id: str, field: str, data: bytes, address: str, bound: str) -> _Opened | None:
+    def _open_value(
+        self, kernel_id: str, field: str, data: bytes, address: str, bound: str
+    ) -> _Opened | None:
         """Verify and decode one stored value; None when it is skipped (undeclared, over its cap).
 
         Raises ``EnvelopeError`` / ``CodecError``, and ``_NewerVersion`` when only a newer deploy
@@ -347,7 +399,9 @@ class Restorer:
             return None
         opened = open_envelope(self.ring, data, address=address, field=bound)
         if opened.codec != spec.codec_id:
-            raise CodecError(field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}")
+            raise CodecError(
+                field, "", f"stored with codec {opened.codec.name}, declared {spec.codec_id.name}"
+            )
         if opened.version > spec.version:
             # Written by a newer deploy: read it through a reversible chain, else start fresh here;
             # either way the newer state is left untouched for newer instances.
@@ -361,12 +415,19 @@ class Restorer:
             return _Opened(value, opened.key_index, opened.version)
         return _Opened(spec.type_codec.loads(opened.payload), opened.key_index, None)
 
-    def _newer_version(self, kernel_id: str, address: str, generation: int, newer: _NewerVersion) -> Restored:
+    def _newer_version(
+        self, kernel_id: str, address: str, takeover: Takeover, newer: _NewerVersion
+    ) -> Restored:
         logger.info(
-            "restore of key=%s kernel=%s at a newer version: %s", quote(newer.field), quote(kernel_id), newer.error
+            "restore of key=%s kernel=%s at a newer version: %s",
+            quote(newer.field),
+            quote(kernel_id),
+            newer.error,
         )
         self.events.restore(RestoreResult.FRESH_SCHEMA, kernel_id, key=newer.field, cause="newer-version")
-        return Restored(RestoreResult.FRESH_SCHEMA, generation=generation, cause="newer-version", address=address)
+        return Restored(
+            RestoreResult.FRESH_SCHEMA, cause="newer-version", address=address, **_rights(takeover)
+        )
 
     def _decode_all(self, kernel_id: str, address: str, takeover: Takeover) -> Restored:
         values: dict[str, Any] = {}
@@ -383,12 +444,16 @@ class Restorer:
             stored[field] = (data[-TAG_SIZE:], len(data))  # what the writer's next manifest signs for it
             spec = self.registry.resolve(field)
             if spec is not None and spec.scope == "session":
-                logger.info("restore skipped key=%s kernel=%s: declared scope=session now", quote(field), quote(kernel_id))
+                logger.info(
+                    "restore skipped key=%s kernel=%s: declared scope=session now",
+                    quote(field),
+                    quote(kernel_id),
+                )
                 continue
             try:
                 opened = self._open_value(kernel_id, field, data, address, field)
             except _NewerVersion as newer:
-                return self._newer_version(kernel_id, address, takeover.generation, newer)
+                return self._newer_version(kernel_id, address, takeover, newer)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out(kernel_id, address, takeover.generation, field, _cause(error), error)
             if opened is None:
@@ -447,13 +512,16 @@ class Restorer:
                 continue  # another schema's: left for the instances that run it
             spec = self.registry.resolve(field)
             if spec is not None and spec.scope != "session":
-                logger.info("restore skipped shared key=%s kernel=%s: declared scope=kernel now", quote(field), quote(kernel_id))
+                logger.info(
+                    "restore skipped shared key=%s kernel=%s: declared scope=kernel now",
+                    quote(field),
+                    quote(kernel_id),
+                )
                 continue
             try:
                 opened = self._open_value(kernel_id, field, envelope, at, shared_binding(field, stamp, tag))
             except _NewerVersion as newer:
-                generation = takeover.generation or fresh_generation()
-                return self._newer_version(kernel_id, address, generation, newer)
+                return self._newer_version(kernel_id, address, takeover, newer)
             except (EnvelopeError, CodecError) as error:
                 return self._bail_out_shared(kernel_id, address, takeover, field, _cause(error), error)
             if opened is not None:
@@ -475,11 +543,19 @@ class Restorer:
         return min(ages, default=None)
 
     def _bail_out_shared(
-        self, kernel_id: str, address: str, takeover: Takeover, field: str | None, cause: str, error: Exception | str
+        self,
+        kernel_id: str,
+        address: str,
+        takeover: Takeover,
+        field: str | None,
+        cause: str,
+        error: Exception | str,
     ) -> Restored:
         """A poisoned shared hash: forgotten (no tab can read it), and this restore bails out."""
         with contextlib.suppress(BackendError):  # recorded by the guard; the next restore bails out again
-            self.guard.call_allowed(self.backend.forget, shared_address(address), next_stamp(), self.settings.ttl)
+            self.guard.call_allowed(
+                self.backend.forget, shared_address(address), next_stamp(), self.settings.ttl
+            )
         return self._bail_out(kernel_id, address, takeover.generation or None, field, cause, error)
 
     def _bail_out(
@@ -497,4 +573,4 @@ class Restorer:
             # Fenced when we bumped the generation; a corrupt meta field has none to fence on.
             self.guard.call_allowed(self.backend.delete, address, generation)
         self.events.restore(RestoreResult.BAILOUT, kernel_id, key=field, cause=cause)
-        return Restored(RestoreResult.BAILOUT, generation=generation or fresh_generation(), cause=cause, address=address)
+        return _unclaimed(RestoreResult.BAILOUT, address, cause=cause)  # the claim went with the state

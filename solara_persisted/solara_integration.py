@@ -109,7 +109,9 @@ def adopt_persist_true() -> None:
         reactive = ref()
         if reactive is not None:
             known = derive._registry.get(key)  # (definition site, reactive)
-            spec, origin = _persist_true_spec(key, config, reactive, known[0] if known else ("<unknown>", 0, 0))
+            spec, origin = _persist_true_spec(
+                key, config, reactive, known[0] if known else ("<unknown>", 0, 0)
+            )
             registry.adopt(spec, origin)
 
 
@@ -147,7 +149,9 @@ def autostart() -> None:
             return
         _reported_off = True
     _show_state_logs()
-    logger.info("solara-persisted: persistence is off (SOLARA_STATE_BACKEND is unset; set it to redis or memory)")
+    logger.info(
+        "solara-persisted: persistence is off (SOLARA_STATE_BACKEND is unset; set it to redis or memory)"
+    )
     for warning in unknown_settings():
         logger.warning(warning)
 
@@ -286,7 +290,9 @@ def _install_routes(active: Engine) -> None:
             return Response(status_code=403)
         context = kernel_context.contexts.get(kernel_id)
         if context is not None and server.get_session_id_cookie(request.cookies) != context.session_id:
-            logger.warning("refused tab close of kernel=%s: the session cookie does not own it", quote(context.id))
+            logger.warning(
+                "refused tab close of kernel=%s: the session cookie does not own it", quote(context.id)
+            )
             return Response(status_code=200)
         return builtin_close(request)
 
@@ -312,7 +318,9 @@ def _cross_site(request: Any) -> str | None:
     """
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None:
-        return None if fetch_site in ("same-origin", "none") else f"Sec-Fetch-Site is {quote(fetch_site[:40])}"
+        return (
+            None if fetch_site in ("same-origin", "none") else f"Sec-Fetch-Site is {quote(fetch_site[:40])}"
+        )
     origin = request.headers.get("origin")
     if origin is None:
         return None
@@ -354,7 +362,9 @@ def _install_refresh_banner() -> None:
 
     from solara.server import server
 
-    script = "<script>\n" + files(__package__).joinpath("client/refresh-banner.js").read_text() + "</script>\n"
+    script = (
+        "<script>\n" + files(__package__).joinpath("client/refresh-banner.js").read_text() + "</script>\n"
+    )
     builtin_read_root = server.read_root
 
     def read_root(*args: Any, **kwargs: Any) -> str | None:
@@ -425,7 +435,11 @@ def _stored_form(store: Any, value: Any) -> Any:
     if not isinstance(getattr(store, "default_value", None), StoreValue):
         return value
     return StoreValue(
-        private=value, public=_PublicValueNotSet(), get_traceback=None, set_value=_SetValueNotSet(), set_traceback=None
+        private=value,
+        public=_PublicValueNotSet(),
+        get_traceback=None,
+        set_value=_SetValueNotSet(),
+        set_traceback=None,
     )
 
 
@@ -448,7 +462,10 @@ def simulate_failover() -> None:
     context = kernel_context.get_current_context()
     # close() takes the kernel lock, which the calling event handler may hold: close from a thread.
     threading.Thread(
-        target=context.close, kwargs={"reason": CloseReason.EVICTED.value}, name=f"evict-{context.id}", daemon=True
+        target=context.close,
+        kwargs={"reason": CloseReason.EVICTED.value},
+        name=f"evict-{context.id}",
+        daemon=True,
     ).start()
 
 
@@ -629,8 +646,15 @@ class KernelPersistence:
             with self._lock:
                 self._values = dict(restored.values)
                 self._restored = restored
+                closed = self._closed
             if not restored.generation:
                 self.disabled = True  # a refused kernel id, or state signed with other secrets
+            elif closed and getattr(self._context, "close_reason", None) == CloseReason.PAGE_CLOSE:
+                self._engine.release(restored)  # the tab closed while the takeover ran
+            elif not closed and not restored.claimed and restored.result in (RestoreResult.SKIPPED, RestoreResult.TIMEOUT):
+                # Redis was unreachable: the page starts fresh, and once Redis answers the writer
+                # claims the session for it, so the state it shows replaces what was stored.
+                self._open_session()
         with self._context:
             run_callbacks(self.info)
         return restored
@@ -702,7 +726,9 @@ class KernelPersistence:
             value = self._values.pop(key, None)
             if key not in self._stores and not self._closed:  # a read racing close() watches nothing
                 self._stores[key] = store
-                self._unsubscribe.append(store.subscribe_change(lambda new, old, key=key: self._changed(key, new)))
+                self._unsubscribe.append(
+                    store.subscribe_change(lambda new, old, key=key: self._changed(key, new))
+                )
         if found:
             value = _stored_form(store, value)
         return found, value
@@ -806,7 +832,11 @@ class KernelPersistence:
 
     def new_epoch(self) -> None:
         """A reconnect landed on this still-live kernel: if another instance took it over meanwhile,
-        this copy is stale, so close it as superseded; the client's retry then restores fresh."""
+        this copy is stale, so close it as superseded; the client's retry then restores fresh.
+
+        A kernel still waiting for its claim (it started while Redis was unreachable) cannot tell
+        a takeover since its start from one before it, and keeps its page: the writer's claim
+        makes what it shows the session's state."""
         restored = self._restored
         if restored is None or not restored.generation:
             return
@@ -814,7 +844,7 @@ class KernelPersistence:
         stored = None
         if session is None or not session.stale:
             stored = self._engine.touch(restored.address)  # a connect refreshes the TTL too
-            if stored is None or stored == self.generation:
+            if stored is None or stored == self.generation or (session is not None and not session.claimed):
                 return
         self._context.close(reason=CloseReason.SUPERSEDED.value)
         raise RuntimeError(
@@ -842,8 +872,13 @@ class KernelPersistence:
             self._engine.drain_once(DRAIN_TIMEOUT)  # the first shutdown close writes every session
         session = self._session
         restored = self._restored
-        if session is None and restored is not None and restored.result in (RestoreResult.SUCCESS, RestoreResult.FRESH_SCHEMA):
-            session = self._open_session()  # restored but never changed: a tab close still deletes it
+        if (
+            session is None
+            and restored is not None
+            and restored.claimed
+            and restored.result in (RestoreResult.SUCCESS, RestoreResult.FRESH_SCHEMA, RestoreResult.MISS)
+        ):
+            session = self._open_session()  # restored or claimed, never changed: a tab close deletes it
         if session is not None:
             known = CloseReason(reason) if reason in CloseReason.__members__.values() else CloseReason.CULL
             if self.disabled:

@@ -62,6 +62,8 @@ class Session:
     manifest signs it, and the budgets are checked against it. ``shared`` is the same for the
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
     of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
+    ``claimed`` False: the generation is a placeholder (the start read nothing); the writer claims
+    the session before it writes anything.
     """
 
     kernel_id: str
@@ -77,6 +79,7 @@ class Session:
     due: float | None = None
     closed: bool = False
     stale: bool = False
+    claimed: bool = True
 
 
 @attrs.frozen
@@ -103,6 +106,7 @@ class Writer:
         debounce: float,
         default_budget: Budget,
         session_budget: SessionBudget,
+        claim: Callable[[str, str], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
@@ -115,6 +119,7 @@ class Writer:
         self._debounce = debounce
         self._budget = default_budget
         self._session_budget = session_budget
+        self._claim = claim
         self._clock = clock
         self._cond = threading.Condition()
         self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
@@ -128,7 +133,9 @@ class Writer:
     def add(self, session: Session) -> None:
         with self._cond:
             self._sessions.add(session)
-            if session.dirty:
+            if not session.claimed:
+                self._schedule(session, self._clock())  # claim as soon as the backend answers
+            elif session.dirty:
                 self._schedule(session, self._clock() + self._debounce)
 
     def mark_dirty(self, session: Session, key: str) -> None:
@@ -256,7 +263,11 @@ class Writer:
         requests: list[FlushRequest] = []
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         busy: list[tuple[Session, set[str]]] = []
+        unreachable: list[tuple[Session, set[str]]] = []
         for session, keys in batch:
+            if not session.claimed and (unreachable or not self._take_claim(session)):
+                unreachable.append((session, keys))  # one failed claim: the rest wait too
+                continue
             if session.stale:
                 continue  # fenced out while queued: its values are older than the store's
             try:
@@ -267,9 +278,11 @@ class Writer:
             if request is not None:
                 requests.append(request)
                 written.append((session, keys, sizes, views))
-        waiting = sum(len(keys) for _, keys in busy)
+        waiting = sum(len(keys) for _, keys in busy + unreachable)
         if busy:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
+        if unreachable:
+            self._requeue(unreachable, when=self._clock() + RETRY_DELAY)
         if not requests:
             return waiting
         try:
@@ -300,7 +313,26 @@ class Writer:
         self._guard.settle(failure)
         return left
 
-    def _request(self, session: Session, keys: set[str]) -> tuple[FlushRequest | None, dict[str, int], _Views]:
+    def _take_claim(self, session: Session) -> bool:
+        """Claim a session that started without write rights (``Restorer.claim``); False when the
+        backend cannot be reached (the breaker and the stats heard of it). Refused for good, the
+        session goes stale."""
+        try:
+            generation = self._claim(session.kernel_id, session.address)
+        except BackendError:
+            return False
+        with self._cond:
+            if not generation:
+                session.stale = True
+                session.dirty, session.due = set(), None
+                return True
+            session.generation, session.counter, session.stored = generation, 0, {}
+            session.claimed = True
+        return True
+
+    def _request(
+        self, session: Session, keys: set[str]
+    ) -> tuple[FlushRequest | None, dict[str, int], _Views]:
         """The fenced write of ``keys``, the sizes written, and both hashes as they will be after it."""
         # Stamps are read before the values: a change in between is then stamped later than the
         # value written here, and its own write (it is dirty again) wins over this one.
@@ -314,7 +346,9 @@ class Writer:
         for key, value in values.items():
             spec = self._registry.resolve(key)
             if spec is not None and spec.scope == "session":
-                stamp = stamps[key] = changed_at[key] // 1000 if key in changed_at else next_stamp()  # none: a re-sign
+                stamp = stamps[key] = (
+                    changed_at[key] // 1000 if key in changed_at else next_stamp()
+                )  # none: a re-sign
                 bound = shared_binding(key, stamp, self._tag)
                 envelope = self._encode(session, key, spec, value, shared_address(session.address), bound)
                 if envelope is None:
@@ -342,7 +376,7 @@ class Writer:
             self._fit(session, shared, shared_removed, shared_view)
         if not (fields or removed or shared or shared_removed):
             return unchanged
-        counter = (session.counter + 1) % COUNTER_MODULUS
+        counter = session.counter % (COUNTER_MODULUS - 1) + 1  # 1 .. 2**32 - 1: 0 marks a claim
         key_id, mac = self._ring.sign_manifest(
             address=session.address,
             tag=self._tag,
@@ -355,7 +389,9 @@ class Writer:
         if shared or shared_removed:
             request = attrs.evolve(
                 request,
-                shared={key: pack_stamp(stamps[key]) + self._tag + envelope for key, envelope in shared.items()},
+                shared={
+                    key: pack_stamp(stamps[key]) + self._tag + envelope for key, envelope in shared.items()
+                },
                 shared_removed=tuple(shared_removed),
                 shared_stamp=max((stamps[key] for key in shared_removed), default=0),
             )
@@ -363,7 +399,11 @@ class Writer:
         return request, sizes, (stored, shared_view)
 
     def _fit(
-        self, session: Session, fields: dict[str, bytes], removed: list[str], stored: dict[str, tuple[bytes, int]]
+        self,
+        session: Session,
+        fields: dict[str, bytes],
+        removed: list[str],
+        stored: dict[str, tuple[bytes, int]],
     ) -> None:
         """Add ``fields`` to ``stored`` within the session budget; the excess is dropped (its old
         value removed too, so a stale one is never restored), counted and logged once."""

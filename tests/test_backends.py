@@ -128,6 +128,57 @@ def test_miss_returns_generation_zero_and_writes_nothing(backend: Backend, raw: 
     assert backend.peek_generation(address) is None
 
 
+def test_a_miss_with_a_claim_writes_the_claim_and_fences_the_holder_before_it(
+    backend: Backend, raw: Raw
+) -> None:
+    address = new_address()
+    paused = flush_request(address, FIRST, {"shop.page": b"old"})  # a holder that never wrote, waking up
+    claimed = backend.takeover(address, "v1", TTL, NO_LIMIT, claim=FIRST + 10)
+    assert (claimed.reason, claimed.generation, claimed.ttl_left) == ("miss", FIRST + 10, None)
+    assert raw(address) == {META: packed(Meta.claimed(tag_digest("v1"), FIRST + 10))}, "only the claim"
+    assert Meta.unpack(raw(address)[META]).is_claim  # type: ignore[index]
+    assert backend.peek_generation(address) == FIRST + 10
+    assert backend.flush(paused) is False, "a write from before the claim is fenced out"
+    again = take(backend, address, "v2")  # a claim holds no values: another takeover is a miss again
+    assert (again.reason, again.generation) == ("miss", FIRST + 11)
+    assert raw(address) == {META: packed(Meta.claimed(tag_digest("v2"), FIRST + 11))}
+    assert backend.flush(flush_request(address, FIRST + 10, {"shop.page": b"b"})) is False
+    assert backend.flush(flush_request(address, FIRST + 11, {"shop.page": b"c"}, schema_tag="v2"))
+    assert outcome(take(backend, address, "v2")) == ("restored", FIRST + 12, {b"shop.page": b"c"})
+    assert backend.delete(address, FIRST + 12)
+    with pytest.raises(InvalidIdentifierError, match="claim generation"):
+        backend.takeover(address, "v1", TTL, NO_LIMIT, claim=-1)
+
+
+def test_a_claim_for_a_page_that_read_nothing_fences_and_drops_the_stored_values(
+    backend: Backend, raw: Raw
+) -> None:
+    address = new_address()
+    ours = [make_meta(address, FIRST, {}).key_id]
+    assert backend.claim(address, "v1", TTL, FIRST + 5, ours) == FIRST + 5, "nothing stored: claimed as given"
+    assert raw(address) == {META: packed(Meta.claimed(tag_digest("v1"), FIRST + 5))}
+    assert backend.flush(flush_request(address, FIRST + 5, {"shop.page": b"p", "shop.cart": b"c"}))
+    paused = flush_request(address, FIRST + 5, {"shop.page": b"late"}, counter=2, must_exist=True)
+    assert backend.claim(address, "v2", TTL, FIRST + 99, ours) == FIRST + 6, "stored: the generation is bumped"
+    assert raw(address) == {META: packed(Meta.claimed(tag_digest("v2"), FIRST + 6))}, "its values are dropped"
+    assert backend.flush(paused) is False, "the holder from before is fenced out"
+    assert take(backend, address, "v2").reason == "miss"
+
+
+def test_a_claim_leaves_state_signed_with_another_key_untouched(backend: Backend, raw: Raw) -> None:
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"shop.page": b"p"}))
+    before = raw(address)
+    assert backend.claim(address, "v1", TTL, FIRST + 5, [b"\xff\xff\xff\xff"]) == 0
+    assert raw(address) == before
+
+
+def test_a_write_never_looks_like_a_claim(backend: Backend) -> None:
+    """Counter 0 marks a claim, so a write with it is refused; the writer's counter skips it."""
+    with pytest.raises(InvalidIdentifierError, match="wrong shape"):
+        backend.flush(flush_request(new_address(), FIRST, {"k": b"v"}, counter=0))
+
+
 def test_first_flush_creates_the_hash_with_its_meta_field(backend: Backend, raw: Raw) -> None:
     address = new_address()
     request = flush_request(address, FIRST, {"shop.page": b"\x01page", "shop.cart": b"\x02cart"})
@@ -673,6 +724,55 @@ def test_a_miss_creates_no_key_in_redis(redis_backend: RedisBackend, redis_clien
     assert redis_backend.flush(flush_request(address, FIRST, {"k": b"v"}, must_exist=True)) is False
     assert redis_backend.flush_many([flush_request(address, FIRST, {"k": b"v"}, must_exist=True)]) == [False]
     assert redis_client.dbsize() == 0, "no verb creates a key for a session without state"
+
+
+def test_a_claim_refused_at_maxmemory_leaves_the_miss_unclaimed(
+    redis_backend: RedisBackend, redis_client: redis.Redis
+) -> None:
+    address = new_address()
+    redis_client.config_set("maxmemory", 1)  # noeviction (the suite's setting): every write is refused
+    try:
+        assert redis_client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert take_claiming(redis_backend, address) == ("miss", 0)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert redis_backend.peek_generation(address) is None
+    assert take_claiming(redis_backend, address) == ("miss", FIRST)
+
+
+def test_a_claim_refused_at_maxmemory_changes_nothing(
+    redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
+) -> None:
+    address = new_address()
+    assert redis_backend.flush(flush_request(address, FIRST, {"shop.page": b"p"}))
+    before = redis_client.hgetall(prefix + address)
+    redis_client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(BackendError):
+            redis_backend.claim(address, "v1", TTL, FIRST + 5, [make_meta(address, FIRST, {}).key_id])
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert redis_client.hgetall(prefix + address) == before
+
+
+def take_claiming(backend: Backend, address: str) -> tuple[str, int]:
+    took = backend.takeover(address, "v1", TTL, NO_LIMIT, claim=FIRST)
+    return took.reason, took.generation
+
+
+def test_a_claim_costs_at_most_144_bytes_of_redis_memory(redis_url: str, redis_client: redis.Redis) -> None:
+    """A page that only looks holds its claim until its tab closes (a fenced delete) or its TTL.
+
+    On redis-server 7.0: object header (16), dict entry (24), the 29-character key (32) and a
+    listpack of the meta field with a 10-digit generation (64): 136 bytes, 7 million idle pages a GB.
+    """
+    backend = RedisBackend(Settings(backend="redis", url=redis_url))  # the default prefix: its length counts
+    address = new_address()
+    assert backend.takeover(address, "v1", TTL, NO_LIMIT, claim=(1 << 33) - 1).generation == (1 << 33) - 1
+    used = redis_client.memory_usage(Settings().prefix + address, samples=0)
+    assert used <= 144, f"MEMORY USAGE of a claim is {used} bytes"
+    assert backend.delete(address, (1 << 33) - 1)
+    backend.close()
 
 
 def test_the_key_name_never_contains_the_kernel_id_or_the_cookie(

@@ -123,3 +123,54 @@ def test_a_lost_command_that_comes_back_is_back_in_time() -> None:
     nothing stored and wrote nothing: the restore showed command 3 lost, a later one has it."""
     records = [*history(restore(6.0, 2, "i2", a="u1-1", b="u1-2")), restore(9.0, 3, "i3", a="u1-3", b="u1-3")]
     assert rules(records, KILL) == ["back-in-time"]
+
+
+def degraded_fork(stored_side_wins: bool) -> list[dict[str, Any]]:
+    """i1 dies; the reconnect lands on i2 with Redis unreachable (a fresh start); the user sets c;
+    i2 dies too; i3 restores either the stored state or what i2's page showed."""
+    last = (
+        restore(20.0, 3, "i3", a="u1-3", b="u1-3")
+        if stored_side_wins
+        else restore(20.0, 4, "i3", c="u1-4")
+    )
+    return [
+        *history(restore(6.0, 0, "i2", result="skipped")),
+        send(7.0, 4, c="u1-4"),
+        ack(7.1, 4, "i2"),
+        last,
+    ]
+
+
+OUTAGE_THEN_KILLS = [
+    {"t": 5.2, "kind": "terminate", "instance": "i1"},
+    {"t": 5.5, "kind": "link_cut", "instance": "i2"},
+    {"t": 9.0, "kind": "link_cut_end", "instance": "i2"},
+    {"t": 9.5, "kind": "kill", "instance": "i2"},
+]
+
+
+@pytest.mark.parametrize("stored_side_wins", [True, False], ids=["stored-state", "fresh-page"])
+def test_a_restore_that_read_nothing_forks_the_session_and_either_side_may_win(stored_side_wins: bool) -> None:
+    assert rules(degraded_fork(stored_side_wins), OUTAGE_THEN_KILLS) == []
+
+
+def test_after_a_fork_a_mix_of_both_sides_is_torn() -> None:
+    records = degraded_fork(stored_side_wins=False)
+    records[-1] = restore(20.0, 4, "i3", a="u1-3", b="u1-3", c="u1-4")  # the fresh page's claim kept old values
+    assert rules(records, OUTAGE_THEN_KILLS) == ["torn"]
+
+
+def test_after_a_fork_an_older_command_than_one_restored_before_is_back_in_time() -> None:
+    records = [
+        *degraded_fork(stored_side_wins=False),
+        restore(30.0, 2, "i1", a="u1-1", b="u1-2"),  # the fresh page's side won at 20.0; then older state
+    ]
+    assert set(rules(records, OUTAGE_THEN_KILLS)) == {"back-in-time"}
+
+
+def test_a_session_that_moved_off_a_live_holder_is_owed_what_that_holder_had_written() -> None:
+    """No fault hit i1 (the engine closed the page, say): command 3, durable long before the
+    reconnect, must be in the restore."""
+    records = history(restore(9.0, 2, "i2", a="u1-1", b="u1-2"))
+    assert rules(records, []) == ["lost"]
+    assert rules(history(restore(9.0, 3, "i2", a="u1-3", b="u1-3")), []) == []

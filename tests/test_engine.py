@@ -37,7 +37,8 @@ def test_failover_restores_typed_values(settings: Settings, backend: Backend, sp
     a = make_engine(settings, backend)
     first = Kernel(a, kernel_id, cookie)
     assert first.restored.result == "miss"
-    assert backend.peek_generation(first.address) is None, "a connect must not write anything before a change"
+    # A miss claims the session: an instance that held it before and wakes up is fenced out.
+    assert backend.peek_generation(first.address) == first.restored.generation
     first.set("t.page", 7)
     first.set("t.cart", Cart(("book", "pen"), "XMAS"))
     first.set(specs["family"].key_for(uid=42), "red shoes")

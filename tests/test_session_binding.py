@@ -26,6 +26,7 @@ from engine_kit import (  # noqa: F401
     settings_fixture,
     specs_fixture,
 )
+from support import wait_until
 
 from solara_persisted.address import session_address
 from solara_persisted.backends.base import Backend, FlushRequest, Meta, SessionBudget, tag_digest
@@ -132,12 +133,6 @@ def test_a_fenced_instance_never_writes_its_stale_values(
     assert dict(c.values) == {"t.page": 5}, "the newer value survives the stale instance"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by the chaos checker (issue 11), not fixed yet: a takeover that finds nothing stored "
-    "claims nothing in Redis, so the previous holder's late first write creates the hash and fences "
-    "out the instance that took over (its acknowledged change is lost)",
-)
 def test_a_takeover_that_finds_nothing_still_fences_the_previous_holder(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
@@ -151,6 +146,63 @@ def test_a_takeover_that_finds_nothing_still_fences_the_previous_holder(
     assert a.session.stale, "the holder from before the takeover is fenced out"
     assert b.engine.drain(5.0) == 0 and not b.session.stale
     assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 5}
+
+
+def degraded_engine(settings: Settings, backend: Backend) -> Engine:
+    """An engine whose link to the backend has just failed: its breaker is open for 0.2 s."""
+    engine = make_engine(settings, backend, breaker_failures=1, breaker_window=0.2)
+    engine.breaker.failure("the link to the backend is cut")
+    return engine
+
+
+def test_a_page_that_started_without_redis_claims_its_session_and_its_state_replaces_the_stored_one(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend, flush_debounce=60.0), kernel_id, cookie)
+    a.set("t.page", 1)
+    a.set("t.cart", Cart(("book",)))
+    assert flushed(a.engine) == 1
+    a.set("t.page", 2)  # A pauses holding a change it has not written
+    b = Kernel(degraded_engine(settings, backend), kernel_id, cookie)
+    assert (b.restored.result, b.restored.claimed) == ("skipped", False)  # the page starts fresh
+    b.set("t.page", 7)
+    # The link is back: B claims the session (fencing A out) and writes what its page shows.
+    wait_until(lambda: b.engine.state_block()["flush_ok"] == 1 and not b.engine.writer.pending())
+    assert b.session.claimed and not b.session.stale
+    assert a.engine.drain(5.0) == 0 and a.session.stale, "the holder from before the claim is fenced out"
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, dict(restored.values)) == ("success", {"t.page": 7}), (
+        "the cart the page never showed is not mixed in"
+    )
+
+
+def test_a_page_that_started_without_redis_and_changed_nothing_never_brings_the_old_state_back(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    b = Kernel(degraded_engine(settings, backend), kernel_id, cookie)
+    wait_until(lambda: b.session.claimed)
+    assert backend.peek_generation(b.address) == b.session.generation
+    assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss", "as the page showed it"
+
+
+def test_a_page_that_started_without_redis_never_overwrites_state_signed_with_a_secret_it_lacks(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    other = attrs.evolve(settings, secret_keys=(secrets.token_urlsafe(32),))
+    b = Kernel(degraded_engine(other, backend), kernel_id, cookie)
+    b.set("t.page", 7)
+    wait_until(lambda: b.session.stale)
+    assert b.engine.state_block()["flush_ok"] == 0
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 1}
 
 
 def test_two_misses_of_one_session_do_not_share_write_rights(

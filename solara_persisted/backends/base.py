@@ -5,7 +5,9 @@ address (``address.session_address``: a digest of session cookie and kernel id),
 persisted keys plus one meta field named NUL, which no persisted key may start with. A process
 gets write rights by a ``takeover`` (which bumps the generation) and loses them as soon as another
 process takes over: its flushes then carry a stale generation and are refused. That fencing is
-what keeps a superseded instance from overwriting the session's new owner.
+what keeps a superseded instance from overwriting the session's new owner. A takeover that finds
+nothing leaves a *claim* (the meta field alone, counter 0), so it fences as well; a page that
+started without reading (Redis was unreachable) takes its rights later with ``claim``.
 
 Values a browser session's tabs share (``scope="session"``) live in one more hash, at the
 session's ``shared_address``, in the same slot. Many kernels write it, so it has no generation:
@@ -80,8 +82,25 @@ class Meta:
 
     def pack(self) -> bytes:
         return b"".join(
-            (self.tag, self.key_id, self.counter.to_bytes(COUNTER_SIZE, "big"), self.mac, b"%d" % self.generation)
+            (
+                self.tag,
+                self.key_id,
+                self.counter.to_bytes(COUNTER_SIZE, "big"),
+                self.mac,
+                b"%d" % self.generation,
+            )
         )
+
+    @classmethod
+    def claimed(cls, tag: bytes, generation: int) -> Meta:
+        """The meta of a session taken over before anything was written: counter 0, no manifest.
+
+        Written counters start at 1, so a claim is never mistaken for written state."""
+        return cls(tag, bytes(KEY_ID_SIZE), 0, bytes(MANIFEST_MAC_SIZE), generation)
+
+    @property
+    def is_claim(self) -> bool:
+        return self.counter == 0 and self.mac == bytes(MANIFEST_MAC_SIZE)
 
     @classmethod
     def unpack(cls, data: bytes) -> Meta:
@@ -183,12 +202,27 @@ class Backend(abc.ABC):
         budget: SessionBudget,
         *,
         shared: bool = False,
+        claim: int = 0,
     ) -> Takeover:
         """Check the schema tag and the budget, bump the generation and read every field, atomically.
 
-        Never writes on a miss. A session over ``budget`` is not read (its generation is bumped so
+        A miss with a ``claim`` generation writes a claim (``Meta.claimed``): a holder paused
+        before its first write is then fenced out like any other, and a later takeover of the
+        claim bumps it and is a miss again. ``claim`` 0 (a read for tools and tests) leaves a miss
+        unwritten, and so does a server that refuses the write (at ``maxmemory``): the miss's
+        generation is then 0. A session over ``budget`` is not read (its generation is bumped so
         that a fenced delete can remove it). With ``shared``, the browser session's shared values
         are read in the same step (within the same budget) and their TTL refreshed.
+        """
+
+    @abc.abstractmethod
+    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+        """Take a session over for a page that read nothing of it, dropping its stored values.
+
+        Bumps the stored generation (or claims with ``generation`` when nothing readable is
+        stored) and leaves a claim (``Meta.claimed``) with no values: what the page writes from
+        then on is the session's whole state. Returns the generation now held; 0, with nothing
+        changed, when the state was signed with a key not in ``key_ids``.
         """
 
     @abc.abstractmethod
@@ -288,13 +322,25 @@ def validate_address(address: str) -> str:
     return address
 
 
+def validate_claim(generation: int) -> int:
+    """Refuse a claim generation a takeover could not read back (0: claim nothing)."""
+    if not 0 <= generation < MAX_GENERATION:
+        raise InvalidIdentifierError(
+            problem=f"claim generation {generation} is outside 0..{MAX_GENERATION - 1}",
+            fix="claim with restore.fresh_generation()",
+        )
+    return generation
+
+
 def validate_request(request: FlushRequest) -> None:
     """Refuse a flush that could corrupt the hash: a bad address or meta, a field posing as meta."""
     validate_address(request.address)
     meta = request.meta
-    if (len(meta.tag), len(meta.key_id), len(meta.mac)) != (TAG_DIGEST_SIZE, KEY_ID_SIZE, MANIFEST_MAC_SIZE) or not (
-        0 <= meta.counter < 1 << (8 * COUNTER_SIZE)
-    ):
+    if (len(meta.tag), len(meta.key_id), len(meta.mac)) != (
+        TAG_DIGEST_SIZE,
+        KEY_ID_SIZE,
+        MANIFEST_MAC_SIZE,
+    ) or not (0 < meta.counter < 1 << (8 * COUNTER_SIZE)):
         raise InvalidIdentifierError(
             problem=f"the manifest of session {request.address} has the wrong shape",
             fix="build it with KeyRing.sign_manifest",

@@ -29,6 +29,7 @@ from .base import (
     tag_digest,
     ttl_milliseconds,
     validate_address,
+    validate_claim,
     validate_request,
     validate_shared_address,
 )
@@ -66,27 +67,53 @@ class MemoryBackend(Backend):
         budget: SessionBudget,
         *,
         shared: bool = False,
+        claim: int = 0,
     ) -> Takeover:
         key = self._prefix + validate_address(address)
+        validate_claim(claim)
+        tag = tag_digest(schema_tag)
         with self._lock:
             extra = self._read_shared(key, ttl, budget) if shared else {}
             stored = self._live(key)
             if stored is None:
-                return Takeover("miss", 0, **extra)
-            extra["ttl_left"] = max(stored.expires_at - self._clock(), 0.0)
+                if claim:
+                    self._hashes[key] = _Hash({_META: Meta.claimed(tag, claim).pack()}, self._expiry(ttl))
+                return Takeover("miss", claim, **extra)
             try:
                 meta = Meta.unpack(stored.fields[_META])
             except BackendError:
                 return Takeover("corrupt", 0, **extra)
+            if meta.is_claim and len(stored.fields) == 1:  # claimed, never written: still a miss
+                stored.fields[_META] = Meta.claimed(tag, meta.generation + 1).pack()
+                stored.expires_at = self._expiry(ttl)
+                return Takeover("miss", meta.generation + 1, **extra)
+            extra["ttl_left"] = max(stored.expires_at - self._clock(), 0.0)
             bumped = attrs.evolve(meta, generation=meta.generation + 1)
             stored.fields[_META] = bumped.pack()
             stored.expires_at = self._expiry(ttl)
-            if meta.tag != tag_digest(schema_tag):
+            if meta.tag != tag:
                 return Takeover("schema-reset", bumped.generation, meta, **extra)
             values, over = _within(stored, budget)
             if over is not None:
                 return Takeover("over-budget", bumped.generation, meta, over=over[0], amount=over[1], **extra)
             return Takeover("restored", bumped.generation, meta, values, **extra)
+
+    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+        key = self._prefix + validate_address(address)
+        validate_claim(generation)
+        with self._lock:
+            stored = self._live(key)
+            if stored is not None:
+                try:
+                    meta = Meta.unpack(stored.fields[_META])
+                except BackendError:
+                    pass  # not ours to read: claimed over, as the script does
+                else:
+                    if not (meta.is_claim or meta.key_id in key_ids):
+                        return 0
+                    generation = meta.generation + 1
+            self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), generation).pack()}, self._expiry(ttl))
+            return generation
 
     def _read_shared(self, key: str, ttl: float, budget: SessionBudget) -> dict[str, Any]:
         stored = self._live(self._shared_key(key))

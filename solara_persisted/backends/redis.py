@@ -65,13 +65,14 @@ from .base import (
     tag_digest,
     ttl_milliseconds,
     validate_address,
+    validate_claim,
     validate_request,
     validate_shared_address,
 )
 
 SCRIPTS = {
     name: importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    for name in ("takeover", "flush", "delete", "forget", "key_rings", "solara_takeover")
+    for name in ("takeover", "claim", "flush", "delete", "forget", "key_rings", "solara_takeover")
 }
 SENTINEL_PORT = 26379
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -123,13 +124,34 @@ class RedisBackend(Backend):
         self._scripts: dict[str, Script] = {}
 
     def takeover(
-        self, address: str, schema_tag: str, ttl: float, budget: SessionBudget, *, shared: bool = False
+        self,
+        address: str,
+        schema_tag: str,
+        ttl: float,
+        budget: SessionBudget,
+        *,
+        shared: bool = False,
+        claim: int = 0,
     ) -> Takeover:
         keys = self._keys(validate_address(address))
-        args = [tag_digest(schema_tag), ttl_milliseconds(ttl), budget.max_keys, budget.max_bytes, b"1" if shared else b"0"]
+        args = [
+            tag_digest(schema_tag),
+            ttl_milliseconds(ttl),
+            budget.max_keys,
+            budget.max_bytes,
+            b"1" if shared else b"0",
+            validate_claim(claim),
+        ]
         with self._failing("takeover"):
             self._client_or_connect()
             return _takeover(self._scripts["takeover"](keys=keys, args=args))
+
+    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+        key = self._prefix + validate_address(address)
+        args = [tag_digest(schema_tag), ttl_milliseconds(ttl), validate_claim(generation), b"".join(key_ids)]
+        with self._failing("claim"):
+            self._client_or_connect()
+            return int(self._scripts["claim"](keys=[key], args=args))
 
     def flush(self, request: FlushRequest) -> bool:
         validate_request(request)
@@ -316,7 +338,11 @@ def _takeover(reply: list[Any]) -> Takeover:
 
 def _flush_args(request: FlushRequest) -> list[Any]:
     """The flush script's ARGV; the shared part only when ``_flush_keys`` names the shared hash."""
-    args: list[Any] = [request.meta.pack(), ttl_milliseconds(request.ttl), b"1" if request.must_exist else b"0"]
+    args: list[Any] = [
+        request.meta.pack(),
+        ttl_milliseconds(request.ttl),
+        b"1" if request.must_exist else b"0",
+    ]
     args.append(len(request.fields))
     if request.shared or request.shared_removed:
         args += (len(request.shared), len(request.removed), pack_stamp(request.shared_stamp))

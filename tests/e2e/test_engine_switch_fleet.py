@@ -21,6 +21,8 @@ from playwright.sync_api import Page
 from test_failover import click, count_on, remounted_without_dialog, state
 from test_failover_persist_true import shows
 
+from solara_persisted.backends.base import META_FIELD
+
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
 
 APP = "builtin_api_counter.py"
@@ -87,7 +89,8 @@ def test_a_session_on_solaras_engine_fails_over_to_ours_and_stays_in_our_format(
     assert "undeclared" not in b.logs()
     assert int(redis_client.hget(key, "__generation__")) == generation + 1  # A's writer is fenced out
     assert solara_count(redis_client, env) == 3  # and its hash is left as it was, to its TTL
-    assert our_hashes(redis_client, env) == []  # nothing changed on B yet: nothing written
+    (claim,) = our_hashes(redis_client, env)  # nothing changed on B yet: only B's claim of the session
+    assert list(redis_client.hgetall(claim)) == [META_FIELD.encode()]
 
     click(page, "Add persisted", 1)  # live on B, continuing from the restored values
     count_on(page, 4, 0)

@@ -60,13 +60,16 @@ class Store:
     def key(self, cookie: str, kernel_id: str) -> str:
         return self.prefix + session_address(cookie, kernel_id)
 
-    def read(self, cookie: str, kernel_id: str) -> tuple[int, int] | None:
-        """(generation, persisted count) of that cookie's hash for that kernel; None when there is none."""
+    def read(self, cookie: str, kernel_id: str) -> tuple[int, int | None] | None:
+        """(generation, persisted count) of that cookie's hash for that kernel; None when there is
+        none; the count is None for a claim (a takeover that found nothing, before any write)."""
         address = session_address(cookie, kernel_id)
         stored = self.client.hgetall(self.prefix + address)
         if not stored:
             return None
         generation = Meta.unpack(stored[META_FIELD.encode()]).generation
+        if FIELD.encode() not in stored:
+            return generation, None
         opened = open_envelope(self.ring, stored[FIELD.encode()], address=address, field=FIELD)
         return generation, self.loads(opened.payload)
 

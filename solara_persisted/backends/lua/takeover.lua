@@ -3,14 +3,19 @@
 -- KEYS[1] the kernel's hash (prefix .. session address); KEYS[2] the browser session's shared
 -- hash (prefix .. the address's '{S}' part: same hash tag, same Cluster slot).
 -- ARGV[1] schema tag digest (4 bytes); ARGV[2] TTL in ms; ARGV[3] max persisted keys (0: none);
--- ARGV[4] max envelope bytes (0: none); ARGV[5] '1' to read KEYS[2], else '0'.
+-- ARGV[4] max envelope bytes (0: none); ARGV[5] '1' to read KEYS[2], else '0'; ARGV[6] the
+-- generation to claim a miss with (ASCII decimal; '0' claims nothing).
 -- The meta field '\0' is tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
--- generation (ASCII decimal), as base.Meta packs it; only the generation is touched here.
+-- generation (ASCII decimal), as base.Meta packs it; only the generation is touched here. A claim
+-- is a meta field with counter 0 and an all-zero MAC and no values: a session taken over before
+-- its first write. It fences the previous holder like any other takeover and reads as a miss.
 -- Reply: {kernel, shared, pttl}. pttl is the kernel hash's TTL left before this takeover
--- refreshed it (ms; -2 when there is none), which tells how long ago it was last written. kernel is {reason, generation, stored meta, ...}: 'miss' and
--- 'corrupt' carry nothing more; 'over-budget' adds {'keys' or 'bytes', amount}; 'restored' adds
--- field, value, ...  shared is {} (not asked, or nothing stored), {'over-budget', 'keys' or
--- 'bytes', amount} or {'ok', field, value, ...}; its '\0' field (a forget stamp) is never sent.
+-- refreshed it (ms; -2 when there is none or it is a claim), which tells how long ago it was last
+-- written. kernel is {reason, generation, stored meta, ...}: 'miss' (generation 0 when no claim
+-- was asked for or it could not be written, e.g. at maxmemory) and 'corrupt' carry nothing more;
+-- 'over-budget' adds {'keys' or 'bytes', amount}; 'restored' adds field, value, ...  shared is {}
+-- (not asked, or nothing stored), {'over-budget', 'keys' or 'bytes', amount} or
+-- {'ok', field, value, ...}; its '\0' field (a forget stamp) is never sent.
 local max_keys, max_bytes = tonumber(ARGV[3]), tonumber(ARGV[4])
 
 -- The budget is checked before anything is read, so an oversized session costs a bail-out,
@@ -52,16 +57,33 @@ end
 
 local pttl = redis.call('PTTL', KEYS[1])
 
+local UNWRITTEN = string.rep('\0', 20)  -- a claim's counter and MAC
+
+-- Claim a session nothing was written for, so that a holder paused before its first write is
+-- fenced out when it wakes. At maxmemory the claim fails and the miss claims nothing.
+local function claim(key, generation)
+  local meta = ARGV[1] .. string.rep('\0', 4) .. UNWRITTEN .. generation
+  local ok = redis.pcall('HSET', key, '\0', meta)
+  if type(ok) == 'table' and ok.err then
+    return {'miss', 0}
+  end
+  redis.call('PEXPIRE', key, ARGV[2])
+  return {'miss', generation}
+end
+
 local function kernel(key)
   local meta = redis.call('HGET', key, '\0')
   if not meta then
-    return {'miss', 0}  -- nothing is written on a miss: the first flush creates the hash
+    return ARGV[6] == '0' and {'miss', 0} or claim(key, ARGV[6])
   end
   local stored = string.sub(meta, 29)
   if #meta < 29 or #stored > 18 or not string.match(stored, '^%d+$') then
     return {'corrupt', 0}
   end
   local generation = tonumber(stored) + 1
+  if string.sub(meta, 9, 28) == UNWRITTEN and redis.call('HLEN', key) == 1 then
+    return claim(key, string.format('%d', generation))  -- claimed, never written: still a miss
+  end
   redis.call('HSET', key, '\0', string.sub(meta, 1, 28) .. string.format('%d', generation))
   redis.call('PEXPIRE', key, ARGV[2])
   if string.sub(meta, 1, 4) ~= ARGV[1] then
@@ -87,4 +109,8 @@ local function shared(key)
   return append_fields({'ok'}, key)
 end
 
-return {kernel(KEYS[1]), shared(KEYS[2]), pttl}
+local taken = kernel(KEYS[1])
+if taken[1] == 'miss' then
+  pttl = -2  -- a claim holds nothing written, so it tells nothing about when
+end
+return {taken, shared(KEYS[2]), pttl}
