@@ -46,7 +46,7 @@ for path in (BENCH, ROOT):
 
 from chaos_client import User  # noqa: E402
 from chaos_fleet import ChaosFleet  # noqa: E402
-from chaos_model import Bounds, Violation, check  # noqa: E402
+from chaos_model import DEGRADED, OUTAGES, Bounds, Violation, check, outages  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -316,11 +316,15 @@ class Chaos:
     def _final_read(self, sessions: dict[int, tuple[str, str]], records: list[dict[str, Any]], fault_log: list[dict[str, Any]]) -> None:
         """Read every user's session from Redis as a fresh instance would, after the writes are due.
 
-        Each instance is logged as lost at that moment (nothing is owed that was not durable by then)."""
-        time.sleep(self.debounce + 1.0)
+        Each instance is logged as lost at that moment (nothing is owed that was not durable by
+        then). After a Redis fault the wait includes the breaker's window and the writer's retry,
+        so that what the users changed during the fault is owed too."""
+        outage_ends = [f["t"] for f in fault_log if f["kind"].endswith("_end")]
+        recovered = max(outage_ends, default=0.0) + BREAKER_WINDOW + 1.0
+        time.sleep(max(self.debounce + 1.0, recovered + self.debounce + 1.0 - time.monotonic()))
         at = time.monotonic()
         for instance in self.fleet.all_instances():
-            self._log(fault_log, "kill", instance.name, final=True)
+            fault_log.append({"t": at, "kind": "kill", "instance": instance.name, "final": True})
         newest = self.fleet.instances[-1]
         settings = Settings.from_env({**self.fleet.instance_env(newest), "SOLARA_STATE_URL": self.fleet.redis_url})
         with registry.isolated():
@@ -390,6 +394,8 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
     broken = {(v.user, v.t) for o in outcomes for v in o.violations}
     succeeded = [r for r in graceful if r.get("result") == "success" and (r["user"], r["t"]) not in broken]
     latencies = [r["latency_ms"] for o in outcomes for r in o.records if r["kind"] == "ack" and "latency_ms" in r]
+    windows = [w * 1000 for o in outcomes for w in _kill_loss_windows(o)]
+    during = [ms for o in outcomes for ms in _latencies_during_outages(o)]
     violations = [v for o in outcomes for v in o.violations]
     table = Table(title="chaos")
     table.add_column("measure")
@@ -401,6 +407,16 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
     table.add_row("restores after a graceful shutdown: success", f"{len(succeeded)}/{len(graceful)}")
     if latencies:
         table.add_row("interaction p50 / p99 (ms)", f"{_pct(latencies, 50):.0f} / {_pct(latencies, 99):.0f}")
+    if during:
+        table.add_row(
+            f"interaction during Redis faults p50 / p99 / max (ms), {len(during)}",
+            f"{_pct(during, 50):.0f} / {_pct(during, 99):.0f} / {max(during):.0f}",
+        )
+    if windows:
+        table.add_row(
+            f"loss window on SIGKILL p50 / p99 / max (ms), {len(windows)} restores",
+            f"{_pct(windows, 50):.0f} / {_pct(windows, 99):.0f} / {max(windows):.0f}",
+        )
     for rule, count in sorted(Counter(v.rule for v in violations).items()):
         table.add_row(f"violations: {rule}", str(count))
     console.print(table)
@@ -408,7 +424,58 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
         f"chaos: schedules={len(outcomes)} faults={sum(faults.values())} restores={len(restores)} "
         f"restore_success={len(succeeded)}/{len(graceful)} violations={len(violations)}"
     )
-    return last, {"faults": dict(faults), "restores": len(restores), "violations": len(violations)}
+    totals = {
+        "faults": dict(faults),
+        "restores": len(restores),
+        "graceful_restores": len(graceful),
+        "graceful_success": len(succeeded),
+        "interaction_ms": latencies,
+        "interaction_during_redis_faults_ms": during,
+        "kill_loss_window_ms": windows,
+        "violations": len(violations),
+    }
+    return last, totals
+
+
+def _kill_loss_windows(outcome: Outcome) -> list[float]:
+    """For each restore that read Redis after the instance holding the session was SIGKILLed: how
+    far back the acknowledged state went (seconds from the kill to the oldest acknowledged change
+    the restore lacks; 0 when it lacks none)."""
+    kills = [(f["t"], f["instance"]) for f in outcome.faults if f["kind"] == "kill" and not f.get("final")]
+    acks: dict[int, list[dict[str, Any]]] = {}
+    found = []
+    for record in sorted(outcome.records, key=lambda r: r["t"]):
+        if record["kind"] == "ack":
+            acks.setdefault(record["user"], []).append(record)
+            continue
+        if record["kind"] != "restore" or record.get("live") or record.get("result") in DEGRADED:
+            continue
+        mine = acks.get(record["user"], [])
+        if not mine:
+            continue
+        holder, since = mine[-1].get("instance"), mine[-1]["t"]
+        killed = [at for at, name in kills if name == holder and since <= at <= record["t"]]
+        if not killed:
+            continue
+        lost = [ack["t"] for ack in mine if ack.get("instance") == holder and ack["seq"] > record["seq"] and ack["t"] <= killed[0]]
+        found.append(killed[0] - min(lost) if lost else 0.0)
+        acks[record["user"]] = []  # the next restore is judged from the acks after this one
+    return found
+
+
+def _latencies_during_outages(outcome: Outcome) -> list[float]:
+    """Send -> acknowledged (ms) of the interactions sent while Redis was slow, full, paused or
+    down, or the link of the instance that answered was cut."""
+    end = max((r["t"] for r in outcome.records), default=0.0)
+    windows = [w for w in outages(outcome.faults, end) if w.kind in OUTAGES]
+    found = []
+    for record in outcome.records:
+        if record["kind"] != "ack" or "latency_ms" not in record:
+            continue
+        sent = record["t"] - record["latency_ms"] / 1000
+        if any(w.start <= sent <= w.end and w.instance in (None, record.get("instance")) for w in windows):
+            found.append(record["latency_ms"])
+    return found
 
 
 def _after_graceful(outcome: Outcome) -> list[dict[str, Any]]:

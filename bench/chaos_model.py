@@ -98,7 +98,11 @@ def durable_at(acked: float, instance: str, windows: Sequence[Outage], bounds: B
     """When a value acknowledged at ``acked`` on ``instance`` is in Redis at the latest."""
     due = acked + bounds.debounce + bounds.flush
     for window in sorted(windows, key=lambda w: w.start):
-        if window.instance not in (None, instance) or window.end < acked or window.start > due:
+        # The breaker a window opened stays open up to its window after the outage, and the
+        # writer retries on its own schedule: a window counts until then.
+        if window.instance not in (None, instance) or window.end + bounds.breaker_window + bounds.retry < acked:
+            continue
+        if window.start > due:
             continue
         due = max(due, window.end + bounds.breaker_window + bounds.retry + bounds.debounce + bounds.flush)
     return due
