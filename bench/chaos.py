@@ -220,8 +220,10 @@ class Chaos:
             self._log(fault_log, "kill", target.name)  # before: a value due after it is not owed
             fleet.kill(target)
         elif kind == "terminate":
+            began = time.monotonic()
             fleet.terminate(target)
-            self._log(fault_log, "terminate", target.name)  # after: everything it acknowledged is owed
+            # Logged after: everything it acknowledged is owed, unless Redis was out while it drained.
+            self._log(fault_log, "terminate", target.name, began=began)
         elif kind == "pause":
             self._log(fault_log, "pause", target.name)
             fleet.pause(target)
@@ -260,8 +262,9 @@ class Chaos:
             self.fleet.rotate_keys(retire=False)
         else:
             for old in list(self.fleet.instances):
+                began = time.monotonic()
                 self.fleet.replace(old, **changes)
-                self._log(fault_log, "terminate", old.name)
+                self._log(fault_log, "terminate", old.name, began=began)
         if kind == "rotate_keys":
             current = {instance.name for instance in self.fleet.instances}
             for name in sorted(before - current):
@@ -501,6 +504,30 @@ def _pct(values: Sequence[float], q: int) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
 
 
+def judge(paths: Sequence[Path], console: Console, out: Callable[[str], None]) -> int:
+    """Check saved histories again with this model (the same verdicts, or a corrected model's)."""
+    outcomes = []
+    for path in paths:
+        saved = json.loads(path.read_text())
+        bounds = Bounds(
+            debounce=saved.get("debounce", DEBOUNCE),
+            breaker_window=BREAKER_WINDOW,
+            connect_timeout=CONNECT_TIMEOUT,
+            machine=2.0,
+        )
+        for schedule in saved["schedules"]:
+            records, faults = schedule["records"], schedule["faults"]
+            end = max((f["t"] for f in faults if f.get("final")), default=max(r["t"] for r in records))
+            violations = check(records, faults, schedule["instances"], bounds, end=end)
+            steps = [Step(**step) for step in schedule["steps"]]
+            outcomes.append(Outcome(schedule["index"], schedule["seed"], steps, records, faults, violations, schedule["instances"]))
+            for violation in violations[:10]:
+                console.print(f"{path.name} schedule {schedule['index']}: [red]{violation.rule}[/] user={violation.user} {violation.detail}")
+    last, totals = summarise(outcomes, console)
+    out(last)
+    return 0 if totals["violations"] == 0 else 1
+
+
 def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = print) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=1)
@@ -516,7 +543,12 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     parser.add_argument("--shrink", type=int, default=6, help="re-runs allowed to shrink a failing schedule")
     parser.add_argument("--json", type=Path, help="write the whole history and the verdicts here")
     parser.add_argument("--steps", help="run this schedule (kind@at[:target[:length]],...) instead of drawing")
+    parser.add_argument(
+        "--judge", type=Path, nargs="+", metavar="JSON", help="judge histories saved by --json again (no fleet)"
+    )
     args = parser.parse_args(argv)
+    if args.judge:
+        return judge(args.judge, Console(stderr=True), out)
     try:
         given = parse_steps(args.steps) if args.steps else None
     except ValueError as error:
@@ -564,6 +596,7 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
             json.dumps(
                 {
                     "seed": args.seed,
+                    "debounce": args.debounce,
                     "totals": totals,
                     "schedules": [
                         {

@@ -155,8 +155,12 @@ def check(
     ``instances`` maps an instance name to its settings (``tag``: the schema tag it ran with).
     """
     windows = outages(faults, end)
+    # (when, kind, instance, when it began): a graceful shutdown is logged once it is over, and
+    # its drain ran from when it began.
     losses = sorted(
-        (f["t"], f["kind"], f["instance"]) for f in faults if f["kind"] in UNGRACEFUL | GRACEFUL
+        (f["t"], f["kind"], f["instance"], f.get("began", f["t"]))
+        for f in faults
+        if f["kind"] in UNGRACEFUL | GRACEFUL
     )
     found: list[Violation] = []
     for user in _users(records).values():
@@ -167,7 +171,7 @@ def check(
 def _check_user(
     user: _User,
     windows: Sequence[Outage],
-    losses: Sequence[tuple[float, str, str]],
+    losses: Sequence[tuple[float, str, str, float]],
     instances: Mapping[str, Mapping[str, Any]],
     bounds: Bounds,
 ) -> Iterable[Violation]:
@@ -234,7 +238,7 @@ def _required(
     restore: Mapping[str, Any],
     previous: Mapping[str, Any] | None,
     windows: Sequence[Outage],
-    losses: Sequence[tuple[float, str, str]],
+    losses: Sequence[tuple[float, str, str, float]],
     bounds: Bounds,
 ) -> tuple[int, str] | None:
     """The newest command this restore must contain, and why; None when nothing is owed."""
@@ -256,8 +260,8 @@ def _required(
         if not owed:
             return None
         return owed[-1][1], f"durable on {holder}, which lived on, by the reconnect at {began:.2f}"
-    at, kind, _ = lost[0]
-    if kind in GRACEFUL and not any(_overlaps(w, holder, at) for w in windows):
+    at, kind, _, began = lost[0]
+    if kind in GRACEFUL and not any(_overlaps(w, holder, began, at) for w in windows):
         owed = [ack for ack in acks if ack[0] < at]
         why = f"acknowledged before the graceful {kind} of {holder} at {at:.2f}"
     else:
@@ -268,8 +272,9 @@ def _required(
     return owed[-1][1], f"{why}, was acknowledged at {owed[-1][0]:.2f}"
 
 
-def _overlaps(window: Outage, instance: str, at: float) -> bool:
-    return window.instance in (None, instance) and window.start <= at <= window.end
+def _overlaps(window: Outage, instance: str, began: float, at: float) -> bool:
+    """Whether Redis was out for ``instance`` at some time from ``began`` to ``at``."""
+    return window.instance in (None, instance) and window.start <= at and began <= window.end
 
 
 def _latencies(user: _User) -> Iterable[tuple[float, float]]:

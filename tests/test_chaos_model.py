@@ -3,6 +3,7 @@ names the violation in one that breaks it (the fleet runs show the same against 
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -174,3 +175,28 @@ def test_a_session_that_moved_off_a_live_holder_is_owed_what_that_holder_had_wri
     records = history(restore(9.0, 2, "i2", a="u1-1", b="u1-2"))
     assert rules(records, []) == ["lost"]
     assert rules(history(restore(9.0, 3, "i2", a="u1-3", b="u1-3")), []) == []
+
+
+def test_a_graceful_shutdown_whose_drain_met_a_full_redis_owes_nothing_it_could_not_write() -> None:
+    """The terminate is logged when it is over (5.9), its drain ran from 5.2 while Redis refused
+    writes (until 5.5): the acknowledged command 3 may be lost; with Redis fine it is owed."""
+    full = [
+        {"t": 4.0, "kind": "redis_full", "instance": None},
+        {"t": 5.5, "kind": "redis_full_end", "instance": None},
+        {"t": 5.9, "kind": "terminate", "instance": "i1", "began": 5.2},
+    ]
+    after = restore(6.0, 2, "i2", a="u1-1", b="u1-2")
+    assert rules(history(after), full) == []
+    assert rules(history(after), [full[2]]) == ["lost"]
+
+
+@pytest.mark.parametrize(("restored", "code"), [(restore(6.0, 2, "i2", a="u1-1", b="u1-2"), 0), (restore(6.0, 1, "i2", a="u1-1"), 1)])
+def test_saved_histories_are_judged_again_without_a_fleet(tmp_path: Any, restored: dict[str, Any], code: int) -> None:
+    import chaos
+
+    saved = tmp_path / "history.json"
+    schedule = {"index": 0, "seed": 1, "steps": [], "faults": KILL, "instances": INSTANCES, "records": history(restored)}
+    saved.write_text(json.dumps({"seed": 1, "debounce": 0.2, "schedules": [schedule]}))
+    lines: list[str] = []
+    assert chaos.main(["--judge", str(saved)], out=lines.append) == code
+    assert lines[-1].endswith(f" violations={code}")
