@@ -510,3 +510,57 @@ def golden(apps: tuple[str, ...], goldens_dir: Path | None, schemas_dir: Path | 
     _print_problems(console, report.problems)
     if report.problems:
         raise SystemExit(1)
+
+
+@main.command(short_help="Check that persistence will work on this instance, and say why not.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON instead of a table.")
+@click.option(
+    "--timeout",
+    default=None,
+    metavar="DURATION",
+    show_default="SOLARA_STATE_CONNECT_TIMEOUT",
+    help="Bound of each Redis call: 300ms, 2s.",
+)
+@click.option(
+    "--memory-warn",
+    default=80.0,
+    show_default=True,
+    type=click.FloatRange(0, 95, min_open=True),
+    help="Warn when Redis uses this percentage of maxmemory (95 fails).",
+)
+@click.option(
+    "--sample",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Read at most this many stored keys.",
+)
+def doctor(as_json: bool, timeout: str | None, memory_warn: float, sample: int) -> None:
+    """Check that persistence will work here, with the server's own SOLARA_STATE_* environment.
+
+    One row per check (settings, reachable, server, tls, eviction, memory, acl, key ring, stored
+    sessions, ttl): pass, warn or fail, what was found and the fix. Exits 1 when a check fails.
+    Writes nothing but a scratch key of its own, deleted before it ends.
+    """
+    from .errors import ConfigError
+    from .ops import doctor as checks
+    from .parsing import parse_duration
+
+    limit = None
+    if timeout is not None:
+        try:
+            limit = parse_duration("--timeout", timeout)
+        except ConfigError as error:
+            raise CliError(f"--timeout {error.problem}", error.fix) from error
+        if not 0 < limit <= 60:
+            raise CliError(f"--timeout {timeout} is not above zero and at most 60s", "pass e.g. --timeout 2s")
+    row, settings = checks.check_settings(os.environ)
+    rows = [row]
+    if settings is not None:
+        rows += checks.run_doctor(settings, timeout=limit, memory_warn=memory_warn, sample=sample)
+    if as_json:
+        click.echo(checks.to_json(rows))
+    else:
+        checks.print_table(Console(), rows)
+    if not checks.ok(rows):
+        raise SystemExit(1)

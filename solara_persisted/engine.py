@@ -140,10 +140,12 @@ class Engine:
 
     # -- restore --------------------------------------------------------------------------
 
-    def restore(self, kernel_id: str, session_id: str) -> Restored:
+    def restore(self, kernel_id: str, session_id: str, opened_at: float | None = None) -> Restored:
         """Take over ``kernel_id``'s state for the session cookie ``session_id`` (``restore.py``);
-        all-or-nothing, never raising."""
-        return self.restorer.restore(kernel_id, session_id)
+        all-or-nothing, never raising. ``opened_at`` (seconds since the epoch, default now) is
+        when the connection was opened: a connection opened before the one holding the session
+        takes nothing over (result "skipped", cause "superseded")."""
+        return self.restorer.restore(kernel_id, session_id, opened_at)
 
     def bailout_storm(self) -> bool:
         """Whether most recent restores bailed out (``storm.py``): then the integration soft-re-mounts."""
@@ -185,6 +187,7 @@ class Engine:
             counter=restored.counter,
             shared=dict(restored.shared),
             claimed=restored.claimed,
+            opened=restored.opened,
         )
         self.writer.add(session)
         return session

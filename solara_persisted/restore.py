@@ -29,6 +29,7 @@ from .backends.base import (
     TAG_DIGEST_SIZE,
     SessionBudget,
     Takeover,
+    connection_generation,
     tag_digest,
     validate_kernel_id,
 )
@@ -96,7 +97,8 @@ class Restored:
     ``generation`` 0 means no write rights (a refused kernel id, or state signed with secrets
     this instance lacks). ``claimed`` is False when the generation is a placeholder that nothing
     in the backend fences with (the backend was not reached, or the poisoned state was deleted):
-    the writer then claims the session before its first write (``Restorer.claim``). ``resign`` are keys verified under a non-primary secret; they are
+    the writer then claims the session before its first write (``Restorer.claim``), ordered by
+    ``opened``, the connection's ``connection_generation``. ``resign`` are keys verified under a non-primary secret; they are
     rewritten on open. ``stored`` (field -> (envelope tag, size)) and ``counter`` describe the hash
     as stored, which the writer's manifests continue from; ``shared`` the same of the browser
     session's shared hash. ``migrated`` maps keys read through a migration to the version they
@@ -115,6 +117,7 @@ class Restored:
     migrated: Mapping[str, int] = attrs.field(factory=dict)
     age: float | None = None
     claimed: bool = True
+    opened: int = 0
 
     @property
     def bailed_out(self) -> bool:
@@ -178,7 +181,7 @@ class Restorer:
         #: Where Solara's built-in engine kept sessions, for a fleet switching engines (read once).
         self._solara = SolaraEngineSettings.from_env()
 
-    def restore(self, kernel_id: str, session_id: str) -> Restored:
+    def restore(self, kernel_id: str, session_id: str, opened_at: float | None = None) -> Restored:
         """Take over ``kernel_id``'s state for the session cookie ``session_id``: all-or-nothing, never raising.
 
         The state lives at the digest of both (``session_address``), so another cookie presenting
@@ -191,6 +194,7 @@ class Restorer:
             logger.warning("restore skipped kernel=%s: %s", quote(kernel_id[:128]), error)
             return Restored(RestoreResult.SKIPPED, generation=0)
         address = session_address(session_id, kernel_id)
+        opened = connection_generation(time.time() if opened_at is None else opened_at)
         try:
             takeover = self.guard.call(
                 self.backend.takeover,
@@ -199,19 +203,29 @@ class Restorer:
                 self.settings.ttl,
                 self.budget,
                 shared=self.registry.has_session_scope(),
-                claim=fresh_generation(),
+                claim=opened,
+                opened=opened,
             )
         except BreakerOpen:
             # degraded: no read, no connect-time tax
-            return _unclaimed(RestoreResult.SKIPPED, address)
+            return _unclaimed(RestoreResult.SKIPPED, address, opened=opened)
         except BackendError:
             self.events.restore(RestoreResult.TIMEOUT, kernel_id)
-            return _unclaimed(RestoreResult.TIMEOUT, address)
+            return _unclaimed(RestoreResult.TIMEOUT, address, opened=opened)
+        if takeover.reason == "stale":
+            logger.info(
+                "restore skipped kernel=%s: a connection opened after this one holds the session; "
+                "this copy is closed as superseded",
+                quote(kernel_id),
+            )
+            return Restored(RestoreResult.SKIPPED, generation=0, cause="superseded", address=address)
         restored = self._settle(kernel_id, session_id, address, takeover)
+        if not restored.claimed:
+            restored = attrs.evolve(restored, opened=opened)
         self.storm.record(restored.bailed_out)  # a restore that read something: the valve's sample
         return restored
 
-    def claim(self, kernel_id: str, address: str) -> int:
+    def claim(self, kernel_id: str, address: str, opened: int) -> int:
         """Take write rights for a page that started without them (``Restored.claimed`` False).
 
         The page shows what it started with (nothing was read) and the changes made since, so
@@ -219,13 +233,16 @@ class Restorer:
         drops the stored values, which a later restore would otherwise mix with the page's or
         bring back after the page showed them gone. Returns the generation now held; 0 when the
         stored state is signed with a secret this instance lacks (left for the instances that
-        hold it; the page writes nothing). Raises ``BackendError`` when the backend cannot be
+        hold it; the page writes nothing); -1 when a connection opened after the page's (``opened``)
+        holds the session (the page is superseded). Raises ``BackendError`` when the backend cannot be
         reached (the writer tries again later).
         """
         generation = self.guard.call_allowed(
-            self.backend.claim, address, self.schema_tag, self.settings.ttl, fresh_generation(), self.ring.key_ids
+            self.backend.claim, address, self.schema_tag, self.settings.ttl, opened, self.ring.key_ids, opened
         )
-        if generation:
+        if generation < 0:
+            logger.info("claim of kernel=%s refused: a connection opened later holds the session", quote(kernel_id))
+        elif generation:
             logger.info("claim kernel=%s after a start that read nothing: generation=%d", quote(kernel_id), generation)
         else:
             logger.warning(

@@ -612,6 +612,8 @@ class KernelPersistence:
         self._context = context
         self._kernel_id: str = context.id
         self._session_id: str = context.session_id
+        #: When the kernel's first connection here was opened: takeovers are ordered by it.
+        self._opened = time.time()
         self._lock = threading.Lock()
         self._restoring = threading.Lock()
         self._closed = False
@@ -639,7 +641,7 @@ class KernelPersistence:
             if restored is not None:
                 return restored
             started = time.perf_counter()
-            restored = self._engine.restore(self._kernel_id, self._session_id)
+            restored = self._engine.restore(self._kernel_id, self._session_id, self._opened)
             self.info = RestoreInfo.of(
                 restored, duration=time.perf_counter() - started, instance=self._engine.instance_name
             )
@@ -648,7 +650,9 @@ class KernelPersistence:
                 self._restored = restored
                 closed = self._closed
             if not restored.generation:
-                self.disabled = True  # a refused kernel id, or state signed with other secrets
+                self.disabled = True  # a refused kernel id, state signed with other secrets, or superseded
+                if restored.cause == "superseded":
+                    self._close_superseded()  # an old connection's message, processed late: a newer one holds it
             elif closed and getattr(self._context, "close_reason", None) == CloseReason.PAGE_CLOSE:
                 self._engine.release(restored)  # the tab closed while the takeover ran
             elif not closed and not restored.claimed and restored.result in (RestoreResult.SKIPPED, RestoreResult.TIMEOUT):
@@ -666,7 +670,9 @@ class KernelPersistence:
         values: the message is proof the page is live here, so the kernel is closed as
         superseded and the client's reconnect restores the newer state.
         """
-        self.ensure_restored()
+        restored = self.ensure_restored()
+        if restored.cause == "superseded":
+            return False  # closing: a connection opened later holds the session
         session = self._session
         if session is not None and session.stale:
             self._close_superseded()

@@ -63,7 +63,7 @@ class Session:
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
     of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
     ``claimed`` False: the generation is a placeholder (the start read nothing); the writer claims
-    the session before it writes anything.
+    the session before it writes anything, as the connection opened at ``opened`` (ms).
     """
 
     kernel_id: str
@@ -80,6 +80,7 @@ class Session:
     closed: bool = False
     stale: bool = False
     claimed: bool = True
+    opened: int = 0
 
 
 @attrs.frozen
@@ -106,7 +107,7 @@ class Writer:
         debounce: float,
         default_budget: Budget,
         session_budget: SessionBudget,
-        claim: Callable[[str, str], int],
+        claim: Callable[[str, str, int], int],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
@@ -318,14 +319,17 @@ class Writer:
         backend cannot be reached (the breaker and the stats heard of it). Refused for good, the
         session goes stale."""
         try:
-            generation = self._claim(session.kernel_id, session.address)
+            generation = self._claim(session.kernel_id, session.address, session.opened)
         except BackendError:
             return False
-        with self._cond:
-            if not generation:
+        if generation <= 0:
+            with self._cond:
                 session.stale = True
                 session.dirty, session.due = set(), None
-                return True
+            if generation < 0 and session.on_rejected is not None:
+                session.on_rejected(session)  # a later connection holds it: this page is superseded
+            return True
+        with self._cond:
             session.generation, session.counter, session.stored = generation, 0, {}
             session.claimed = True
         return True

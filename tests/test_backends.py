@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import attrs
 import pytest
@@ -46,13 +47,16 @@ from solara_persisted.backends.base import (
     Meta,
     SessionBudget,
     Takeover,
+    connection_generation,
     tag_digest,
 )
 from solara_persisted.backends.memory import MemoryBackend
 from solara_persisted.backends.redis import RedisBackend, redact
 from solara_persisted.config import Settings
+from solara_persisted.engine import Engine
 from solara_persisted.envelope import Codec, KeyRing, envelope_tag, seal
 from solara_persisted.errors import BackendError, ConfigError, InvalidIdentifierError
+from solara_persisted.spec import persisted, registry
 
 Raw = Callable[[str], "dict[bytes, bytes] | None"]
 
@@ -155,21 +159,41 @@ def test_a_claim_for_a_page_that_read_nothing_fences_and_drops_the_stored_values
 ) -> None:
     address = new_address()
     ours = [make_meta(address, FIRST, {}).key_id]
-    assert backend.claim(address, "v1", TTL, FIRST + 5, ours) == FIRST + 5, "nothing stored: claimed as given"
+    assert backend.claim(address, "v1", TTL, FIRST + 5, ours, FIRST + 5) == FIRST + 5, "nothing stored: as given"
     assert raw(address) == {META: packed(Meta.claimed(tag_digest("v1"), FIRST + 5))}
     assert backend.flush(flush_request(address, FIRST + 5, {"shop.page": b"p", "shop.cart": b"c"}))
     paused = flush_request(address, FIRST + 5, {"shop.page": b"late"}, counter=2, must_exist=True)
-    assert backend.claim(address, "v2", TTL, FIRST + 99, ours) == FIRST + 6, "stored: the generation is bumped"
+    assert backend.claim(address, "v2", TTL, FIRST + 99, ours, FIRST + 5) == FIRST + 6, "stored: bumped"
     assert raw(address) == {META: packed(Meta.claimed(tag_digest("v2"), FIRST + 6))}, "its values are dropped"
     assert backend.flush(paused) is False, "the holder from before is fenced out"
     assert take(backend, address, "v2").reason == "miss"
+    assert backend.claim(address, "v2", TTL, FIRST, ours, FIRST - 43) == FIRST + 8, "within the slack: ordered by bumps"
+    assert backend.claim(address, "v2", TTL, FIRST, ours, FIRST - 51) == -1, "a connection opened later holds it"
+    assert Meta.unpack(raw(address)[META]).generation == FIRST + 8  # type: ignore[index]
+
+
+def test_takeovers_follow_connections_and_an_older_one_changes_nothing(backend: Backend, raw: Raw) -> None:
+    """A paused instance that processes an old connection's first message must not take the
+    session from the instance a later connection of the page took it over on."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"shop.page": b"p"}))
+    newer = backend.takeover(address, "v1", TTL, NO_LIMIT, opened=FIRST + 1000)
+    assert (newer.reason, newer.generation) == ("restored", FIRST + 1000), "at least the connection's time"
+    before = raw(address)
+    older = backend.takeover(address, "v1", TTL, NO_LIMIT, claim=FIRST + 10, opened=FIRST + 10)
+    assert (older.reason, older.generation, older.fields) == ("stale", 0, {})
+    assert raw(address) == before, "nothing bumped, nothing refreshed"
+    same = backend.takeover(address, "v1", TTL, NO_LIMIT, opened=FIRST + 1000)
+    assert (same.reason, same.generation) == ("restored", FIRST + 1001), "one millisecond: still distinct"
+    close = backend.takeover(address, "v1", TTL, NO_LIMIT, opened=FIRST + 1001 - 50)
+    assert (close.reason, close.generation) == ("restored", FIRST + 1002), "50 ms apart: not ordered"
 
 
 def test_a_claim_leaves_state_signed_with_another_key_untouched(backend: Backend, raw: Raw) -> None:
     address = new_address()
     assert backend.flush(flush_request(address, FIRST, {"shop.page": b"p"}))
     before = raw(address)
-    assert backend.claim(address, "v1", TTL, FIRST + 5, [b"\xff\xff\xff\xff"]) == 0
+    assert backend.claim(address, "v1", TTL, FIRST + 5, [b"\xff\xff\xff\xff"], FIRST + 5) == 0
     assert raw(address) == before
 
 
@@ -749,7 +773,7 @@ def test_a_claim_refused_at_maxmemory_changes_nothing(
     redis_client.config_set("maxmemory", 1)
     try:
         with pytest.raises(BackendError):
-            redis_backend.claim(address, "v1", TTL, FIRST + 5, [make_meta(address, FIRST, {}).key_id])
+            redis_backend.claim(address, "v1", TTL, FIRST + 5, [make_meta(address, FIRST, {}).key_id], FIRST + 5)
     finally:
         redis_client.config_set("maxmemory", 0)
     assert redis_client.hgetall(prefix + address) == before
@@ -764,14 +788,16 @@ def test_a_claim_costs_at_most_144_bytes_of_redis_memory(redis_url: str, redis_c
     """A page that only looks holds its claim until its tab closes (a fenced delete) or its TTL.
 
     On redis-server 7.0: object header (16), dict entry (24), the 29-character key (32) and a
-    listpack of the meta field with a 10-digit generation (64): 136 bytes, 7 million idle pages a GB.
+    listpack of the meta field with a 13-digit generation (a connection's opening time in ms, 64):
+    136 bytes, 7 million idle pages a GB.
     """
     backend = RedisBackend(Settings(backend="redis", url=redis_url))  # the default prefix: its length counts
     address = new_address()
-    assert backend.takeover(address, "v1", TTL, NO_LIMIT, claim=(1 << 33) - 1).generation == (1 << 33) - 1
+    generation = connection_generation(time.time())
+    assert backend.takeover(address, "v1", TTL, NO_LIMIT, claim=generation, opened=generation).generation == generation
     used = redis_client.memory_usage(Settings().prefix + address, samples=0)
     assert used <= 144, f"MEMORY USAGE of a claim is {used} bytes"
-    assert backend.delete(address, (1 << 33) - 1)
+    assert backend.delete(address, generation)
     backend.close()
 
 
@@ -1049,9 +1075,9 @@ def test_a_small_session_is_one_listpack_within_the_memory_budget(
     On redis-server 7.0 (jemalloc) ``MEMORY USAGE`` is the object header (16), the dict entry (24),
     the key's allocation and the listpack's allocation. The key is ``solara:`` + a 22-character
     address: 29 characters fit a 32-byte allocation (up to 30 do). The listpack holds the meta field
-    (28 bytes + a 10-digit generation, as the engine hands out from 2**32) and two envelopes, 157
-    bytes in a 160-byte allocation: 16 + 24 + 32 + 160 = 232. Three bytes more and the listpack
-    takes the 192-byte class, 264 bytes in all, over the budget. (The old layout, a 39-character
+    (28 bytes + a 13-digit generation: a connection's opening time in ms, as takeovers hand out
+    until 2286) and two envelopes, 160 bytes in a 160-byte allocation: 16 + 24 + 32 + 160 = 232.
+    One byte more and the listpack takes the 192-byte class, 264 bytes in all, over the budget. (The old layout, a 39-character
     key and a 25-byte meta field with a one-digit generation, measured 16 + 24 + 48 + 160 = 248.)
     """
     backend = RedisBackend(Settings(backend="redis", url=redis_url))  # the default prefix: its length counts
@@ -1071,13 +1097,13 @@ def test_a_small_session_is_one_listpack_within_the_memory_budget(
         counter=1,
         fields={name: envelope_tag(data) for name, data in fields.items()},
     )
-    generation = (1 << 33) - 1  # the top of the engine's fresh generations: the takeover makes it 2**33
+    generation = connection_generation(time.time())  # as a takeover hands it out
     assert backend.flush(FlushRequest(address, Meta(tag, key_id, 1, mac, generation), fields, TTL))
-    assert backend.takeover(address, "default", TTL, NO_LIMIT).fields == named(fields)
+    assert backend.takeover(address, "default", TTL, NO_LIMIT, opened=generation + 1).fields == named(fields)
     key = Settings().prefix + address
     assert len(key) == len("solara:") + 22
     assert redis_client.keys("*") == [key.encode()], "one key per session, nothing else"
-    assert len(redis_client.hget(key, META)) == 28 + len(str(1 << 33))  # type: ignore[arg-type]
+    assert len(redis_client.hget(key, META)) == 28 + 13  # type: ignore[arg-type]
     assert redis_client.object("encoding", key) == b"listpack"
     used = redis_client.memory_usage(key, samples=0)
     assert used <= SESSION_BUDGET, (
@@ -1175,3 +1201,44 @@ def test_budget_by_bytes_on_a_server_that_refuses_memory_usage_in_scripts(
         backend.close()
         server.terminate()
         server.wait(10)
+
+
+def test_the_documented_acl_user_can_run_the_whole_engine(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/operations.md's `ACL SETUSER` line, as written but for the prefix and the password:
+    restore (with its look for Solara's format), a claim, writes, a failover, a late claim and a
+    tab close all work as that user."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    (line,) = re.findall(r"^ACL SETUSER solara .*$", docs, re.M)
+    prefix, user, password = f"acl{uuid.uuid4().hex[:6]}:", f"u{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    monkeypatch.setenv("SOLARA_STATE_PREFIX", prefix)  # what both engines' keys start with
+    rules = line.split()[3:]
+    rules = [f">{password}" if rule.startswith(">") else f"~{prefix}*" if rule.startswith("~") else rule for rule in rules]
+    redis_client.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=[f"{prefix}*"], commands=[r for r in rules if r[0] in "+-"])
+    try:
+        url = redis_url.replace("redis://", f"redis://{user}:{password}@", 1)
+        settings = Settings(backend="redis", url=url, prefix=prefix, secret_keys=("a-secret-for-the-acl-test",), flush_debounce=0.01)
+        with registry.isolated():
+
+            @persisted(key="acl.page")
+            def page() -> int:
+                return 0
+
+            engine = Engine(settings)
+            engine.start()
+            values = {"acl.page": 3}
+            restored = engine.restore("kernel-1", "cookie-1")
+            assert restored.result == "miss" and restored.claimed
+            session = engine.open_session("kernel-1", restored, lambda keys: {k: values[k] for k in keys})
+            engine.mark_dirty(session, "acl.page")
+            assert engine.drain(5.0) == 0 and engine.state_block()["flush_ok"] == 1
+            again = Engine(settings)
+            assert dict(again.restore("kernel-1", "cookie-1").values) == {"acl.page": 3}
+            assert engine.restorer.claim("kernel-1", session.address, connection_generation(time.time()) + 1000) > 0
+            engine.close_session(session, "page-close")
+            assert engine.state_block()["backend_last_error"] is None
+            engine.close()
+            again.close()
+    finally:
+        redis_client.acl_deluser(user)

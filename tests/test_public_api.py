@@ -302,12 +302,13 @@ def test_the_checks_read_only_headings_and_inline_code() -> None:
 
 def test_a_server_imports_neither_the_schema_tooling_nor_the_dev_tools() -> None:
     """What ``solara run`` loads (the package and its Solara integration) stays the runtime: the
-    schema tools, the dev tools, jsonschema (only ``check`` validates with it), click and rich are
-    for the command line."""
+    schema tools, the dev tools, the operator tools (``doctor``), jsonschema (only ``check``
+    validates with it), click and rich are for the command line."""
     probe = (
         "import sys, solara_persisted, solara_persisted.solara_integration\n"
         "print(' '.join(sorted(m for m in sys.modules if m.startswith(("
-        "'solara_persisted.schema', 'solara_persisted.dev', 'jsonschema', 'click', 'rich')))))"
+        "'solara_persisted.schema', 'solara_persisted.dev', 'solara_persisted.ops', 'jsonschema', 'click', "
+        "'rich')))))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120)
     assert result.stdout.split() == [], f"a server process imports tooling modules: {result.stdout}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -146,6 +147,23 @@ def test_a_takeover_that_finds_nothing_still_fences_the_previous_holder(
     assert a.session.stale, "the holder from before the takeover is fenced out"
     assert b.engine.drain(5.0) == 0 and not b.session.stale
     assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 5}
+
+
+def test_an_old_connection_processed_late_by_a_paused_instance_takes_nothing_over(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """The page connected to A, which froze before it read the connection's first message; the
+    client gave up and reconnected to B a second later. When A wakes and reads that old message,
+    its takeover must not fence B out (B's page is the live one)."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a_opened = time.time()
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)  # opened now, a second after A's
+    b.set("t.page", 5)
+    late = make_engine(settings, backend).restore(kernel_id, cookie, opened_at=a_opened - 1.0)
+    assert (late.result, late.generation, late.cause) == ("skipped", 0, "superseded")
+    assert flushed(b.engine) == 1 and not b.session.stale, "B still holds the session"
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert dict(restored.values) == {"t.page": 5}
 
 
 def degraded_engine(settings: Settings, backend: Backend) -> Engine:

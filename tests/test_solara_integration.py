@@ -101,7 +101,7 @@ def test_restore_installs_values_before_the_first_read(engine: Engine, specs: di
         assert specs["page"].value == 4
         assert specs["tags"].value == frozenset({"a", "b"})
         assert specs["query"](uid=7).value == "shoes"
-        assert state_generation() == generation + 1
+        assert state_generation() > generation  # a takeover: at least the connection's time
     manager = second.state_persistence
     assert manager.last_restore == {"status": "success", "failedKey": None, "cause": None, "nFields": 3}
     assert manager.recovery_failed is False

@@ -44,7 +44,7 @@ STAMP_SIZE = 16
 #: Generations stay below 10**18 (18 digits), which the scripts and ``Meta.unpack`` read back.
 MAX_GENERATION = 10**18
 
-TakeoverReason = Literal["restored", "miss", "schema-reset", "over-budget", "corrupt"]
+TakeoverReason = Literal["restored", "miss", "schema-reset", "over-budget", "corrupt", "stale"]
 
 _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -203,8 +203,14 @@ class Backend(abc.ABC):
         *,
         shared: bool = False,
         claim: int = 0,
+        opened: int = 0,
     ) -> Takeover:
         """Check the schema tag and the budget, bump the generation and read every field, atomically.
+
+        Generations follow connections: ``opened`` is when the connection taking over was opened
+        (``connection_generation``), the new generation is at least that, and a connection opened
+        more than ``CONNECTION_SLACK`` before the one holding the session gets "stale" and changes
+        nothing (0: no ordering).
 
         A miss with a ``claim`` generation writes a claim (``Meta.claimed``): a holder paused
         before its first write is then fenced out like any other, and a later takeover of the
@@ -216,13 +222,16 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+    def claim(
+        self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes], opened: int
+    ) -> int:
         """Take a session over for a page that read nothing of it, dropping its stored values.
 
-        Bumps the stored generation (or claims with ``generation`` when nothing readable is
-        stored) and leaves a claim (``Meta.claimed``) with no values: what the page writes from
-        then on is the session's whole state. Returns the generation now held; 0, with nothing
-        changed, when the state was signed with a key not in ``key_ids``.
+        Bumps the stored generation (to at least ``opened``, as a takeover does; or claims with
+        ``generation`` when nothing readable is stored) and leaves a claim (``Meta.claimed``) with
+        no values: what the page writes from then on is the session's whole state. Returns the
+        generation now held; with nothing changed, 0 when the state was signed with a key not in
+        ``key_ids`` and -1 when a connection opened after the page's holds the session.
         """
 
     @abc.abstractmethod
@@ -320,6 +329,18 @@ def validate_address(address: str) -> str:
             fix="derive it with session_address(cookie, kernel id)",
         )
     return address
+
+
+#: Connections opened this close together (ms) are not ordered: a takeover's bumps of +1 and
+#: the clocks of two hosts may disagree by that much; an old connection a paused instance
+#: processes late is older by a reconnect at least.
+CONNECTION_SLACK = 50
+
+
+def connection_generation(opened_at: float) -> int:
+    """The generation a connection opened at ``opened_at`` (seconds since the epoch) takes over
+    with: milliseconds, so later connections hold higher generations (13 digits until 2286)."""
+    return int(opened_at * 1000)
 
 
 def validate_claim(generation: int) -> int:

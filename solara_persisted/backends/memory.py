@@ -18,6 +18,7 @@ from ..address import SHARED_ADDRESS_LENGTH, shared_address
 from ..config import Settings
 from ..errors import BackendError
 from .base import (
+    CONNECTION_SLACK,
     META_FIELD,
     STAMP_SIZE,
     Backend,
@@ -68,9 +69,11 @@ class MemoryBackend(Backend):
         *,
         shared: bool = False,
         claim: int = 0,
+        opened: int = 0,
     ) -> Takeover:
         key = self._prefix + validate_address(address)
         validate_claim(claim)
+        validate_claim(opened)
         tag = tag_digest(schema_tag)
         with self._lock:
             extra = self._read_shared(key, ttl, budget) if shared else {}
@@ -83,12 +86,15 @@ class MemoryBackend(Backend):
                 meta = Meta.unpack(stored.fields[_META])
             except BackendError:
                 return Takeover("corrupt", 0, **extra)
+            if opened and meta.generation > opened + CONNECTION_SLACK:  # a later connection holds it
+                return Takeover("stale", 0)
+            generation = max(meta.generation + 1, opened)
             if meta.is_claim and len(stored.fields) == 1:  # claimed, never written: still a miss
-                stored.fields[_META] = Meta.claimed(tag, meta.generation + 1).pack()
+                stored.fields[_META] = Meta.claimed(tag, generation).pack()
                 stored.expires_at = self._expiry(ttl)
-                return Takeover("miss", meta.generation + 1, **extra)
+                return Takeover("miss", generation, **extra)
             extra["ttl_left"] = max(stored.expires_at - self._clock(), 0.0)
-            bumped = attrs.evolve(meta, generation=meta.generation + 1)
+            bumped = attrs.evolve(meta, generation=generation)
             stored.fields[_META] = bumped.pack()
             stored.expires_at = self._expiry(ttl)
             if meta.tag != tag:
@@ -98,9 +104,12 @@ class MemoryBackend(Backend):
                 return Takeover("over-budget", bumped.generation, meta, over=over[0], amount=over[1], **extra)
             return Takeover("restored", bumped.generation, meta, values, **extra)
 
-    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+    def claim(
+        self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes], opened: int
+    ) -> int:
         key = self._prefix + validate_address(address)
         validate_claim(generation)
+        validate_claim(opened)
         with self._lock:
             stored = self._live(key)
             if stored is not None:
@@ -111,7 +120,9 @@ class MemoryBackend(Backend):
                 else:
                     if not (meta.is_claim or meta.key_id in key_ids):
                         return 0
-                    generation = meta.generation + 1
+                    if meta.generation > opened + CONNECTION_SLACK:
+                        return -1
+                    generation = max(meta.generation + 1, opened)
             self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), generation).pack()}, self._expiry(ttl))
             return generation
 

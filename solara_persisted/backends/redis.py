@@ -132,6 +132,7 @@ class RedisBackend(Backend):
         *,
         shared: bool = False,
         claim: int = 0,
+        opened: int = 0,
     ) -> Takeover:
         keys = self._keys(validate_address(address))
         args = [
@@ -141,14 +142,23 @@ class RedisBackend(Backend):
             budget.max_bytes,
             b"1" if shared else b"0",
             validate_claim(claim),
+            validate_claim(opened),
         ]
         with self._failing("takeover"):
             self._client_or_connect()
             return _takeover(self._scripts["takeover"](keys=keys, args=args))
 
-    def claim(self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes]) -> int:
+    def claim(
+        self, address: str, schema_tag: str, ttl: float, generation: int, key_ids: Sequence[bytes], opened: int
+    ) -> int:
         key = self._prefix + validate_address(address)
-        args = [tag_digest(schema_tag), ttl_milliseconds(ttl), validate_claim(generation), b"".join(key_ids)]
+        args = [
+            tag_digest(schema_tag),
+            ttl_milliseconds(ttl),
+            validate_claim(generation),
+            b"".join(key_ids),
+            validate_claim(opened),
+        ]
         with self._failing("claim"):
             self._client_or_connect()
             return int(self._scripts["claim"](keys=[key], args=args))
@@ -287,7 +297,7 @@ class RedisBackend(Backend):
         if isinstance(error, AuthenticationError | NoPermissionError):
             return (
                 "check the user and password in SOLARA_STATE_URL; the user needs +@scripting, +@hash, "
-                "DEL, PEXPIRE and CONFIG GET (optional)"
+                "DEL, EXISTS, PEXPIRE, PTTL, PING and CONFIG GET (optional); solara-persisted doctor names what it lacks"
             )
         if isinstance(error, OutOfMemoryError):
             return (
@@ -327,7 +337,7 @@ def _takeover(reply: list[Any]) -> Takeover:
         extra.update(shared={shared[i]: shared[i + 1] for i in range(1, len(shared), 2)})
     reason: TakeoverReason = kernel[0].decode()
     generation = int(kernel[1])
-    if reason in ("miss", "corrupt"):
+    if reason in ("miss", "corrupt", "stale"):
         return Takeover(reason, generation, **extra)
     meta = Meta.unpack(kernel[2])
     if reason == "over-budget":

@@ -4,7 +4,12 @@
 -- hash (prefix .. the address's '{S}' part: same hash tag, same Cluster slot).
 -- ARGV[1] schema tag digest (4 bytes); ARGV[2] TTL in ms; ARGV[3] max persisted keys (0: none);
 -- ARGV[4] max envelope bytes (0: none); ARGV[5] '1' to read KEYS[2], else '0'; ARGV[6] the
--- generation to claim a miss with (ASCII decimal; '0' claims nothing).
+-- generation to claim a miss with (ASCII decimal; '0' claims nothing); ARGV[7] when the
+-- connection taking over was opened (milliseconds since the epoch; '0': no ordering).
+-- Generations follow connections: a takeover's generation is at least its connection's opening
+-- time, and a connection opened over SLACK ms before the one that holds the session gets
+-- {'stale', 0} and changes nothing (an instance that was paused processes an old connection's
+-- first message).
 -- The meta field '\0' is tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
 -- generation (ASCII decimal), as base.Meta packs it; only the generation is touched here. A claim
 -- is a meta field with counter 0 and an all-zero MAC and no values: a session taken over before
@@ -58,6 +63,7 @@ end
 local pttl = redis.call('PTTL', KEYS[1])
 
 local UNWRITTEN = string.rep('\0', 20)  -- a claim's counter and MAC
+local SLACK = 50  -- base.CONNECTION_SLACK
 
 -- Claim a session nothing was written for, so that a holder paused before its first write is
 -- fenced out when it wakes. At maxmemory the claim fails and the miss claims nothing.
@@ -80,7 +86,11 @@ local function kernel(key)
   if #meta < 29 or #stored > 18 or not string.match(stored, '^%d+$') then
     return {'corrupt', 0}
   end
-  local generation = tonumber(stored) + 1
+  local opened = tonumber(ARGV[7])
+  if opened > 0 and tonumber(stored) > opened + SLACK then
+    return {'stale', 0}
+  end
+  local generation = math.max(tonumber(stored) + 1, opened)
   if string.sub(meta, 9, 28) == UNWRITTEN and redis.call('HLEN', key) == 1 then
     return claim(key, string.format('%d', generation))  -- claimed, never written: still a miss
   end

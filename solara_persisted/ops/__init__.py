@@ -1,0 +1,1 @@
+"""Operator tools for the command line (``solara-persisted doctor``); a server never imports them."""
