@@ -396,7 +396,11 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
     after_graceful = [r for o in outcomes for r in _after_graceful(o)]
     graceful = [r for r in after_graceful if r.get("result") not in DEGRADED]  # those that read Redis
     broken = {(v.user, v.t) for o in outcomes for v in o.violations}
-    succeeded = [r for r in graceful if r.get("result") in ("success", "miss") and (r["user"], r["t"]) not in broken]
+    # A fresh-schema restore across a schema-tag bump is the documented outcome (the model calls
+    # any other one a violation).
+    succeeded = [
+        r for r in graceful if r.get("result") in ("success", "miss", "fresh-schema") and (r["user"], r["t"]) not in broken
+    ]
     latencies = [r["latency_ms"] for o in outcomes for r in o.records if r["kind"] == "ack" and "latency_ms" in r]
     windows = [w * 1000 for o in outcomes for w in _kill_loss_windows(o)]
     during = [ms for o in outcomes for ms in _latencies_during_outages(o)]
@@ -408,7 +412,9 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
     for kind, count in sorted(faults.items()):
         table.add_row(f"faults: {kind}", str(count))
     table.add_row("restores", str(len(restores)))
-    table.add_row("restores after a graceful shutdown: correct (success or miss, no violation)", f"{len(succeeded)}/{len(graceful)}")
+    table.add_row(
+        "restores after a graceful shutdown: correct (no violation)", f"{len(succeeded)}/{len(graceful)}"
+    )
     table.add_row("restores after a graceful shutdown that read nothing (Redis out)", str(len(after_graceful) - len(graceful)))
     if latencies:
         table.add_row("interaction p50 / p99 (ms)", f"{_pct(latencies, 50):.0f} / {_pct(latencies, 99):.0f}")

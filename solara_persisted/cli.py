@@ -18,7 +18,7 @@ import secrets
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ from rich.console import Console
 from .schema.apps import display_path
 
 if TYPE_CHECKING:
+    from .config import Settings
+    from .ops.doctor import Connection
     from .schema.documents import Problem
     from .spec import Registry
 
@@ -243,9 +245,9 @@ def _schemas_dir_check(schemas_dir: Path) -> None:
 def main() -> None:
     """Persist Solara reactive state across instances.
 
-    codegen, check and golden take the app modules (dotted names or .py paths) as arguments, or
-    read them from [tool.solara-persisted] in pyproject.toml: apps = [...], schemas-dir,
-    goldens-dir.
+    codegen, check, golden and sizing take the app modules (dotted names or .py paths) as
+    arguments, or read them from [tool.solara-persisted] in pyproject.toml: apps = [...],
+    schemas-dir, goldens-dir.
     """
 
 
@@ -451,7 +453,7 @@ def check(apps: tuple[str, ...], schemas_dir: Path | None, output: str, allow_em
 
 def _print_source(console: Console, target: Target) -> None:
     if target.note:
-        console.print(f"apps: {target.shown_apps}{target.note}", highlight=False, soft_wrap=True)
+        console.print(f"apps: {target.shown_apps}{target.note}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _print_untyped(console: Console, notes: list[str]) -> None:
@@ -564,3 +566,270 @@ def doctor(as_json: bool, timeout: str | None, memory_warn: float, sample: int) 
         checks.print_table(Console(), rows)
     if not checks.ok(rows):
         raise SystemExit(1)
+
+
+def _timeout(timeout: str | None, default: float) -> float:
+    """``--timeout``: a duration above zero and at most 60 s; ``default`` when not given."""
+    from .errors import ConfigError
+    from .parsing import parse_duration
+
+    if timeout is None:
+        return default
+    try:
+        limit = parse_duration("--timeout", timeout)
+    except ConfigError as error:
+        raise CliError(f"--timeout {error.problem}", error.fix) from error
+    if not 0 < limit <= 60:
+        raise CliError(f"--timeout {timeout} is not above zero and at most 60s", "pass e.g. --timeout 2s")
+    return limit
+
+
+def _settings() -> Settings:
+    """The server's settings from this environment; a malformed one is the server's own refusal."""
+    from .config import Settings
+    from .errors import ConfigError
+
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise CliError(f"{error.setting}: {error.problem}", error.fix) from error
+
+
+@main.command(short_help="Estimate the Redis memory of the app's sessions.")
+@_APPS
+@_SCHEMAS_DIR
+@click.option(
+    "--goldens-dir",
+    default=None,
+    show_default="goldens-dir of [tool.solara-persisted], else goldens",
+    type=click.Path(path_type=Path),
+    help="Where the committed goldens live.",
+)
+@click.option(
+    "--sessions",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 10**9),
+    help="Sessions to size for (shown with 1k, 10k, 100k and 1M).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON instead of tables.")
+def sizing(
+    apps: tuple[str, ...], schemas_dir: Path | None, goldens_dir: Path | None, sessions: int, as_json: bool
+) -> None:
+    """Estimate a session's bytes and the Redis memory for N sessions, from the specs and committed goldens.
+
+    Says whether a session stays in Redis's compact listpack encoding and which keys' values
+    convert the whole hash. The listpack limits come from the configured Redis (CONFIG GET),
+    else Redis's defaults; nothing is written.
+    """
+    from .ops import sizing as model
+
+    target = resolve(apps, schemas_dir, goldens_dir, goldens=True)
+    console = Console()
+    if not as_json:
+        _print_source(console, target)
+    registry = _load(target, quiet=as_json)
+    _require_declarations(registry, target)
+    settings = _settings()
+    assert target.goldens_dir is not None
+    with refusals():
+        estimate = model.estimate(
+            registry,
+            Path(display_path(target.goldens_dir)),
+            Path(display_path(target.schemas_dir)),
+            settings,
+            model.read_limits(settings),
+            sessions,
+        )
+    if as_json:
+        click.echo(model.to_json(estimate))
+    else:
+        model.print_report(console, estimate, sessions)
+
+
+@main.command(short_help="Census of the stored sessions, or verify one by its address.")
+@click.argument("address", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@click.option(
+    "--limit",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(1, 10**8),
+    help="Read at most this many keys under the prefix.",
+)
+@click.option("--show-keys", is_flag=True, help="Show persisted keys' names instead of their hashes.")
+@click.option(
+    "--show-values", is_flag=True, help="With ADDRESS: show each value, not only its type and size."
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    metavar="APP_MODULE",
+    help="With ADDRESS: decode with this app's specs (repeatable); default: apps of [tool.solara-persisted].",
+)
+@click.option(
+    "--timeout",
+    default=None,
+    metavar="DURATION",
+    show_default="5s",
+    help="Bound of each Redis call: 300ms, 2s.",
+)
+def inspect(
+    address: str | None,
+    as_json: bool,
+    limit: int,
+    show_keys: bool,
+    show_values: bool,
+    apps: tuple[str, ...],
+    timeout: str | None,
+) -> None:
+    """Report what is stored under SOLARA_STATE_PREFIX, read with the server's own environment.
+
+    Without ADDRESS: sessions, claims, shared and other keys; sizes and TTLs; the largest
+    sessions by address; bytes and stored versions per persisted key. SCAN in bounded steps,
+    never a whole value. With ADDRESS: verify and decode that one session as a restore would,
+    showing each value as its type and size; exits 1 when it does not verify. Read-only.
+    """
+    from .ops import inspect as census
+
+    settings = _settings()
+    if settings.backend != "redis":
+        raise CliError(
+            f"inspect reads a Redis, and SOLARA_STATE_BACKEND is {settings.backend or 'unset'}",
+            "run it with the server's environment: SOLARA_STATE_BACKEND=redis and SOLARA_STATE_URL",
+        )
+    bound = _timeout(timeout, 5.0)
+    if address is not None:
+        _inspect_session(settings, address, apps, bound, as_json, show_values)
+        return
+    if show_values or apps:
+        raise CliError("--show-values and --app read one session", "pass its ADDRESS too")
+    console = Console()
+    connection = _connect(settings, bound)
+    try:
+        total = min(limit, sum(node.dbsize() for _, node in connection.nodes))
+        with _progress(quiet=as_json, total=total) as advance:
+            found = census.census(connection, settings.prefix, limit, advance)
+    except _redis_failures() as error:
+        raise _redis_refusal(error) from error
+    finally:
+        connection.close()
+    document = census.report(found, prefix=settings.prefix, limit=limit, show_keys=show_keys)
+    if as_json:
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        from .backends.redis import redact
+
+        census.print_report(console, document, redact(settings.url))
+
+
+def _inspect_session(
+    settings: Settings, text: str, apps: tuple[str, ...], bound: float, as_json: bool, show_values: bool
+) -> None:
+    """``inspect ADDRESS``: read one session, verify and decode it; exit 1 when it does not verify."""
+    from .address import shared_address
+    from .envelope import KeyRing
+    from .errors import ConfigError
+    from .ops import inspect as census
+
+    address = census.parse_address(text, settings.prefix)
+    if address is None:
+        raise CliError(
+            f"{text!r} is not a session address",
+            "pass the 22-character {S}K address that `solara-persisted inspect` lists (or {S}, the 12-character "
+            "address of a browser session's shared values), with or without SOLARA_STATE_PREFIX",
+        )
+    try:
+        ring = KeyRing.from_secrets(settings.secret_keys)
+    except ConfigError as error:
+        raise CliError(f"{error.setting}: {error.problem}", error.fix) from error
+    registry = _inspect_registry(apps, quiet=as_json)
+    kernel = len(address) != len(shared_address(address))
+    connection = _connect(settings, bound)
+    try:
+        client = connection.client
+        key = settings.prefix + address
+        stored = client.hgetall(key) if kernel else None
+        shared = client.hgetall(settings.prefix + shared_address(address))
+        ttl = client.pttl(key)
+    except _redis_failures() as error:
+        raise _redis_refusal(error) from error
+    finally:
+        connection.close()
+    if (kernel and not stored) or (not kernel and not shared):
+        raise CliError(
+            f"no session is stored at {key!r}",
+            "check the address and SOLARA_STATE_PREFIX; the state may have expired, or been deleted when its tab closed",
+        )
+    verdict = census.verify(
+        address, stored, shared, ttl=ttl, ring=ring, registry=registry, settings=settings, show_values=show_values
+    )
+    if as_json:
+        click.echo(json.dumps(census.verdict_document(verdict), indent=2, ensure_ascii=False))
+    else:
+        census.print_verdict(Console(), verdict, show_values)
+    if not verdict.ok:
+        raise SystemExit(1)
+
+
+def _inspect_registry(apps: tuple[str, ...], *, quiet: bool) -> Registry | None:
+    """The registry of ``--app``, else of the project's apps; None (values shown undecoded) without either."""
+    if apps:
+        target = Target(apps, None, Path("schemas"), None, "")
+    else:
+        project = Project.find(Path.cwd())
+        if not project.apps:
+            return None
+        target = Target(project.apps, project.root, project.schemas_dir, None, project.describe())
+    return _load(target, quiet=quiet)
+
+
+def _connect(settings: Settings, bound: float) -> Connection:
+    """Connect as the server does (the doctor's ``reachable`` check); unreachable is a one-line refusal."""
+    from .ops import doctor as checks
+
+    row, connection = checks.check_reachable(settings, bound)
+    if connection is None:
+        raise CliError(row.found, row.fix or "check SOLARA_STATE_URL")
+    return connection
+
+
+def _redis_failures() -> tuple[type[Exception], ...]:
+    from redis.exceptions import RedisClusterException, RedisError
+
+    return (RedisError, RedisClusterException, OSError)
+
+
+def _redis_refusal(error: Exception) -> CliError:
+    from redis.exceptions import NoPermissionError
+
+    if isinstance(error, NoPermissionError):
+        return CliError(
+            f"Redis refused a read: {error}",
+            "run it as a user allowed SCAN, SCRIPT LOAD, EVALSHA, PTTL and HGETALL under the prefix (MEMORY USAGE "
+            "is optional)",
+        )
+    return CliError(
+        f"reading Redis failed: {type(error).__name__}: {error}",
+        "rerun; if it fails again, check the network and raise --timeout",
+    )
+
+
+@contextlib.contextmanager
+def _progress(*, quiet: bool, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while keys are read; nothing when quiet or stderr is not a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("reading keys"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet or not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("keys", total=total)
+        yield lambda n: progress.advance(task, n)
