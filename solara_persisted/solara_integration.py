@@ -655,9 +655,10 @@ class KernelPersistence:
                     self._close_superseded()  # an old connection's message, processed late: a newer one holds it
             elif closed and getattr(self._context, "close_reason", None) == CloseReason.PAGE_CLOSE:
                 self._engine.release(restored)  # the tab closed while the takeover ran
-            elif not closed and not restored.claimed and restored.result in (RestoreResult.SKIPPED, RestoreResult.TIMEOUT):
-                # Redis was unreachable: the page starts fresh, and once Redis answers the writer
-                # claims the session for it, so the state it shows replaces what was stored.
+            elif not closed and not restored.claimed:
+                # Nothing is held in Redis for this page (Redis was unreachable or full, or the
+                # state was poisoned): the writer claims the session as soon as Redis takes it,
+                # so an earlier holder's late write cannot bring back what this page never showed.
                 self._open_session()
         with self._context:
             run_callbacks(self.info)

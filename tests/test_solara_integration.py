@@ -432,3 +432,30 @@ def test_values_set_in_one_event_are_written_together(engine: Engine, specs: dic
     with again:
         assert (specs["page"].value, specs["tags"].value) == (4, frozenset({"x"}))
     again.close(reason="page-close")
+
+
+class _FullOnce(RedisBackend):
+    """The Redis backend as a full Redis answers a takeover's claim: refused, the miss unclaimed."""
+
+    def takeover(self, *args: Any, **kwargs: Any) -> Any:
+        return attrs.evolve(super().takeover(*args, **{**kwargs, "claim": 0}), generation=0)
+
+
+def test_a_page_whose_claim_redis_refused_claims_its_session_once_redis_takes_it(
+    engine: Engine, specs: dict[str, Any]
+) -> None:
+    """A miss while Redis was full claimed nothing: an instance paused before its first write
+    could bring back what this page never showed. The page's writer claims the session at once,
+    without waiting for a change."""
+    full = Engine(engine.settings, backend=_FullOnce(engine.settings))
+    full.start()
+    kernel_id = uuid.uuid4().hex
+    context = new_context(kernel_id, "cookie")
+    manager = solara_integration.KernelPersistence(full, context)
+    context.state_persistence = manager
+    assert manager.on_client_message()
+    assert manager.last_restore["status"] == "miss"
+    address = session_address("cookie", kernel_id)
+    wait_until(lambda: engine.backend.peek_generation(address) is not None, "the writer's claim")
+    assert engine.backend.peek_generation(address) == manager.generation
+    full.close()
