@@ -655,10 +655,11 @@ class KernelPersistence:
                     self._close_superseded()  # an old connection's message, processed late: a newer one holds it
             elif closed and getattr(self._context, "close_reason", None) == CloseReason.PAGE_CLOSE:
                 self._engine.release(restored)  # the tab closed while the takeover ran
-            elif not closed and not restored.claimed:
-                # Nothing is held in Redis for this page (Redis was unreachable or full, or the
-                # state was poisoned): the writer claims the session as soon as Redis takes it,
-                # so an earlier holder's late write cannot bring back what this page never showed.
+            elif not closed and not restored.claimed and not restored.bailed_out:
+                # Nothing is held in Redis for this page (Redis was unreachable or full): the
+                # writer claims the session as soon as Redis takes it, so an earlier holder's late
+                # write cannot bring back what this page never showed. (A bail-out shows the
+                # refresh dialog: its page claims at its first change, if it makes one.)
                 self._open_session()
         with self._context:
             run_callbacks(self.info)
