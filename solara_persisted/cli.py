@@ -544,18 +544,9 @@ def doctor(as_json: bool, timeout: str | None, memory_warn: float, sample: int) 
     sessions, ttl): pass, warn or fail, what was found and the fix. Exits 1 when a check fails.
     Writes nothing but a scratch key of its own, deleted before it ends.
     """
-    from .errors import ConfigError
     from .ops import doctor as checks
-    from .parsing import parse_duration
 
-    limit = None
-    if timeout is not None:
-        try:
-            limit = parse_duration("--timeout", timeout)
-        except ConfigError as error:
-            raise CliError(f"--timeout {error.problem}", error.fix) from error
-        if not 0 < limit <= 60:
-            raise CliError(f"--timeout {timeout} is not above zero and at most 60s", "pass e.g. --timeout 2s")
+    limit = None if timeout is None else _timeout(timeout, 0.0)  # None: the settings' connect timeout
     row, settings = checks.check_settings(os.environ)
     rows = [row]
     if settings is not None:
