@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -62,6 +63,10 @@ _engine: Engine | None = None
 _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
 _live_kernels: collections.Counter[str] = collections.Counter()  # live kernels per session cookie
 _reported_off = False  # "persistence is off" is said once per process
+#: The ASGI scope key holding when a websocket was accepted (time.time(), taken before the 101).
+_OPENED_SCOPE_KEY = "solara_persisted.opened"
+#: When the connection whose thread runs this code was accepted; None off a connection's thread.
+_connection_opened: ContextVar[float | None] = ContextVar("solara_persisted_connection_opened", default=None)
 
 
 def check_solara_version(version: str) -> None:
@@ -192,6 +197,7 @@ def _activate(settings: Settings | None) -> Engine:
         _silence_builtin_engine(active)
         active.start()
         _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
+        _install_connection_clock()
         _install_message_hook()
         _install_routes(active)
         _install_refresh_banner()
@@ -328,6 +334,46 @@ def _cross_site(request: Any) -> str | None:
     if origin == "null" or origin.split("://", 1)[-1].rstrip("/") not in hosts:
         return f"Origin {quote(origin[:100])} is not this site"
     return None
+
+
+def _install_connection_clock() -> None:
+    """Note when each websocket is accepted, and make it known on the connection's own thread.
+
+    Takeovers are ordered by when their connection was opened. The kernel, and so any time read
+    there, can start seconds after the accept: a frozen instance, or Solara's kernel thread
+    limit, holds the connection's thread back while the client speaks, gives up and reconnects
+    elsewhere. The client can send nothing before the 101, so a time taken just before it comes
+    before any reconnect that the connection's messages could race. Solara's starlette endpoint
+    calls ``server.app_loop`` by name on the connection's thread, with the starlette websocket in
+    its wrapper's ``ws``.
+    """
+    from solara.server import server
+    from starlette.websockets import WebSocket
+
+    builtin_accept = WebSocket.accept
+    builtin_app_loop = server.app_loop
+
+    async def accept(self: WebSocket, *args: Any, **kwargs: Any) -> None:
+        self.scope.setdefault(_OPENED_SCOPE_KEY, time.time())
+        await builtin_accept(self, *args, **kwargs)
+
+    async def app_loop(ws: Any, *args: Any, **kwargs: Any) -> None:
+        scope = getattr(getattr(ws, "ws", None), "scope", None)
+        opened = scope.get(_OPENED_SCOPE_KEY) if isinstance(scope, dict) else None
+        token = _connection_opened.set(opened)
+        try:
+            await builtin_app_loop(ws, *args, **kwargs)
+        finally:
+            _connection_opened.reset(token)
+
+    WebSocket.accept = accept  # type: ignore[method-assign]
+    server.app_loop = app_loop
+
+    def remove() -> None:
+        WebSocket.accept = builtin_accept  # type: ignore[method-assign]
+        server.app_loop = builtin_app_loop
+
+    _undo.append(remove)
 
 
 def _install_message_hook() -> None:
@@ -612,8 +658,8 @@ class KernelPersistence:
         self._context = context
         self._kernel_id: str = context.id
         self._session_id: str = context.session_id
-        #: When the kernel's first connection here was opened: takeovers are ordered by it.
-        self._opened = time.time()
+        #: When the kernel's first connection here was accepted: takeovers are ordered by it.
+        self._opened = _connection_opened.get() or time.time()
         self._lock = threading.Lock()
         self._restoring = threading.Lock()
         self._closed = False
@@ -641,7 +687,9 @@ class KernelPersistence:
             if restored is not None:
                 return restored
             started = time.perf_counter()
-            restored = self._engine.restore(self._kernel_id, self._session_id, self._opened)
+            # the connection that asks (a later one than the kernel's first, if that one never spoke)
+            opened = _connection_opened.get() or self._opened
+            restored = self._engine.restore(self._kernel_id, self._session_id, opened)
             self.info = RestoreInfo.of(
                 restored, duration=time.perf_counter() - started, instance=self._engine.instance_name
             )

@@ -409,6 +409,49 @@ def test_a_connection_that_sends_nothing_takes_nothing_over(
     assert taken is not None and taken[1] == 2 and taken[0] > generation
 
 
+def first_message(page_id: str) -> str:
+    """The page's first message, as Solara's client sends it: opening its control comm."""
+    header = {"msg_id": uuid.uuid4().hex, "session": page_id, "msg_type": "comm_open", "version": "5.3"}
+    content = {"comm_id": uuid.uuid4().hex, "target_name": "solara.control", "data": {}}
+    return json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"})
+
+
+def test_a_connection_whose_kernel_starts_late_takes_nothing_from_the_page_s_next_connection(
+    fleet: Fleet, env: dict[str, str], store: Store
+) -> None:
+    """A holds its only kernel thread (SOLARA_KERNEL_MAX_COUNT=1), so a page's connection there is
+    accepted and speaks, but its kernel starts only when the thread frees up: as on an instance
+    frozen between the accept and the kernel. The page gave up on it and reconnected to B long
+    before. When A finally reads the old connection's message, it must take nothing over."""
+    a = fleet.server(APP, env={**env, "SOLARA_KERNEL_MAX_COUNT": "1"}, name="a")
+    b = fleet.server(APP, env=env, name="b")
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    owner = {"Cookie": f"{COOKIE}={cookie}"}
+    other = {"Cookie": f"{COOKIE}={secrets.token_urlsafe(16)}"}
+    with connect(websocket_url(a, str(uuid.uuid4())), additional_headers=other, open_timeout=10) as occupier:
+        wait_until(lambda: kernels(a) == 1, "A giving its only kernel thread to another page")
+        old_page = uuid.uuid4().hex
+        url = websocket_url(a, kernel_id).rsplit("=", 1)[0] + "=" + old_page
+        with connect(url, additional_headers=owner, open_timeout=10) as old:
+            old.send(first_message(old_page))  # accepted, and queued: no thread reads it yet
+            time.sleep(1.0)
+        assert kernels(a) == 1 and store.read(cookie, kernel_id) is None
+
+        # The page's reconnect lands on B, which claims the session (nothing was stored).
+        new_page = uuid.uuid4().hex
+        url = websocket_url(b, kernel_id).rsplit("=", 1)[0] + "=" + new_page
+        with connect(url, additional_headers=owner, open_timeout=10) as new:
+            new.send(first_message(new_page))
+            b.wait_for_log(r"restore result=miss " + kernel_field(kernel_id))
+            claimed = store.read(cookie, kernel_id)
+            assert claimed is not None and claimed[1] is None
+            time.sleep(0.2)  # more than the 50 ms allowed for clocks between instances
+            occupier.close()  # A's thread frees up: the old connection's kernel starts, and reads
+            a.wait_for_log(r"restore skipped kernel=" + re.escape(kernel_id) + ":", timeout=FLUSH_TIMEOUT)
+            assert store.read(cookie, kernel_id) == claimed, "the old connection took the session back"
+            assert not lines(a.logs(), r"restore result=\S+ " + kernel_field(kernel_id)), a.logs()
+
+
 def test_the_store_reader_decodes_what_an_engine_wrote(store: Store, env: dict[str, str]) -> None:
     """The reader the tests above trust: it finds a hash by cookie and kernel id and decodes it."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
