@@ -559,6 +559,31 @@ def doctor(as_json: bool, timeout: str | None, memory_warn: float, sample: int) 
         raise SystemExit(1)
 
 
+@main.command(short_help="Hand this instance's sessions on before it stops (a preStop hook).")
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8765",
+    show_default=True,
+    help="The instance's own address (from inside its pod or host).",
+)
+@click.option("--timeout", default=None, help="Bound on the drain, e.g. 15s (default 10s, at most 60s).")
+def drain(url: str, timeout: str | None) -> None:
+    """Make the instance at URL leave the fleet without losing a session.
+
+    It reports not-ready, writes every session to Redis, and closes every websocket, so the
+    browsers reconnect at once to another instance, which restores them. Authenticated with
+    SOLARA_STATE_DRAIN_TOKEN from this environment. Prints the instance's report; exits 1 when
+    some changes could not be written (Redis out), 2 when the drain could not be asked.
+    """
+    from .ops.drain import drain as request_drain
+
+    with refusals():
+        report = request_drain(url, os.environ, _timeout(timeout, 10.0))
+    click.echo(json.dumps(report))
+    if report.get("unwritten"):
+        raise SystemExit(1)
+
+
 def _timeout(timeout: str | None, default: float) -> float:
     """``--timeout``: a duration above zero and at most 60 s; ``default`` when not given."""
     from .errors import ConfigError

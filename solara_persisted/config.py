@@ -105,6 +105,8 @@ KNOWN_SETTINGS = (
     "SOLARA_STATE_BAILOUT_STORM_THRESHOLD",
     "SOLARA_STATE_AUTO_REMOUNT",
     "SOLARA_STATE_TEST_EVICTION",
+    "SOLARA_STATE_METRICS",
+    "SOLARA_STATE_DRAIN_TOKEN",
 )
 _STATE_PREFIX = "SOLARA_STATE_"
 
@@ -136,6 +138,8 @@ class Settings:
     test_eviction: bool = False
     session_http_only: bool = False
     resourcez_token: str = ""
+    metrics: bool = True  # /metrics while persistence is on
+    drain_token: str = ""  # the pre-stop drain's bearer token; unset: no drain endpoint
     production: bool = True
 
     @property
@@ -184,6 +188,10 @@ class Settings:
             kwargs["auto_remount"] = parse_bool("SOLARA_STATE_AUTO_REMOUNT", raw)
         if raw := get("TEST_EVICTION"):
             kwargs["test_eviction"] = parse_bool("SOLARA_STATE_TEST_EVICTION", raw)
+        if raw := get("METRICS"):
+            kwargs["metrics"] = parse_bool("SOLARA_STATE_METRICS", raw)
+        if (raw := get("DRAIN_TOKEN")) is not None:
+            kwargs["drain_token"] = raw
         if raw := env.get("SOLARA_SESSION_HTTP_ONLY"):
             kwargs["session_http_only"] = parse_bool("SOLARA_SESSION_HTTP_ONLY", raw)
         if (raw := env.get("SOLARA_RESOURCEZ_TOKEN")) is not None:
@@ -202,7 +210,7 @@ class Settings:
                 "or unset SOLARA_STATE_ALLOW_PICKLE",
             )
         # Solara's setting, not ours, and it guards /resourcez whether or not persistence is on.
-        _validate_token(self.resourcez_token)
+        _validate_token("SOLARA_RESOURCEZ_TOKEN", self.resourcez_token, "it unlocks raw key names")
         if not self.backend:
             return []
         if self.backend not in BACKENDS:
@@ -238,6 +246,7 @@ class Settings:
                     f"common word (about {bits:.0f} bits, minimum {MIN_SECRET_BITS})",
                     f"a generated token is the supported form: {GENERATE_SECRET}",
                 )
+        _validate_token("SOLARA_STATE_DRAIN_TOKEN", self.drain_token, "it makes this instance hand off every session")
         if self.backend == "redis":
             _validate_url(self.url)
         _validate_prefix(self.prefix)
@@ -368,15 +377,16 @@ def _is_weak(key: str) -> bool:
     )
 
 
-def _validate_token(token: str) -> None:
+def _validate_token(variable: str, token: str, power: str) -> None:
+    """A bearer token (``power``: what it lets its holder do) must resist guessing; unset is allowed."""
     if not token:
-        return  # no token: production /resourcez shows aggregates and hashed labels only
+        return  # no token: nothing it would unlock is served
     bits = secret_bits(token)
     if len(token) < MIN_SECRET_LENGTH or bits < MIN_SECRET_BITS:
         raise ConfigError(
-            "SOLARA_RESOURCEZ_TOKEN",
-            f"a token of {len(token)} characters (about {bits:.0f} bits) is guessable, and it unlocks raw key "
-            f"names (minimum {MIN_SECRET_LENGTH} characters and {MIN_SECRET_BITS} bits)",
+            variable,
+            f"a token of {len(token)} characters (about {bits:.0f} bits) is guessable, and {power} "
+            f"(minimum {MIN_SECRET_LENGTH} characters and {MIN_SECRET_BITS} bits)",
             f"a generated token is the supported form: {GENERATE_SECRET}; or unset it for no token",
         )
 

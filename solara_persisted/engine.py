@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from .envelope import Codec, KeyRing, envelope_tag, seal
 from .errors import (
     BackendError,
 )
-from .events import CloseReason, Events, quote
+from .events import CloseReason, Events, RestoreResult, quote
 from .key_ring_check import KeyRingCheck
 from .restore import Restored, Restorer, fresh_generation
 from .spec import Registry
@@ -145,7 +146,11 @@ class Engine:
         all-or-nothing, never raising. ``opened_at`` (seconds since the epoch, default now) is
         when the connection was opened: a connection opened before the one holding the session
         takes nothing over (result "skipped", cause "superseded")."""
-        return self.restorer.restore(kernel_id, session_id, opened_at)
+        started = time.perf_counter()
+        restored = self.restorer.restore(kernel_id, session_id, opened_at)
+        if restored.result is not RestoreResult.SKIPPED:  # skipped: no backend call to time
+            self.events.timed("restore_seconds", time.perf_counter() - started)
+        return restored
 
     def bailout_storm(self) -> bool:
         """Whether most recent restores bailed out (``storm.py``): then the integration soft-re-mounts."""
@@ -259,11 +264,12 @@ class Engine:
             )
         self.events.close(reason, session.kernel_id, deleted)
 
-    def drain(self, timeout: float) -> int:
-        """Shutdown: one bounded, batched pass over every session; returns keys left unwritten."""
+    def drain(self, timeout: float, occasion: str = "shutdown") -> int:
+        """Shutdown (or the pre-stop drain): one bounded, batched pass over every session, after
+        which nothing more is written; returns keys left unwritten."""
         left = self.writer.drain(timeout)
         if left:
-            logger.warning("shutdown drain left %d changed values unwritten after %.1fs", left, timeout)
+            logger.warning("%s drain left %d changed values unwritten after %.1fs", occasion, left, timeout)
         return left
 
     def drain_once(self, timeout: float) -> None:
@@ -278,19 +284,26 @@ class Engine:
 
     def state_block(self, *, verbose: bool = False, authorization: str | None = None) -> dict[str, Any]:
         """The ``/resourcez`` ``state`` block; key labels hashed in production without the token."""
-        reveal = reveal_keys(
-            production=self.settings.production,
-            token=self.settings.resourcez_token,
-            authorization=authorization,
-        )
         block = self.stats.block(
             enabled=self.settings.enabled,
             breaker_state=self.breaker.state,
             verbose=verbose,
-            reveal_keys=reveal,
+            reveal_keys=self.reveals_keys(authorization),
         )
-        fleet = collections.Counter(self.key_rings.seen.values())
+        fleet = self.fleet_key_rings()
         block["key_ring_fingerprint"] = self.ring.fingerprint()
-        block["fleet_key_rings"] = dict(fleet)
+        block["fleet_key_rings"] = fleet
         block["fleet_key_ring_mismatch"] = len(fleet) > 1
         return block
+
+    def reveals_keys(self, authorization: str | None) -> bool:
+        """Whether a reader with this ``Authorization`` header sees raw key labels (``stats.reveal_keys``)."""
+        return reveal_keys(
+            production=self.settings.production,
+            token=self.settings.resourcez_token,
+            authorization=authorization,
+        )
+
+    def fleet_key_rings(self) -> dict[str, int]:
+        """Key-ring fingerprints the fleet's instances published, with how many publish each (no I/O)."""
+        return dict(collections.Counter(self.key_rings.seen.values()))

@@ -135,6 +135,10 @@ class Events:
         level = logging.INFO if result is FlushResult.OK else logging.WARNING
         self._emit(level, "flush", {"result": result, "kernel": kernel_id, "n_fields": n_fields})
 
+    def timed(self, histogram: str, seconds: float) -> None:
+        """How long a restore or a batch write took (``restore_seconds``, ``flush_seconds``); no log line."""
+        self.stats.observe(histogram, seconds)
+
     def synced(self, key: str, kernel_id: str, nbytes: int) -> None:
         """One acknowledged field write, for the sync tables (its flush line already logged it)."""
         self.stats.synced(key, kernel_id, nbytes)
@@ -142,6 +146,7 @@ class Events:
     def breaker(self, transition: Transition, reason: str) -> None:
         transition = _word(Transition, transition, "breaker transition")
         self.stats.count("breaker_transitions")
+        self.stats.transitioned(transition.value)
         level = logging.WARNING if transition is Transition.OPEN else logging.INFO
         self._emit(level, "breaker", {"transition": transition, "reason": reason})
 

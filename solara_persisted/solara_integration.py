@@ -28,6 +28,7 @@ banner script that shows the client's give-up verdict (Solara's vuetify-3 page d
 from __future__ import annotations
 
 import collections
+import hmac
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from .config import Settings, unknown_settings
 from .engine import Engine, Restored
 from .errors import ConfigError, SnapshotBusy
 from .events import CloseReason, RestoreResult, quote
+from .metrics import CONTENT_TYPE, render
 from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
 from .startup import refuse, server_program
@@ -55,6 +57,10 @@ logger = logging.getLogger("solara.state")
 TESTED_SOLARA = ((1, 58), (1, 65))
 #: Bound on the whole shutdown drain (one batched pass over every session).
 DRAIN_TIMEOUT = 5.0
+#: The pre-stop drain's route (POST, bearer token), its default and largest ``timeout`` (seconds).
+DRAIN_PATH = "/_solara_persisted/drain"
+DRAIN_DEFAULT_TIMEOUT = 10.0
+DRAIN_MAX_TIMEOUT = 120.0
 #: How long the writer waits for a kernel to finish an event before retrying it later (seconds).
 SNAPSHOT_WAIT = 0.01
 
@@ -63,6 +69,7 @@ _engine: Engine | None = None
 _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
 _live_kernels: collections.Counter[str] = collections.Counter()  # live kernels per session cookie
 _reported_off = False  # "persistence is off" is said once per process
+_draining = threading.Event()  # set by the pre-stop drain: not ready, no new connections
 #: The ASGI scope key holding when a websocket was accepted (time.time(), taken before the 101).
 _OPENED_SCOPE_KEY = "solara_persisted.opened"
 #: When the connection whose thread runs this code was accepted; None off a connection's thread.
@@ -219,6 +226,7 @@ def deactivate(timeout: float = DRAIN_TIMEOUT) -> None:
             return
         while _undo:
             _undo.pop()()
+        _draining.clear()
     active.drain(timeout)
     active.close()
 
@@ -265,11 +273,20 @@ def _show_state_logs() -> None:
 
 def _install_routes(active: Engine) -> None:
     """Put our ``/resourcez`` and a guarded tab-close route in front of Solara's (routes match in order)."""
+    import anyio.to_thread
     from solara.server import kernel_context, server
     from solara.server import starlette as solara_starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse, PlainTextResponse, Response
     from starlette.routing import Route
+
+    builtin_readyz = server.readyz
+
+    def readyz() -> tuple[dict[str, str], int]:
+        # Solara's /readyz stays backend-independent; only a drain (this instance leaving) fails it.
+        return ({"status": "draining"}, 503) if _draining.is_set() else builtin_readyz()
+
+    server.readyz = readyz
 
     builtin_resourcez = solara_starlette.resourcez
     builtin_close = solara_starlette.close
@@ -302,18 +319,109 @@ def _install_routes(active: Engine) -> None:
             return Response(status_code=200)
         return builtin_close(request)
 
+    async def metrics(request: Request) -> Response:
+        body = render(active, authorization=request.headers.get("authorization"), draining=_draining.is_set())
+        return Response(body, media_type=CONTENT_TYPE)
+
+    async def drain(request: Request) -> Response:
+        problem = _drain_refusal(active.settings.drain_token, request.headers.get("authorization"))
+        if problem is not None:
+            status, message = problem
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return PlainTextResponse(message + "\n", status_code=status, headers=headers)
+        try:
+            timeout = float(request.query_params.get("timeout", DRAIN_DEFAULT_TIMEOUT))
+        except ValueError:
+            timeout = -1.0
+        if not 0 < timeout <= DRAIN_MAX_TIMEOUT:
+            return PlainTextResponse(
+                f"timeout must be seconds above 0 and at most {DRAIN_MAX_TIMEOUT:.0f}, e.g. ?timeout=10\n",
+                status_code=400,
+            )
+        report = await anyio.to_thread.run_sync(drain_instance, active, timeout)
+        return JSONResponse(report)
+
     ours = [
         Route("/resourcez", endpoint=resourcez),
         Route("/_solara/api/close/{kernel_id}", endpoint=close, methods=["POST"]),
+        Route(DRAIN_PATH, endpoint=drain, methods=["POST"]),
     ]
+    if active.settings.metrics:
+        ours.append(Route("/metrics", endpoint=metrics))
     routes = solara_starlette.app.router.routes
     routes[0:0] = ours
 
     def remove() -> None:
         for route in ours:
             routes.remove(route)
+        server.readyz = builtin_readyz
 
     _undo.append(remove)
+
+
+def _drain_refusal(token: str, authorization: str | None) -> tuple[int, str] | None:
+    """Why a drain request is refused (HTTP status, one line), or None when it may run."""
+    if not token:
+        return 404, "the drain endpoint is off: set SOLARA_STATE_DRAIN_TOKEN on the server to turn it on"
+    expected = f"Bearer {token}".encode("utf-8", "surrogatepass")
+    given = (authorization or "").encode("utf-8", "surrogatepass")
+    if not hmac.compare_digest(given, expected):
+        logger.warning("refused a drain request: missing or wrong bearer token")
+        return 401, "send Authorization: Bearer <SOLARA_STATE_DRAIN_TOKEN>"
+    return None
+
+
+def drain_instance(active: Engine, timeout: float) -> dict[str, Any]:
+    """The pre-stop drain: hand every session on to the rest of the fleet before this instance dies.
+
+    In this order: report not-ready and refuse new connections; stop every kernel taking client
+    messages (each between two events, under its lock); write every session in one bounded,
+    batched pass (the writer then stops for good); close every websocket, so browsers reconnect
+    at once, through the balancer, to an instance that restores what was just written. A message
+    that arrives after its kernel stopped is dropped unanswered: the client never saw it applied,
+    and the restore elsewhere shows the state that was written. Runs again harmlessly.
+    """
+    from solara.server import kernel_context
+
+    started = time.monotonic()
+    deadline = started + timeout
+    _draining.set()
+    contexts = list(kernel_context.contexts.values())
+    managers = [
+        manager
+        for context in contexts
+        if isinstance(manager := getattr(context, "state_persistence", None), KernelPersistence)
+    ]
+    for manager in managers:
+        manager.hand_off(deadline)
+    unwritten = active.drain(max(0.0, deadline - time.monotonic()), "pre-stop")
+    closed = sum(_close_websockets(context) for context in contexts)
+    report = {
+        "kernels": len(managers),
+        "unwritten": unwritten,
+        "websockets_closed": closed,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    logger.log(
+        logging.WARNING if unwritten else logging.INFO,
+        "drain kernels=%d unwritten=%d websockets_closed=%d seconds=%.3f",
+        *report.values(),
+    )
+    return report
+
+
+def _close_websockets(context: Any) -> int:
+    """Close the kernel's websockets (the client reconnects elsewhere); how many closed."""
+    session = getattr(getattr(context, "kernel", None), "session", None)
+    closed = 0
+    for ws in list(getattr(session, "websockets", ())):
+        try:
+            ws.close()
+        except Exception as error:  # already gone: nothing to hand on
+            logger.debug("drain: closing a websocket of kernel=%s failed: %r", quote(context.id), error)
+        else:
+            closed += 1
+    return closed
 
 
 def _cross_site(request: Any) -> str | None:
@@ -358,6 +466,10 @@ def _install_connection_clock() -> None:
         await builtin_accept(self, *args, **kwargs)
 
     async def app_loop(ws: Any, *args: Any, **kwargs: Any) -> None:
+        if _draining.is_set():
+            # leaving the fleet: no kernel here; the client's retry goes to another instance
+            ws.close()
+            return
         scope = getattr(getattr(ws, "ws", None), "scope", None)
         opened = scope.get(_OPENED_SCOPE_KEY) if isinstance(scope, dict) else None
         token = _connection_opened.set(opened)
@@ -669,6 +781,7 @@ class KernelPersistence:
         self._muted: set[str] = set()
         self._session: Session | None = None
         self._restored: Restored | None = None
+        self._handed_off = False
         self.info: RestoreInfo | None = None
         self.disabled = False
 
@@ -720,6 +833,8 @@ class KernelPersistence:
         values: the message is proof the page is live here, so the kernel is closed as
         superseded and the client's reconnect restores the newer state.
         """
+        if self._handed_off:
+            return False  # drained: what was written is what the next instance restores
         restored = self.ensure_restored()
         if restored.cause == "superseded":
             return False  # closing: a connection opened later holds the session
@@ -728,6 +843,17 @@ class KernelPersistence:
             self._close_superseded()
             return False
         return True
+
+    def hand_off(self, deadline: float) -> None:
+        """The drain: take no client message from now on. Waits (until ``deadline``, monotonic) for
+        the kernel's lock, so the event being handled, if any, ends before the drain writes."""
+        lock = self._context.lock
+        acquired = lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            self._handed_off = True
+        finally:
+            if acquired:
+                lock.release()
 
     # -- what Solara reads (never backend I/O) --------------------------------------------------
 

@@ -286,10 +286,12 @@ class Writer:
             self._requeue(unreachable, when=self._clock() + RETRY_DELAY)
         if not requests:
             return waiting
+        started = time.perf_counter()
         try:
             results: list[bool | BackendError] = self._backend.flush_many(requests)
         except BackendError as error:
             results = [error] * len(requests)
+        self._events.timed("flush_seconds", time.perf_counter() - started)
         left = waiting
         failure: BackendError | None = None
         for (session, keys, sizes, views), request, result in zip(written, requests, results, strict=True):

@@ -12,20 +12,34 @@ paused one never sees its client go and wakes up believing it still serves the p
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import signal
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
-from fleet import Fleet, SolaraServer, wait_until
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from counter_page import (
+    APP,
+    COOKIE,
+    click,
+    cookie_of,
+    count_on,
+    debug,
+    first_message,
+    kernel_field,
+    kernel_id_of,
+    kernels,
+    lines,
+    remounted,
+    state,
+    websocket_url,
+)
+from fleet import Fleet, wait_until
+from playwright.sync_api import Browser, Page
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -40,10 +54,7 @@ from solara_persisted.spec import persisted, registry
 # once or twice before it counts (retries show as R / 'rerun' in pytest's summary).
 pytestmark = pytest.mark.flaky(reruns=2, reruns_delay=1)
 
-APP = "persisted_counter.py"
 FIELD = "e2e.count"  # the app's persisted key
-COOKIE = "solara-session-id"
-RESTORE_TIMEOUT = 20_000  # ms: the client's reconnect back-off plus the restore
 FLUSH_TIMEOUT = 15.0  # s: a debounce of a few seconds plus a loaded machine
 DEBOUNCE = 3.0  # s: the window in which the paused instance holds an unwritten change
 
@@ -105,54 +116,6 @@ def store(redis_client: redis.Redis, env: dict[str, str]) -> Iterator[Store]:
 # -- the page, the instances ---------------------------------------------------------------------
 
 
-def state(server: SolaraServer) -> dict[str, Any]:
-    with urllib.request.urlopen(server.url + "/resourcez", timeout=5) as response:
-        return json.load(response)["state"]
-
-
-def kernels(server: SolaraServer) -> int:
-    """How many virtual kernels the instance holds (Solara's own /resourcez block)."""
-    with urllib.request.urlopen(server.url + "/resourcez", timeout=5) as response:
-        return int(json.load(response)["kernels"]["total"])
-
-
-def count_on(page: Page, persisted_count: int) -> None:
-    expect(page.get_by_text(f"Persisted: {persisted_count}")).to_be_visible(timeout=RESTORE_TIMEOUT)
-
-
-def click(page: Page, times: int) -> None:
-    for _ in range(times):
-        page.get_by_role("button", name="Add persisted").click()
-
-
-def debug(page: Page, expression: str) -> Any:
-    return page.evaluate(f"solara.debug.{expression}")
-
-
-def kernel_id_of(page: Page) -> str:
-    kernel_id = page.evaluate("solara.debug.kernel().id")
-    assert isinstance(kernel_id, str) and kernel_id, kernel_id
-    return kernel_id
-
-
-def cookie_of(context: BrowserContext) -> str:
-    (cookie,) = [cookie["value"] for cookie in context.cookies() if cookie["name"] == COOKIE]
-    return cookie
-
-
-def remounted(page: Page, remounts_before: int, status: str) -> None:
-    """The client reconnected and soft re-mounted with this restore verdict; no refresh dialog."""
-    wait_until(
-        lambda: (
-            debug(page, "remountCount") > remounts_before and debug(page, "connectionStatus") == "connected"
-        ),
-        "the page re-mounting after its reconnect",
-        timeout=RESTORE_TIMEOUT / 1000,
-    )
-    assert (debug(page, "lastRestore") or {}).get("status") == status, debug(page, "lastRestore")
-    expect(page.get_by_text("Please refresh the page")).not_to_be_visible()
-
-
 APP_STATUS = """async () => {
     const kernel = solara.debug.kernel();
     const comm = kernel.createComm('solara.control', 'probe-' + Math.random().toString(16).slice(2));
@@ -173,21 +136,6 @@ APP_STATUS = """async () => {
 def app_status(page: Page) -> dict[str, Any]:
     """The server's app-status reply for the page's kernel, asked over the page's own websocket."""
     return page.evaluate(APP_STATUS)
-
-
-def lines(log: str, pattern: str) -> list[str]:
-    return re.findall(rf"^.*{pattern}.*$", log, re.MULTILINE)
-
-
-def kernel_field(kernel_id: str) -> str:
-    """The `kernel=<id>` of a log line, as a regex that does not match a longer id."""
-    return rf"kernel={re.escape(kernel_id)}(?:\s|$)"
-
-
-def websocket_url(server: SolaraServer, kernel_id: str) -> str:
-    return (
-        f"ws://127.0.0.1:{server.port}/jupyter/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
-    )
 
 
 # -- a paused instance wakes up after another took its kernel over ------------------------------
@@ -407,13 +355,6 @@ def test_a_connection_that_sends_nothing_takes_nothing_over(
     assert len(lines(b.logs(), r"restore result=success " + kernel_field(kernel_id))) == 1
     taken = store.read(owner, kernel_id)
     assert taken is not None and taken[1] == 2 and taken[0] > generation
-
-
-def first_message(page_id: str) -> str:
-    """The page's first message, as Solara's client sends it: opening its control comm."""
-    header = {"msg_id": uuid.uuid4().hex, "session": page_id, "msg_type": "comm_open", "version": "5.3"}
-    content = {"comm_id": uuid.uuid4().hex, "target_name": "solara.control", "data": {}}
-    return json.dumps({"header": header, "parent_header": {}, "metadata": {}, "content": content, "channel": "shell"})
 
 
 def test_a_connection_whose_kernel_starts_late_takes_nothing_from_the_page_s_next_connection(
