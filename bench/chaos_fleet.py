@@ -735,6 +735,14 @@ class ChaosFleet:
             instance.link.accept()
             return self._record("restore_link", start, instance=instance.name)
 
+    def route_only(self, *which: Target) -> None:
+        """Send new connections to these instances alone, as a balancer following readiness does;
+        connections already open stay where they are."""
+        chosen = {self.instance(target).name for target in which}
+        with self._lock:
+            for instance in self.instances:
+                instance.up = instance.name in chosen
+
     # -- for a checker's own bookkeeping -----------------------------------------------------
 
     def up_instances(self) -> list[ChaosInstance]:

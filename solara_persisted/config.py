@@ -381,6 +381,8 @@ def _validate_token(variable: str, token: str, power: str) -> None:
     """A bearer token (``power``: what it lets its holder do) must resist guessing; unset is allowed."""
     if not token:
         return  # no token: nothing it would unlock is served
+    if token.lower() in PLACEHOLDER_SECRETS:
+        raise ConfigError(variable, f"{token!r} is a placeholder, not a token", f"generate one: {GENERATE_SECRET}")
     bits = secret_bits(token)
     if len(token) < MIN_SECRET_LENGTH or bits < MIN_SECRET_BITS:
         raise ConfigError(
