@@ -403,7 +403,9 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
     ]
     latencies = [r["latency_ms"] for o in outcomes for r in o.records if r["kind"] == "ack" and "latency_ms" in r]
     windows = [w * 1000 for o in outcomes for w in _kill_loss_windows(o)]
-    during = [ms for o in outcomes for ms in _latencies_during_outages(o)]
+    during_records = [r for o in outcomes for r in _acks_during_outages(o)]
+    during = [r["latency_ms"] for r in during_records]
+    handled = [r["handled_ms"] for r in during_records if r.get("handled_ms") is not None]
     violations = [v for o in outcomes for v in o.violations]
     table = Table(title="chaos")
     table.add_column("measure")
@@ -422,6 +424,11 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
         table.add_row(
             f"interaction during Redis faults p50 / p99 / max (ms), {len(during)}",
             f"{_pct(during, 50):.0f} / {_pct(during, 99):.0f} / {max(during):.0f}",
+        )
+    if handled:
+        table.add_row(
+            "  of which in the event handler p50 / p99 / max (ms)",
+            f"{_pct(handled, 50):.1f} / {_pct(handled, 99):.1f} / {max(handled):.1f}",
         )
     if windows:
         table.add_row(
@@ -474,9 +481,9 @@ def _kill_loss_windows(outcome: Outcome) -> list[float]:
     return found
 
 
-def _latencies_during_outages(outcome: Outcome) -> list[float]:
-    """Send -> acknowledged (ms) of the interactions sent while Redis was slow, full, paused or
-    down, or the link of the instance that answered was cut."""
+def _acks_during_outages(outcome: Outcome) -> list[dict[str, Any]]:
+    """The acknowledgements of the interactions sent while Redis was slow, full, paused or down,
+    or the link of the instance that answered was cut (``latency_ms``: send -> acknowledged)."""
     end = max((r["t"] for r in outcome.records), default=0.0)
     windows = [w for w in outages(outcome.faults, end) if w.kind in OUTAGES]
     found = []
@@ -485,7 +492,7 @@ def _latencies_during_outages(outcome: Outcome) -> list[float]:
             continue
         sent = record["t"] - record["latency_ms"] / 1000
         if any(w.start <= sent <= w.end and w.instance in (None, record.get("instance")) for w in windows):
-            found.append(record["latency_ms"])
+            found.append(record)
     return found
 
 

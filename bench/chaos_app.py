@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 
 import attrs
 import ipywidgets as widgets
@@ -78,16 +79,21 @@ else:
 
 
 SETTERS = {"a": a.set, "b": b.set, "c": set_c}
+#: How long the last event's handler took, in ms (not persisted): the part of an interaction
+#: persistence could make wait. The round trip a user sees adds the machine's queueing to it.
+handled_ms = solara.reactive(0.0)
 
 
 def apply(command: str) -> None:
     """One user event: every value it names is set in this one handler, then the seq."""
     if not command:
         return
+    started = time.perf_counter()
     parsed = json.loads(command)
     for name, value in parsed["set"].items():
         SETTERS[name](value)
     seq.set(parsed["seq"])
+    handled_ms.set((time.perf_counter() - started) * 1000)
 
 
 @solara.component
@@ -102,6 +108,7 @@ def Page() -> None:
         "generation": state_generation(),
         "instance": INSTANCE,
         "version": VERSION,
+        "handled_ms": handled_ms.value,
     }
     widgets.Text.element(description="cmd", value="", on_value=apply)
     widgets.HTML.element(description="state", value=json.dumps(state, sort_keys=True))

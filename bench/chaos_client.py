@@ -59,7 +59,8 @@ class Record(TypedDict, total=False):
       this connection attempt began; acks before it belong to the previous connection) and
       ``wait_ms`` (from then until the state was known).
     - send: ``seq``, ``set`` (the values the command sets). ack: ``seq``, ``latency_ms``, and
-      what the state widget showed with it: ``values``, ``instance``, ``generation``.
+      what the state widget showed with it: ``values``, ``instance``, ``generation`` and
+      ``handled_ms`` (how long the instance's event handler took: the round trip less queueing).
     - timeout: the ``seq`` not acknowledged in time (the connection is then dropped).
     - disconnect (a connection that had restored was lost), error (a connect attempt failed):
       ``detail``. The error of a page the instance cannot recover (``detail`` starts
@@ -83,6 +84,7 @@ class Record(TypedDict, total=False):
     connect_t: float
     wait_ms: float
     latency_ms: float
+    handled_ms: float
     attempt: int
     kernel: str
     detail: str
@@ -252,6 +254,7 @@ class User:
             values=self._values(),
             instance=self.state.get("instance"),
             generation=self.state.get("generation"),
+            handled_ms=self.state.get("handled_ms"),
         )
 
     # -- connecting and restoring --------------------------------------------------------

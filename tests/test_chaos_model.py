@@ -104,6 +104,19 @@ def test_an_interaction_slower_than_the_connect_timeout_during_an_outage() -> No
     assert rules(slow, []) == [], "outside a Redis fault the machine's own pauses are not the engine's"
 
 
+def test_with_the_handlers_time_the_handler_is_judged_not_the_round_trip() -> None:
+    """A loaded instance queued the command 3.9 s, but its handler took 10 ms: persistence made
+    nobody wait. A handler that itself took 2.8 s during the fault is a violation."""
+    outage = [{"t": 0.5, "kind": "redis_slow", "instance": None}, {"t": 9.0, "kind": "redis_slow_end", "instance": None}]
+    queued = [*history(restore(9.0, 3, "i1", live=True, a="u1-3", b="u1-3"))]
+    queued[6] = {**ack(8.9, 3, "i1"), "handled_ms": 10.0}
+    assert rules(queued, outage) == []
+    blocked = [*queued]
+    blocked[6] = {**ack(8.9, 3, "i1"), "handled_ms": 2800.0}
+    assert rules(blocked, outage) == ["latency"]
+    assert rules(blocked, []) == []
+
+
 def test_a_command_lost_in_a_crash_is_not_part_of_any_later_state() -> None:
     """Command 3 (a and b) was lost when i1 died; command 4 on i2 sets only a. The state after
     command 4 is a=4 with b from command 2, not from the lost command 3."""
