@@ -38,14 +38,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..address import ADDRESS, PART_LENGTH, SHARED_ADDRESS_LENGTH
-from ..backends.base import KEY_RINGS, META_FIELD, STAMP_SIZE, TAG_DIGEST_SIZE, Meta, tag_digest
+from ..backends.base import KEY_RINGS, META_FIELD, STAMP_SIZE, TAG_DIGEST_SIZE, tag_digest
 from ..backends.redis import client_factory, redact
 from ..config import Settings, unknown_settings
 from ..engine import SAFE_EVICTION_POLICIES
-from ..envelope import FORMAT, MAX_VARINT_BYTES, KeyRing
-from ..errors import BackendError, ConfigError
+from ..envelope import KeyRing
+from ..errors import ConfigError
 from ..key_ring_check import KEY_RING_INTERVAL, KEY_RING_MAX_AGE
+from .report import human_duration, human_size
+from .stored import HEAD_SIZE, envelope_version, key_kind, stored_meta
 
 Status = Literal["pass", "warn", "fail"]
 SEVERITY: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2}
@@ -63,8 +64,6 @@ MAX_SCAN_CALLS = 1000
 MIN_REDIS = (6, 2)
 #: The ACL probe's scratch key is ``<prefix>doctor:<random>``: ':' is never in a session address.
 SCRATCH = "doctor:"
-#: Bytes read of each stored value: a shared value's stamp and tag, the envelope header, its version.
-HEAD_SIZE = STAMP_SIZE + TAG_DIGEST_SIZE + 3 + MAX_VARINT_BYTES
 _FAILURES = (RedisError, RedisClusterException, OSError)
 _RETRY = (
     "rerun; if it fails again, check the network and the timeout (--timeout, SOLARA_STATE_CONNECT_TIMEOUT)"
@@ -196,7 +195,7 @@ def check_settings(environ: Mapping[str, str]) -> tuple[Check, Settings | None]:
     return Check(
         "settings",
         "pass",
-        f"backend {settings.backend}{where}, prefix {settings.prefix!r}, TTL {_duration(settings.ttl)}, "
+        f"backend {settings.backend}{where}, prefix {settings.prefix!r}, TTL {human_duration(settings.ttl)}, "
         f"{keys} secret key{'' if keys == 1 else 's'}",
     ), settings
 
@@ -459,11 +458,11 @@ def check_memory(node: Redis, warn_percent: float) -> Check:
         return Check(
             "memory",
             "warn",
-            f"{_size(used)} used, no maxmemory: Redis can grow until the host runs out",
+            f"{human_size(used)} used, no maxmemory: Redis can grow until the host runs out",
             "set maxmemory (CONFIG SET maxmemory <bytes>, and in redis.conf) below the host's memory",
         )
     percent = 100 * used / limit
-    found = f"{_size(used)} used of maxmemory {_size(limit)} ({percent:.0f} %)"
+    found = f"{human_size(used)} used of maxmemory {human_size(limit)} ({percent:.0f} %)"
     fix = "raise maxmemory, or lower SOLARA_STATE_TTL so sessions expire sooner"
     if percent >= MEMORY_FAIL_PERCENT:
         return Check("memory", "fail", f"{found}: at maxmemory, writes of session state are refused", fix)
@@ -617,7 +616,7 @@ def sample_keys(connection: Connection, prefix: str, limit: int) -> Sample:
             continue
         sha = node.script_load(HEADERS)
         pipe = node.pipeline(transaction=False)
-        kinds = [_kind(key[start:]) for key in keys]
+        kinds = [key_kind(key[start:]) for key in keys]
         for key, kind in zip(keys, kinds, strict=True):
             if kind == "foreign":
                 pipe.pttl(key)
@@ -662,16 +661,6 @@ def _scan(node: Redis, prefix: str, limit: int, skip: tuple[bytes, ...]) -> tupl
     return [], True
 
 
-def _kind(suffix: bytes) -> Literal["kernel", "shared", "foreign"]:
-    """What the key's part after the prefix names: a kernel's hash, a browser session's shared hash, neither."""
-    text = suffix.decode("ascii", "replace")
-    if ADDRESS.fullmatch(text):
-        return "kernel"
-    if len(text) == SHARED_ADDRESS_LENGTH and ADDRESS.fullmatch(text + "A" * PART_LENGTH):
-        return "shared"
-    return "foreign"
-
-
 def _not_sampled(error: Exception) -> Check:
     if isinstance(error, NoPermissionError):
         return Check(
@@ -690,10 +679,7 @@ def check_sessions(stored: Sample, settings: Settings) -> Check:
     counts: collections.Counter[str] = collections.Counter()
     versions: collections.Counter[tuple[str, int]] = collections.Counter()
     for meta_field, heads in stored.kernels:
-        try:
-            meta = Meta.unpack(meta_field) if meta_field is not None else None
-        except BackendError:
-            meta = None
+        meta = stored_meta(meta_field)
         if meta is None:
             counts["foreign"] += 1
             continue
@@ -706,12 +692,16 @@ def check_sessions(stored: Sample, settings: Settings) -> Check:
         else:
             counts["ours"] += 1
         versions.update(
-            (field, version) for field, head in heads.items() if (version := _version(head)) is not None
+            (field, version)
+            for field, head in heads.items()
+            if (version := envelope_version(head)) is not None
         )
     for heads in stored.shared:
         at = STAMP_SIZE + TAG_DIGEST_SIZE
         versions.update(
-            (field, version) for field, head in heads.items() if (version := _version(head[at:])) is not None
+            (field, version)
+            for field, head in heads.items()
+            if (version := envelope_version(head[at:])) is not None
         )
     counts["foreign"] += stored.foreign
     total = len(stored.kernels) + len(stored.shared) + stored.foreign
@@ -765,21 +755,9 @@ def check_sessions(stored: Sample, settings: Settings) -> Check:
     )
 
 
-def _version(head: bytes) -> int | None:
-    """The spec version in an envelope's header (a varint after format, codec and key hint)."""
-    if len(head) < 4 or head[0] != FORMAT:
-        return None
-    value = 0
-    for position, byte in enumerate(head[3 : 3 + MAX_VARINT_BYTES]):
-        value |= (byte & 0x7F) << (7 * position)
-        if byte < 0x80:
-            return value
-    return None
-
-
 def check_ttl(settings: Settings, stored: Sample | None) -> Check:
     """The TTL must outlive the orphan cull, and every stored key must expire."""
-    ttl, cull = _duration(settings.ttl), _duration(settings.orphan_cull_timeout)
+    ttl, cull = human_duration(settings.ttl), human_duration(settings.orphan_cull_timeout)
     if settings.ttl <= settings.orphan_cull_timeout:
         return Check(
             "ttl",
@@ -801,7 +779,7 @@ def check_ttl(settings: Settings, stored: Sample | None) -> Check:
             "state its own SOLARA_STATE_PREFIX or database",
         )
     if stored.ttls:
-        found += f"; every sampled key expires, the last in {_duration(max(stored.ttls) / 1000)}"
+        found += f"; every sampled key expires, the last in {human_duration(max(stored.ttls) / 1000)}"
     return Check("ttl", "pass", found)
 
 
@@ -843,20 +821,3 @@ def _scrubbed(settings: Settings, checks: list[Check]) -> list[Check]:
 
 def _error(error: Exception) -> str:
     return f"{type(error).__name__}: {str(error).rstrip('.')}"
-
-
-def _size(amount: float) -> str:
-    if amount < 1000:
-        return f"{amount:.0f} B"
-    for unit in ("kB", "MB", "GB"):
-        amount /= 1000
-        if amount < 1000:
-            return f"{amount:.3g} {unit}"
-    return f"{amount / 1000:.3g} TB"
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size * (2 if unit == "d" else 1):  # 24h, not 1d
-            return f"{seconds / size:.3g}{unit}"
-    return f"{seconds * 1000:.3g}ms"

@@ -28,16 +28,16 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import migrations
-from ..address import ADDRESS, PART_LENGTH, SHARED_ADDRESS_LENGTH, shared_address
-from ..backends.base import KEY_RINGS, META_FIELD, STAMP_SIZE, TAG_DIGEST_SIZE, Meta, tag_digest
+from ..address import shared_address
+from ..backends.base import KEY_RINGS, META_FIELD, STAMP_SIZE, TAG_DIGEST_SIZE, tag_digest
 from ..config import Settings
 from ..envelope import Codec, KeyRing, Opened, open_envelope, shared_binding
-from ..errors import BackendError, CodecError, EnvelopeError, MigrationError, TamperedError
+from ..errors import CodecError, EnvelopeError, MigrationError, TamperedError
 from ..spec import Registry
 from ..stats import hash_label
-from .doctor import HEAD_SIZE, SCRATCH, Connection, _duration, _kind, _version
-from .doctor import _size as _bytes
-from .sizing import _table
+from .doctor import SCRATCH, Connection
+from .report import compact_table, human_duration, human_size
+from .stored import HEAD_SIZE, envelope_version, key_kind, stored_meta
 
 #: Keys asked for per SCAN call: each call is a bounded step, so Redis serves others in between.
 SCAN_COUNT = 1000
@@ -167,7 +167,7 @@ def _glob(prefix: str) -> str:
 
 def _read(node: Any, sha: str, keys: list[bytes], start: int, found: Census) -> None:
     """One round trip for ``keys``: the header script (sessions' shapes), PTTL and MEMORY USAGE."""
-    kinds = [_kind(key[start:]) for key in keys]
+    kinds = [key_kind(key[start:]) for key in keys]
     memory = found.memory_usage
     pipe = node.pipeline(transaction=False)
     for key, kind in zip(keys, kinds, strict=True):
@@ -215,10 +215,7 @@ def _classify(
         found.shared.append(stored)
         _count_keys(found, fields, STAMP_SIZE + TAG_DIGEST_SIZE)
         return
-    try:
-        parsed = Meta.unpack(meta) if meta is not None else None
-    except BackendError:
-        parsed = None
+    parsed = stored_meta(meta)
     if parsed is None:
         found.other.append(stored)
     elif parsed.is_claim and not fields:
@@ -231,7 +228,7 @@ def _classify(
 def _count_keys(found: Census, fields: list[tuple[bytes, int, bytes]], at: int) -> None:
     for field, size, head in fields:
         name = field.decode("utf-8", "replace")
-        found.per_key.setdefault(name, KeyStats()).add(size, _version(head[at:]))
+        found.per_key.setdefault(name, KeyStats()).add(size, envelope_version(head[at:]))
 
 
 # --------------------------------------------------------------------------- the report
@@ -334,7 +331,7 @@ def print_report(console: Console, document: dict[str, Any], where: str) -> None
         highlight=False,
         markup=False,
     )
-    table = _table("sizes")
+    table = compact_table("sizes")
     for column in ("", "count", "p50", "p90", "p99", "max"):
         table.add_column(column, justify="left" if not column else "right")
     for group in ("sessions", "shared"):
@@ -344,7 +341,7 @@ def print_report(console: Console, document: dict[str, Any], where: str) -> None
                 table.add_row(
                     f"{group} {title}",
                     str(row["count"]),
-                    *(_bytes(row[p]) for p in ("p50", "p90", "p99", "max")),
+                    *(human_size(row[p]) for p in ("p50", "p90", "p99", "max")),
                 )
     console.print(table)
     if not document["memory_usage"]:
@@ -355,8 +352,8 @@ def print_report(console: Console, document: dict[str, Any], where: str) -> None
     if ttl["seconds"] is not None:
         s = ttl["seconds"]
         console.print(
-            f"TTL of {s['count']} keys: p50 {_duration(s['p50'])}, p90 {_duration(s['p90'])}, "
-            f"min {_duration(s['min'])}, max {_duration(s['max'])}",
+            f"TTL of {s['count']} keys: p50 {human_duration(s['p50'])}, p90 {human_duration(s['p90'])}, "
+            f"min {human_duration(s['min'])}, max {human_duration(s['max'])}",
             highlight=False,
         )
     if ttl["without_ttl"]:
@@ -368,28 +365,28 @@ def print_report(console: Console, document: dict[str, Any], where: str) -> None
             highlight=False,
         )
     if document["largest"]:
-        largest = _table("largest sessions")
+        largest = compact_table("largest sessions")
         for column in ("address", "bytes", "MEMORY USAGE", "keys", "TTL"):
             largest.add_column(column, justify="left" if column == "address" else "right")
         for row in document["largest"]:
             largest.add_row(
                 escape(row["address"]),
-                _bytes(row["bytes"]),
-                _bytes(row["memory"]) if row["memory"] is not None else "-",
+                human_size(row["bytes"]),
+                human_size(row["memory"]) if row["memory"] is not None else "-",
                 str(row["keys"]),
-                _duration(row["ttl"]) if row["ttl"] is not None else "none",
+                human_duration(row["ttl"]) if row["ttl"] is not None else "none",
             )
         console.print(largest)
     if document["keys"]:
         hashed = " (labels hashed: --show-keys shows them)" if document["labels"] == "hashed" else ""
-        keys = _table(f"bytes per persisted key{hashed}")
+        keys = compact_table(f"bytes per persisted key{hashed}")
         for column in ("key", "count", "total", "mean", "max", "versions"):
             keys.add_column(column, justify="left" if column in ("key", "versions") else "right")
         for row in document["keys"][:KEY_ROWS]:
             versions = ", ".join(f"v{v} ×{n}" for v, n in row["versions"].items())
             keys.add_row(
-                escape(row["key"]), str(row["count"]), _bytes(row["total"]), _bytes(row["mean"]),
-                _bytes(row["max"]), versions,
+                escape(row["key"]), str(row["count"]), human_size(row["total"]), human_size(row["mean"]),
+                human_size(row["max"]), versions,
             )  # fmt: skip
         console.print(keys)
         if len(document["keys"]) > KEY_ROWS:
@@ -440,11 +437,7 @@ class Verdict:
 def parse_address(text: str, prefix: str) -> str | None:
     """The session address in ``text`` (the key itself, with or without the prefix), or None."""
     address = text.removeprefix(prefix) if prefix and text.startswith(prefix) else text
-    if ADDRESS.fullmatch(address):
-        return address
-    if len(address) == SHARED_ADDRESS_LENGTH and ADDRESS.fullmatch(address + "A" * PART_LENGTH):
-        return address
-    return None
+    return address if key_kind(address.encode()) != "foreign" else None
 
 
 def verify(
@@ -470,7 +463,7 @@ def verify(
     values = [
         context.shared(at, f, data, tag) for f, data in sorted(shared.items()) if f != META_FIELD.encode()
     ]
-    when = f"TTL {_duration(ttl / 1000)}" if ttl >= 0 else "no TTL (it never expires)"
+    when = f"TTL {human_duration(ttl / 1000)}" if ttl >= 0 else "no TTL (it never expires)"
     if kernel is None:
         return Verdict(
             address,
@@ -481,10 +474,7 @@ def verify(
     kernel = dict(kernel)
     meta_field = kernel.pop(META_FIELD.encode(), None)
     also = f"; {_count(values, 'shared value')} at {at}" if values else ""
-    try:
-        meta = Meta.unpack(meta_field) if meta_field is not None else None
-    except BackendError:
-        meta = None
+    meta = stored_meta(meta_field)
     if meta is None:
         problem = "the hash has no meta field of ours: it is not a session solara-persisted wrote"
         return Verdict(address, f"{_count(kernel, 'field')}, {when}{also}", tuple(values), problem)
@@ -648,7 +638,7 @@ def print_verdict(console: Console, verdict: Verdict, show_values: bool) -> None
     """The session in one line, a row per value, then the verdict (the first problem, in one line)."""
     console.print(f"session {verdict.address}: {verdict.found}", highlight=False, markup=False)
     if verdict.values:
-        table = _table(None)
+        table = compact_table(None)
         for column in (
             "key",
             "scope",
@@ -666,7 +656,7 @@ def print_verdict(console: Console, verdict: Verdict, show_values: bool) -> None
             style = {"ok": "green", "verified": "yellow", "fail": "red"}[value.status]
             table.add_row(
                 escape(value.key), value.scope, value.codec or "-",
-                f"v{value.version}" if value.version is not None else "-", _bytes(value.bytes),
+                f"v{value.version}" if value.version is not None else "-", human_size(value.bytes),
                 f"[{style}]{value.status}[/]", escape(_shown(value, show_values)), escape(value.note or ""),
             )  # fmt: skip
         console.print(table)

@@ -27,10 +27,8 @@ from typing import Any, Literal
 
 import attrs
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from ..address import ADDRESS_LENGTH, PART_LENGTH, SHARED_ADDRESS_LENGTH
 from ..backends.base import GENERATION_AT, STAMP_SIZE, TAG_DIGEST_SIZE
@@ -39,11 +37,14 @@ from ..config import Settings
 from ..envelope import KeyRing, seal
 from ..errors import CodecError
 from ..schema.apps import display_path
-from ..schema.goldens import Golden, read_goldens
-from ..schema.goldens import _field_for as field_for  # the stored key a golden is restored under
-from ..schema.goldens import _golden_payload as golden_payload  # what `solara-persisted golden` commits
+from ..schema.goldens import (
+    Golden,
+    field_for,  # the stored key a golden is restored under
+    golden_payload,  # what `solara-persisted golden` commits
+    read_goldens,
+)
 from ..spec import PersistedSpec, Registry
-from .doctor import _size as _bytes
+from .report import compact_table, human_size
 
 #: ``--sessions``, and the scale the table always shows next to it.
 SESSIONS = 10_000
@@ -408,7 +409,7 @@ def document(sizing: Sizing) -> dict[str, Any]:
 def print_report(console: Console, sizing: Sizing, sessions: int) -> None:
     """For a person: the keys, a session's hashes and their encoding, the memory at each scale, the notes."""
     limits = sizing.limits
-    keys = _table("one session's values")
+    keys = compact_table("one session's values")
     keys.add_column("key", no_wrap=True)
     keys.add_column("scope")
     keys.add_column("v")
@@ -419,8 +420,8 @@ def print_report(console: Console, sizing: Sizing, sessions: int) -> None:
     for key in sizing.keys:
         fits = f"[red]over {limits.value}[/]" if over_limit(key, limits) else "fits"
         keys.add_row(
-            escape(key.key), key.scope, f"v{key.version}", _bytes(key.payload), _bytes(key.envelope),
-            _bytes(key.stored), fits, "golden" if key.golden else "[yellow]estimate[/]",
+            escape(key.key), key.scope, f"v{key.version}", human_size(key.payload), human_size(key.envelope),
+            human_size(key.stored), fits, "golden" if key.golden else "[yellow]estimate[/]",
         )  # fmt: skip
     console.print(keys)
     for h in sizing.hashes:
@@ -431,8 +432,8 @@ def print_report(console: Console, sizing: Sizing, sessions: int) -> None:
             else f"[red]hashtable[/] (converted by {escape(', '.join(h.over)) or f'over {limits.entries} fields'})"
         )
         console.print(
-            f"{h.kind} hash {escape(where)}: {len(h.fields)} field{'' if len(h.fields) == 1 else 's'}, {_bytes(h.stored)} stored, {verdict}, "
-            f"MEMORY USAGE {_bytes(h.memory_usage)}",
+            f"{h.kind} hash {escape(where)}: {len(h.fields)} field{'' if len(h.fields) == 1 else 's'}, {human_size(h.stored)} stored, {verdict}, "
+            f"MEMORY USAGE {human_size(h.memory_usage)}",
             highlight=False,
         )
     console.print(
@@ -440,20 +441,13 @@ def print_report(console: Console, sizing: Sizing, sessions: int) -> None:
         f"({escape(limits.source)})",
         highlight=False,
     )
-    scale = _table("Redis memory")
+    scale = compact_table("Redis memory")
     scale.add_column("sessions", justify="right")
     scale.add_column("stored", justify="right")
     scale.add_column("used_memory (estimate)", justify="right")
     for n in sizing.scale:
         style = "bold" if n == sessions else ""
-        scale.add_row(f"{n:,}", _bytes(n * sizing.stored), _bytes(sizing.used_memory(n)), style=style)
+        scale.add_row(f"{n:,}", human_size(n * sizing.stored), human_size(sizing.used_memory(n)), style=style)
     console.print(scale)
     for note in notes(sizing):
         console.print(f"[dim]{escape(note)}[/]", highlight=False)
-
-
-def _table(title: str | None) -> Table:
-    """A compact table: a rule under the header, no frame, so that it fits an 80-column terminal."""
-    return Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0)
-    )

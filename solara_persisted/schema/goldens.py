@@ -122,7 +122,7 @@ def read_goldens(directory: Path) -> dict[str, dict[int, Golden]]:
 # --------------------------------------------------------------------------- writing
 
 
-def _golden_payload(spec: PersistedSpec, schemas_dir: Path) -> tuple[bytes, str]:
+def golden_payload(spec: PersistedSpec, schemas_dir: Path) -> tuple[bytes, str]:
     """The codec's bytes for the golden value and where the value came from.
 
     The last of the committed schema's ``examples`` (codegen puts the default first, so a
@@ -151,7 +151,7 @@ def write_goldens(registry: Registry, directory: Path, schemas_dir: Path) -> Wri
             report.kept.append(path)
             continue
         try:
-            payload, source = _golden_payload(spec, schemas_dir)
+            payload, source = golden_payload(spec, schemas_dir)
         except CodecError as error:
             report.problems.append(
                 Problem(
@@ -185,7 +185,7 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _field_for(spec: PersistedSpec) -> str:
+def field_for(spec: PersistedSpec) -> str:
     """A concrete stored key: the key itself, or the family's template filled in."""
     if not spec.is_template:
         return spec.key
@@ -195,7 +195,7 @@ def _field_for(spec: PersistedSpec) -> str:
 
 def _restore_one(engine: Engine, spec: PersistedSpec, golden: Golden) -> RestoredGolden | str:
     where = f"{golden.label} ({golden.path})"
-    field = _field_for(spec)
+    field = field_for(spec)
     if engine.registry.resolve(field) is not spec:
         return f"{where}: its stored key {field!r} resolves to another declaration; make the keys distinct"
     kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
