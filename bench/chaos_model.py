@@ -195,6 +195,7 @@ def _check_user(
             point = max((fork for fork in forks if fork <= sent), default=None)
             if point is not None:
                 user.dropped.update(n for n, at in user.sent_at.items() if at < point)
+                last_read = None  # the fresh page's side won: what was read before it is not owed
             forks.clear()
         for key in KEYS:
             value = values.get(key, DEFAULT)

@@ -83,6 +83,18 @@ def test_half_of_one_event_is_torn() -> None:
     assert rules(history(restore(6.0, 2, "i2", a="u1-3", b="u1-2")), KILL) == ["torn"]
 
 
+def test_a_fresh_page_that_claimed_the_session_is_not_back_in_time() -> None:
+    """i2 read command 3; the next restore read nothing (Redis out: a fresh page, a fork), and that
+    page claimed the session when Redis came back without changing anything: the last read shows
+    the fresh page's empty state, which is what the user saw last, not a step back."""
+    records = [
+        *history(restore(6.0, 3, "i2", a="u1-3", b="u1-3")),
+        restore(7.0, 0, "i3", result="skipped"),
+        restore(9.0, 0, "checker", result="miss"),
+    ]
+    assert rules(records, TERM) == []
+
+
 def test_a_later_restore_is_never_older() -> None:
     records = [*history(restore(6.0, 3, "i2", a="u1-3", b="u1-3")), restore(7.0, 2, "i2", live=True, a="u1-1", b="u1-2")]
     assert "back-in-time" in rules(records, TERM)
