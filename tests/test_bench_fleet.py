@@ -1,0 +1,73 @@
+"""Smoke test of the fleet benchmark (bench/bench_fleet.py): tiny sizes, Redis normal only.
+
+The bench starts one redis-server and a fresh ``solara run --production`` server for each of the
+three configurations (no persistence, Solara's built-in engine, ours), drives a few protocol-level
+sessions and writes its JSON; this checks the JSON's shape and that every figure that must be
+positive is. The numbers themselves are for the full run by hand (bench/README.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KEYS = {
+    "config",
+    "sessions",
+    "redis",
+    "threads",
+    "rss_per_session_bytes",
+    "cpu_ms_per_1000_changes",
+    "event_p50_ms",
+    "event_p99_ms",
+    "redis_bytes_per_session",
+    "redis_commands_per_s",
+    "changes",
+}
+REDIS_FIGURES = ("redis_bytes_per_session", "redis_commands_per_s")
+
+# three real server starts on a shared 2-core machine: one retry before a failure counts
+pytestmark = [pytest.mark.redis, pytest.mark.flaky(reruns=1, reruns_delay=1)]
+
+
+def _load_bench() -> ModuleType:
+    """bench/ is scripts, not a package: load the bench by path, once."""
+    name = "bench_fleet"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / "bench_fleet.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def test_the_fleet_bench_measures_three_configurations(tmp_path: Path) -> None:
+    bench = _load_bench()
+    out = tmp_path / "fleet.json"
+    argv = ["--sessions", "5", "--seconds", "3", "--warmup", "1", "--interval", "0.5", "--redis", "normal"]
+    returned = bench.main([*argv, "--json", str(out), "--keep-logs", str(tmp_path / "logs")])
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(returned))
+    assert set(written) == {"runs"}
+    runs = {run["config"]: run for run in written["runs"]}
+    assert len(written["runs"]) == 3 and set(runs) == {"off", "solara", "ours"}
+    for config, run in runs.items():
+        assert set(run) == KEYS, config
+        assert run["sessions"] == 5 and run["redis"] == "normal", run
+        assert run["threads"] > 0 and run["changes"] > 0 and run["event_p50_ms"] > 0, run
+        assert run["event_p99_ms"] >= run["event_p50_ms"] and run["cpu_ms_per_1000_changes"] > 0, run
+        assert isinstance(run["rss_per_session_bytes"], (int, float)), run
+    for config in ("solara", "ours"):
+        assert runs[config]["redis_bytes_per_session"] > 0, runs[config]
+        assert runs[config]["redis_commands_per_s"] > 0, runs[config]
+    assert all(runs["off"][figure] is None for figure in REDIS_FIGURES), runs["off"]
+    logs = {config: (tmp_path / "logs" / f"{config}-5-normal" / "solara.log").read_text() for config in runs}
+    assert "solara-persisted active" in logs["ours"]
+    assert "solara-persisted active" not in logs["solara"] + logs["off"]
