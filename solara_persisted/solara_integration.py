@@ -39,6 +39,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
+import anyio.to_thread
 import attrs
 
 from .config import Settings, unknown_settings
@@ -206,6 +207,7 @@ def _activate(settings: Settings | None) -> Engine:
         _undo.append(solara.lab.on_kernel_start(_on_kernel_start))
         _install_connection_clock()
         _install_message_hook()
+        _install_shutdown_hand_off(active)
         _install_routes(active)
         _install_refresh_banner()
         _engine = active
@@ -273,7 +275,6 @@ def _show_state_logs() -> None:
 
 def _install_routes(active: Engine) -> None:
     """Put our ``/resourcez`` and a guarded tab-close route in front of Solara's (routes match in order)."""
-    import anyio.to_thread
     from solara.server import kernel_context, server
     from solara.server import starlette as solara_starlette
     from starlette.requests import Request
@@ -371,8 +372,8 @@ def _drain_refusal(token: str, authorization: str | None) -> tuple[int, str] | N
     return None
 
 
-def drain_instance(active: Engine, timeout: float) -> dict[str, Any]:
-    """The pre-stop drain: hand every session on to the rest of the fleet before this instance dies.
+def drain_instance(active: Engine, timeout: float, reason: str = "pre-stop") -> dict[str, Any]:
+    """Hand every session on to the rest of the fleet before this instance dies.
 
     In this order: report not-ready and refuse new connections; stop every kernel taking client
     messages (each between two events, under its lock); write every session in one bounded,
@@ -380,6 +381,9 @@ def drain_instance(active: Engine, timeout: float) -> dict[str, Any]:
     at once, through the balancer, to an instance that restores what was just written. A message
     that arrives after its kernel stopped is dropped unanswered: the client never saw it applied,
     and the restore elsewhere shows the state that was written. Runs again harmlessly.
+
+    ``reason`` "shutdown" is uvicorn's SIGTERM (``_install_shutdown_hand_off``): the same, except
+    that uvicorn itself closes the websockets right after.
     """
     from solara.server import kernel_context
 
@@ -394,8 +398,8 @@ def drain_instance(active: Engine, timeout: float) -> dict[str, Any]:
     ]
     for manager in managers:
         manager.hand_off(deadline)
-    unwritten = active.drain(max(0.0, deadline - time.monotonic()), "pre-stop")
-    closed = sum(_close_websockets(context) for context in contexts)
+    unwritten = active.drain(max(0.0, deadline - time.monotonic()), reason)
+    closed = sum(_close_websockets(context) for context in contexts) if reason == "pre-stop" else 0
     report = {
         "kernels": len(managers),
         "unwritten": unwritten,
@@ -404,10 +408,37 @@ def drain_instance(active: Engine, timeout: float) -> dict[str, Any]:
     }
     logger.log(
         logging.WARNING if unwritten else logging.INFO,
-        "drain kernels=%d unwritten=%d websockets_closed=%d seconds=%.3f",
+        "drain reason=%s kernels=%d unwritten=%d websockets_closed=%d seconds=%.3f",
+        reason,
         *report.values(),
     )
     return report
+
+
+def _install_shutdown_hand_off(active: Engine) -> None:
+    """On SIGTERM, write every session before uvicorn closes a websocket.
+
+    uvicorn's shutdown closes the websockets first and runs the lifespan shutdown (where Solara
+    closes the kernels, and the shutdown flush would run) only once they are gone. By then the
+    browsers have reconnected elsewhere and their takeovers fence the late flush out: the last
+    debounce window of every session was lost to a plain rolling deploy. The hand-off runs at the
+    start of ``Server.shutdown`` instead, off the event loop (bounded by ``DRAIN_TIMEOUT``). Servers
+    other than uvicorn keep the lifespan flush alone.
+    """
+    from uvicorn.server import Server
+
+    builtin_shutdown = Server.shutdown
+
+    async def shutdown(self: Server, *args: Any, **kwargs: Any) -> None:
+        await anyio.to_thread.run_sync(drain_instance, active, DRAIN_TIMEOUT, "shutdown")
+        await builtin_shutdown(self, *args, **kwargs)
+
+    Server.shutdown = shutdown  # type: ignore[method-assign]
+
+    def remove() -> None:
+        Server.shutdown = builtin_shutdown  # type: ignore[method-assign]
+
+    _undo.append(remove)
 
 
 def _close_websockets(context: Any) -> int:

@@ -264,11 +264,12 @@ def grace_problems(deployment: Doc, dockerfile: str, shutdown_drain: float) -> l
     if problems:
         return problems
     grace = pod_spec(deployment).get("terminationGracePeriodSeconds", 30)
-    budget = parse_duration("--timeout", drain) + float(graceful) + shutdown_drain
+    # the SIGTERM hand-off before uvicorn closes anything, and the lifespan drain: one DRAIN_TIMEOUT each
+    budget = parse_duration("--timeout", drain) + float(graceful) + 2 * shutdown_drain
     if not grace > budget:
         problems.append(
             f"terminationGracePeriodSeconds {grace} is not above drain {drain} + graceful shutdown "
-            f"{graceful} + shutdown drain {shutdown_drain:g} = {budget:g} s"
+            f"{graceful} + two shutdown drains of {shutdown_drain:g} = {budget:g} s"
         )
     return problems
 

@@ -80,7 +80,7 @@ def test_a_drained_instance_hands_its_page_on_with_nothing_lost_and_no_dialog(
     assert drained.returncode == 0, drained.stderr
     report = json.loads(drained.stdout)
     assert report["kernels"] == 1 and report["unwritten"] == 0 and report["websockets_closed"] == 1, report
-    a.wait_for_log(r"drain kernels=1 unwritten=0 websockets_closed=1 ")
+    a.wait_for_log(r"drain reason=pre-stop kernels=1 unwritten=0 websockets_closed=1 ")
     assert state(a)["flush_ok"] == 1, "the drain wrote the page's session"
 
     remounted(page, remounts, "success")
@@ -121,3 +121,27 @@ def test_the_drain_command_refuses_in_one_line(fleet: Fleet, env: dict[str, str]
         assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert http_status(a.url + "/readyz") == 200, "a refused drain changed nothing"
     wait_until(lambda: "refused a drain request" in a.logs(), "A logging the wrong token")
+
+
+def test_a_sigterm_writes_every_session_before_a_websocket_closes(fleet: Fleet, page: Page, env: dict[str, str]) -> None:
+    """No pre-stop drain: a plain SIGTERM. uvicorn closes the websockets first and Solara closes
+    the kernels (the shutdown flush) only after; the page's reconnect to B must still find the
+    clicks that lived only in A's memory (30 s debounce), not race A's flush and fence it out."""
+    env = {**env, "SOLARA_STATE_FLUSH_DEBOUNCE": "30s"}
+    a = fleet.server(APP, env=env, name="a")
+    b = fleet.server(APP, env=env, name="b")
+    proxy = fleet.proxy(a)
+    page.goto(proxy.url)
+    count_on(page, 0)
+    click(page, 2)
+    count_on(page, 2)
+    assert state(a)["flush_ok"] == 0
+
+    proxy.target = b.port
+    remounts = debug(page, "remountCount")
+    a.stop()  # SIGTERM, and wait for the process to end
+    remounted(page, remounts, "success")
+    count_on(page, 2)
+    a_log = a.logs()
+    assert "drain reason=shutdown kernels=1 unwritten=0 " in a_log, a_log
+    assert "flush result=rejected" not in a_log, "A's write came after B's takeover"
