@@ -396,8 +396,10 @@ def drain_instance(active: Engine, timeout: float, reason: str = "pre-stop") -> 
         for context in contexts
         if isinstance(manager := getattr(context, "state_persistence", None), KernelPersistence)
     ]
-    for manager in managers:
-        manager.hand_off(deadline)
+    for manager in managers:  # first every kernel, at once: from here on their messages are dropped
+        manager.hand_off()
+    for manager in managers:  # then an event still being handled ends before the write
+        manager.wait_for_event(deadline)
     unwritten = active.drain(max(0.0, deadline - time.monotonic()), reason)
     closed = sum(_close_websockets(context) for context in contexts) if reason == "pre-stop" else 0
     report = {
@@ -875,16 +877,18 @@ class KernelPersistence:
             return False
         return True
 
-    def hand_off(self, deadline: float) -> None:
-        """The drain: take no client message from now on. Waits (until ``deadline``, monotonic) for
-        the kernel's lock, so the event being handled, if any, ends before the drain writes."""
+    def hand_off(self) -> None:
+        """The drain: take no client message from now on (the message hook drops them, under the
+        kernel's lock). Set without that lock: a busy kernel re-takes it for message after message
+        of its backlog, and a drain waiting its turn for each of a hundred kernels ran out of time."""
+        self._handed_off = True
+
+    def wait_for_event(self, deadline: float) -> None:
+        """Wait (until ``deadline``, monotonic) for the event being handled, if any: Solara handles
+        each message under the kernel's lock, so once it is free the kernel's values are one state."""
         lock = self._context.lock
-        acquired = lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
-        try:
-            self._handed_off = True
-        finally:
-            if acquired:
-                lock.release()
+        if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            lock.release()
 
     # -- what Solara reads (never backend I/O) --------------------------------------------------
 
