@@ -28,8 +28,13 @@ CLI = Path(sys.executable).with_name("solara-persisted")
 SHELL_BLOCK = re.compile(r"^```(?:console|shell|sh|bash|shell-session)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 TIMEOUT = 120.0
 
-#: Commands (as written, without a trailing comment) that serve until stopped, and what tests them.
+#: Commands (as written, without a trailing comment) that serve until stopped or need a running
+#: instance, and what tests them.
 NOT_RUN: dict[str, str] = {
+    "solara-persisted drain --url http://127.0.0.1:8765 --timeout 15s": (
+        "asks a running instance, with its drain token: tests/e2e/test_drain_fleet.py runs it against real "
+        "`solara run` instances, and its refusals"
+    ),
     "solara-persisted demo --fleet --port 8800": (
         "redis-server, two instances and a proxy until q: tests/e2e/test_demo_fleet.py drives it from a pipe "
         "and a pseudo-terminal, with chromium on the page"
