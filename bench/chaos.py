@@ -350,6 +350,7 @@ class Chaos:
                             },
                             "seq": values.get("chaos.seq", 0),
                             "result": str(restored.result),
+                            "cause": restored.cause,
                             "instance": "checker",
                             "live": False,
                             "final": True,

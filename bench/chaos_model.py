@@ -274,20 +274,28 @@ def _required(
             return None
         return owed[-1][1], f"durable on {holder}, which lived on, by the reconnect at {began:.2f}"
     at, kind, _, began = lost[0]
-    if kind in GRACEFUL and not any(_overlaps(w, holder, began, at) for w in windows):
+    if kind in GRACEFUL and not any(_overlaps(w, holder, began, at, bounds) for w in windows):
         owed = [ack for ack in acks if ack[0] < at]
         why = f"acknowledged before the graceful {kind} of {holder} at {at:.2f}"
     else:
-        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= at]
-        why = f"durable before the {kind} of {holder} at {at:.2f}"
+        # A graceful shutdown's drain is the holder's last write (its writer stops there): what
+        # was durable by the time it began is owed, not what would have been by the time it ended.
+        until = began if kind in GRACEFUL else at
+        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= until]
+        why = f"durable before the {kind} of {holder} at {until:.2f}"
     if not owed:
         return None
     return owed[-1][1], f"{why}, was acknowledged at {owed[-1][0]:.2f}"
 
 
-def _overlaps(window: Outage, instance: str, began: float, at: float) -> bool:
-    """Whether Redis was out for ``instance`` at some time from ``began`` to ``at``."""
-    return window.instance in (None, instance) and window.start <= at and began <= window.end
+def _overlaps(window: Outage, instance: str, began: float, at: float, bounds: Bounds) -> bool:
+    """Whether Redis was out for ``instance`` at some time from ``began`` to ``at``: until the
+    breaker the outage opened lets a call through again, its window after the outage."""
+    return (
+        window.instance in (None, instance)
+        and window.start <= at
+        and began <= window.end + bounds.breaker_window
+    )
 
 
 def _latencies(user: _User) -> Iterable[tuple[int, float, float]]:

@@ -215,6 +215,19 @@ def test_a_graceful_shutdown_whose_drain_met_a_full_redis_owes_nothing_it_could_
     assert rules(history(after), [full[2]]) == ["lost"]
 
 
+def test_a_graceful_shutdown_while_the_breaker_is_still_open_owes_nothing_it_could_not_write() -> None:
+    """Redis came back at 4.5, but the breaker the outage opened refuses calls for its window
+    (1 s here): a drain from 5.2 could not write, one from 5.6 could."""
+    paused = [{"t": 3.0, "kind": "redis_pause", "instance": None}, {"t": 4.5, "kind": "redis_pause_end", "instance": None}]
+    after = restore(7.0, 2, "i2", a="u1-1", b="u1-2")
+    early = {"t": 6.5, "kind": "terminate", "instance": "i1", "began": 5.2}
+    late = {"t": 6.5, "kind": "terminate", "instance": "i1", "began": 5.6}
+    assert rules(history(after), [*paused, early]) == []
+    assert rules(history(after), [*paused, late]) == ["lost"]
+    # what was durable before the outage is owed all the same: command 2, written by 2.8
+    assert rules(history(restore(7.0, 1, "i2", a="u1-1")), [*paused, early]) == ["lost"]
+
+
 @pytest.mark.parametrize(("restored", "code"), [(restore(6.0, 2, "i2", a="u1-1", b="u1-2"), 0), (restore(6.0, 1, "i2", a="u1-1"), 1)])
 def test_saved_histories_are_judged_again_without_a_fleet(tmp_path: Any, restored: dict[str, Any], code: int) -> None:
     import chaos
