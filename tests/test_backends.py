@@ -256,10 +256,10 @@ def test_a_write_under_another_tag_wipes_every_field_of_the_old_one(backend: Bac
     request = flush_request(address, FIRST, {"b": b"new b"}, schema_tag="v2", removed=("c",))
     assert backend.flush(request)
     assert raw(address) == {META: packed(request.meta), b"b": b"new b"}
-    same_tag = flush_request(address, FIRST, {"d": b"4"}, schema_tag="v2", counter=2)
+    same_tag = flush_request(address, FIRST, {"d": b"4"}, schema_tag="v2", counter=2, must_exist=True)
     assert backend.flush(same_tag)
     assert raw(address) == {META: packed(same_tag.meta), b"b": b"new b", b"d": b"4"}, (
-        "under the same tag a write only adds"
+        "under the same tag a write whose manifest covers what is there only adds"
     )
 
 
@@ -365,9 +365,19 @@ def test_the_schema_is_checked_before_the_budget(backend: Backend, raw: Raw) -> 
 def test_removed_fields_are_deleted_in_the_same_write(backend: Backend, raw: Raw) -> None:
     address = new_address()
     assert backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2", "c": b"3"}))
-    request = flush_request(address, FIRST, {"b": b"22"}, removed=("a", "never-written"), counter=2)
+    request = flush_request(address, FIRST, {"b": b"22"}, removed=("a", "never-written"), counter=2, must_exist=True)
     assert backend.flush(request)
     assert raw(address) == {META: packed(request.meta), b"b": b"22", b"c": b"3"}
+
+
+def test_a_write_from_nothing_replaces_what_the_hash_holds(backend: Backend, raw: Raw) -> None:
+    """A writer that starts from nothing (a fresh start left a newer version's values in place)
+    signs only its own fields: every other value goes, or the next read would bail out."""
+    address = new_address()
+    assert backend.flush(flush_request(address, FIRST, {"a": b"1", "b": b"2"}))
+    fresh = flush_request(address, FIRST, {"b": b"fresh"}, counter=2)
+    assert backend.flush(fresh)
+    assert raw(address) == {META: packed(fresh.meta), b"b": b"fresh"}
 
 
 def test_state_expires_after_its_ttl(backend: Backend, raw: Raw) -> None:

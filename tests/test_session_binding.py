@@ -463,3 +463,46 @@ def test_a_stored_envelope_over_its_cap_is_never_decoded(
     restored = engine.restore(kernel_id, cookie)
     assert (restored.result, dict(restored.values)) == ("success", {"t.page": 4})
     assert engine.state_block()["sync_oversize_dropped"] == 1
+
+
+def test_a_fresh_start_on_an_older_version_then_a_change_leaves_a_state_that_reads_back(
+    settings: Settings, backend: Backend
+) -> None:
+    """A rollback: an old instance meets a value a newer one wrote, starts the page fresh
+    (newer-version) and leaves the newer values for newer instances. When the page then
+    changes something, its write must replace those values: they are not in its manifest, and
+    left beside it they made the next read bail out and delete the session (chaos seed 801)."""
+    from solara_persisted import persisted
+    from solara_persisted.spec import registry
+
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    with registry.isolated():
+
+        @persisted(key="t.note", version=2)
+        def note_v2() -> str:
+            return ""
+
+        @persisted(key="t.other")
+        def other_v2() -> str:
+            return ""
+
+        newer = Kernel(make_engine(settings, backend), kernel_id, cookie)
+        newer.set("t.note", "written at version 2")
+        newer.set("t.other", "beside it")
+        assert flushed(newer.engine) == 1
+    with registry.isolated():
+
+        @persisted(key="t.note")
+        def note_v1() -> str:
+            return ""
+
+        @persisted(key="t.other")
+        def other_v1() -> str:
+            return ""
+
+        older = Kernel(make_engine(settings, backend), kernel_id, cookie)
+        assert (older.restored.result, older.restored.cause) == ("fresh-schema", "newer-version")
+        older.set("t.other", "changed on the fresh page")
+        assert flushed(older.engine) == 1
+        again = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (again.result, dict(again.values)) == ("success", {"t.other": "changed on the fresh page"})

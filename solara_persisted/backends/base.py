@@ -167,7 +167,8 @@ class FlushRequest:
 
     ``meta`` carries the generation the writer holds and the new manifest over the whole hash as
     it will be after this write. ``must_exist``: the manifest covers fields written before, so
-    the write is refused if the hash is gone (deleted or expired) rather than leave it partial.
+    the write is refused if the hash is gone (deleted or expired) rather than leave it partial;
+    without it the write starts from nothing and replaces every value the hash holds.
     ``shared`` (stamped values) and ``shared_removed`` (deleted as of ``shared_stamp``) go to the
     browser session's shared hash, each only if no newer change or forget is there.
     """

@@ -154,7 +154,9 @@ class MemoryBackend(Backend):
                 meta = Meta.unpack(stored.fields[_META])
                 if meta.generation != request.generation:
                     return False
-                if meta.tag != request.meta.tag:  # values written under another schema must not be restored
+                if not request.must_exist or meta.tag != request.meta.tag:
+                    # a write from nothing replaces the values (its manifest signs its own only);
+                    # values written under another schema must not be restored
                     stored.fields = {}
             stored.fields[_META] = meta_value
             stored.fields.update((name.encode(), bytes(data)) for name, data in request.fields.items())

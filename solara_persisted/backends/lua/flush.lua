@@ -1,7 +1,8 @@
 -- Fenced write: only the holder of the current generation may write a kernel's hash, and the
 -- values it shares with its browser session's other tabs go in with the same check. A writer
 -- whose manifest covers fields written before (ARGV[3] = '1') needs them still there; one that
--- starts from nothing creates the hash.
+-- starts from nothing (a miss, a fresh start) creates the hash, or replaces every value in it:
+-- its manifest signs only its own fields, and any other would make the next read bail out.
 -- KEYS[1] the kernel's hash; KEYS[2], only when there are shared values to write or delete, the
 -- browser session's shared hash (same hash tag, same slot).
 -- ARGV[1] the new meta value: tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16)
@@ -26,8 +27,9 @@ if stored then
   if string.sub(stored, 29) ~= string.sub(meta, 29) then
     return 0
   end
-  if string.sub(stored, 1, 4) ~= string.sub(meta, 1, 4) then
-    -- The schema changed: values written under the old tag must not be restored under the new one.
+  if ARGV[3] == '0' or string.sub(stored, 1, 4) ~= string.sub(meta, 1, 4) then
+    -- Starting from nothing (a fresh start left a newer version's values for newer instances),
+    -- or the schema changed: values this write's manifest does not sign must not be restored.
     for _, field in ipairs(redis.call('HKEYS', key)) do
       if string.byte(field, 1) ~= 0 then redis.call('HDEL', key, field) end
     end
