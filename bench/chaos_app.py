@@ -6,8 +6,9 @@ together are restored together. The ``state`` HTML widget answers with what the 
 values, the last command applied, and what its restore did. Values are strings the user chose
 (``u17-42``: user 17, command 42), so a restore that hands one user another's value is visible.
 
-``CHAOS_APP_VERSION=2`` declares ``chaos.c`` at version 2 with a reversible migration (a rolling
-deploy that bumps a spec: old and new instances read each other's state); ``CHAOS_PLANT`` plants a known bug for the checker's own tests (``chaos_plants.py``),
+``CHAOS_APP_VERSION=2`` declares ``chaos.c`` at version 2 with a reversible migration, which
+version 1 ships ahead (a rolling deploy that bumps a spec or rolls it back: old and new instances
+read each other's state); ``CHAOS_PLANT`` plants a known bug for the checker's own tests (``chaos_plants.py``),
 and is read here, by this test app, never by the package.
 """
 
@@ -73,6 +74,11 @@ else:
     @persisted(key="chaos.c")
     def c() -> Note:
         return Note()
+
+    # The reversible step shipped one release ahead of the bump (docs/schema-evolution.md §4): a
+    # version 1 instance reads what version 2 wrote by running it backwards (dropping edited_by),
+    # so a deploy that rolls the bump back restores instead of starting fresh.
+    migration("chaos.c", from_version=1, ops=[AddField("edited_by", "")])
 
     def set_c(value: str) -> None:
         c.set(Note(value))
