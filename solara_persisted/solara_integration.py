@@ -28,7 +28,6 @@ banner script that shows the client's give-up verdict (Solara's vuetify-3 page d
 from __future__ import annotations
 
 import collections
-import hmac
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from .metrics import CONTENT_TYPE, render
 from .restore_info import RestoreInfo, run_callbacks
 from .spec import key_from_storage_key, persist_true_spec, registry
 from .startup import refuse, server_program
+from .stats import bearer_matches
 from .worker import Session
 
 logger = logging.getLogger("solara.state")
@@ -364,9 +364,7 @@ def _drain_refusal(token: str, authorization: str | None) -> tuple[int, str] | N
     """Why a drain request is refused (HTTP status, one line), or None when it may run."""
     if not token:
         return 404, "the drain endpoint is off: set SOLARA_STATE_DRAIN_TOKEN on the server to turn it on"
-    expected = f"Bearer {token}".encode("utf-8", "surrogatepass")
-    given = (authorization or "").encode("utf-8", "surrogatepass")
-    if not hmac.compare_digest(given, expected):
+    if not bearer_matches(token, authorization):
         logger.warning("refused a drain request: missing or wrong bearer token")
         return 401, "send Authorization: Bearer <SOLARA_STATE_DRAIN_TOKEN>"
     return None
@@ -402,18 +400,17 @@ def drain_instance(active: Engine, timeout: float, reason: str = "pre-stop") -> 
         manager.wait_for_event(deadline)
     unwritten = active.drain(max(0.0, deadline - time.monotonic()), reason)
     closed = sum(_close_websockets(context) for context in contexts) if reason == "pre-stop" else 0
-    report = {
-        "kernels": len(managers),
-        "unwritten": unwritten,
-        "websockets_closed": closed,
-        "seconds": round(time.monotonic() - started, 3),
-    }
+    seconds = round(time.monotonic() - started, 3)
     logger.log(
         logging.WARNING if unwritten else logging.INFO,
         "drain reason=%s kernels=%d unwritten=%d websockets_closed=%d seconds=%.3f",
         reason,
-        *report.values(),
+        len(managers),
+        unwritten,
+        closed,
+        seconds,
     )
+    report = {"kernels": len(managers), "unwritten": unwritten, "websockets_closed": closed, "seconds": seconds}
     return report
 
 

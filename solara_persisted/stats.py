@@ -171,8 +171,11 @@ def reveal_keys(*, production: bool, token: str, authorization: str | None) -> b
 
     A missing or wrong ``Authorization`` header falls back to hashed labels; it is never an error.
     """
-    if not production:
-        return True
+    return not production or bearer_matches(token, authorization)
+
+
+def bearer_matches(token: str, authorization: str | None) -> bool:
+    """Whether ``Authorization`` is ``Bearer <token>``, compared in constant time; never for an empty token."""
     if not token or authorization is None:
         return False
     expected = f"Bearer {token}".encode("utf-8", "surrogatepass")
