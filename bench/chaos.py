@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -558,6 +559,9 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     )
     parser.add_argument("--shrink", type=int, default=6, help="re-runs allowed to shrink a failing schedule")
     parser.add_argument("--json", type=Path, help="write the whole history and the verdicts here")
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep Redis's dir and every instance's log in DIR (default: removed)"
+    )
     parser.add_argument("--steps", help="run this schedule (kind@at[:target[:length]],...) instead of drawing")
     parser.add_argument(
         "--judge", type=Path, nargs="+", metavar="JSON", help="judge histories saved by --json again (no fleet)"
@@ -576,7 +580,11 @@ def main(argv: Sequence[str] | None = None, *, out: Callable[[str], None] = prin
     console = Console(stderr=True)
     outcomes: list[Outcome] = []
     shrunk: dict[int, list[Step]] = {}
-    with tempfile.TemporaryDirectory(prefix="chaos-") as workdir, ChaosFleet(
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="chaos-")
+    ) as workdir, ChaosFleet(
         Path(workdir),
         app=APP,
         instances=args.instances,

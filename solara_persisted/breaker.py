@@ -75,6 +75,13 @@ class Breaker:
             self._events.breaker(transition, f"{self._window:g}s window elapsed, probing the backend")
         return True
 
+    def give_back(self) -> None:
+        """An allowed caller that made no call after all (nothing to send): in half_open the next
+        caller probes at once, instead of everyone waiting a window for a report that never comes."""
+        with self._lock:
+            if self._state is Transition.HALF_OPEN:
+                self._probe_at = self._clock() - self._window
+
     def success(self) -> None:
         """A backend call succeeded: reset the consecutive count; a successful probe closes the breaker."""
         with self._lock:
@@ -112,6 +119,10 @@ class BackendGuard:
     def allow(self) -> bool:
         """Whether a call may be made now (for callers that skip costly work when it may not)."""
         return self.breaker.allow()
+
+    def unused(self) -> None:
+        """``allow`` said yes but no call followed (``Breaker.give_back``)."""
+        self.breaker.give_back()
 
     def call(self, operation: Callable[..., _T], *args: object, **kwargs: object) -> _T:
         """``operation(*args, **kwargs)`` if the breaker allows, its outcome recorded.

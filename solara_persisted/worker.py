@@ -177,8 +177,9 @@ class Writer:
                 batch = self._wait_for_due()
                 if batch is None:
                     return
-            with self._io:
-                self._write(batch)
+            if batch:  # empty when the earliest window belonged to a session closed or rescheduled since
+                with self._io:
+                    self._write(batch)
 
     def _wait_for_due(self) -> list[tuple[Session, set[str]]] | None:
         while not self._stopping:
@@ -265,10 +266,13 @@ class Writer:
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         busy: list[tuple[Session, set[str]]] = []
         unreachable: list[tuple[Session, set[str]]] = []
+        claimed = False  # a claim was sent: it told the breaker how it went
         for session, keys in batch:
-            if not session.claimed and (unreachable or not self._take_claim(session)):
-                unreachable.append((session, keys))  # one failed claim: the rest wait too
-                continue
+            if not session.claimed:
+                claimed = claimed or not unreachable
+                if unreachable or not self._take_claim(session):
+                    unreachable.append((session, keys))  # one failed claim: the rest wait too
+                    continue
             if session.stale:
                 continue  # fenced out while queued: its values are older than the store's
             try:
@@ -285,6 +289,8 @@ class Writer:
         if unreachable:
             self._requeue(unreachable, when=self._clock() + RETRY_DELAY)
         if not requests:
+            if not claimed:
+                self._guard.unused()  # a half-open probe unused here would hold every write back a window
             return waiting
         started = time.perf_counter()
         try:

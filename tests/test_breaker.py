@@ -196,3 +196,19 @@ def test_transitions_are_reported_outside_the_lock(clock: FakeClock) -> None:
     assert subject.allow()
     subject.success()
     assert seen == ["open:open", "half_open:half_open", "closed:closed"]
+
+
+def test_a_probe_given_back_goes_to_the_next_caller_at_once(breaker: Breaker, clock: FakeClock) -> None:
+    for _ in range(3):
+        breaker.failure("down")
+    breaker.give_back()  # open: nothing to give back, the window still runs
+    assert not breaker.allow()
+    clock.now += 30
+    assert breaker.allow()
+    assert not breaker.allow()
+    breaker.give_back()
+    assert breaker.allow()
+    assert breaker.state == "half_open"
+    breaker.success()
+    breaker.give_back()  # closed: no effect
+    assert breaker.state == "closed"

@@ -17,6 +17,7 @@ from support import wait_until
 
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
+from solara_persisted.errors import SnapshotBusy
 from solara_persisted.spec import persisted, registry
 
 # A server of its own: this module stops it, which must not disturb the shared one.
@@ -100,3 +101,30 @@ def test_a_backend_unreachable_at_start_up_is_degraded_at_once(caplog: pytest.Lo
         assert block["backend_last_error"] and any("unreachable at start-up" in m for m in caplog.messages)
     finally:
         engine.close()
+
+
+def test_a_batch_that_sends_nothing_leaves_the_half_open_probe_to_the_next_write(page: Any) -> None:
+    """A write batch with nothing to send (its page mid-event) took the half-open probe and never
+    reported back: every session on the instance waited another window (chaos seed 731)."""
+    settings = Settings(
+        backend="memory",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=0.01,
+        breaker_failures=1,
+        breaker_window=0.2,
+        session_http_only=True,
+    )
+    engine = Engine(settings)
+    restored = engine.restore(uuid.uuid4().hex, "cookie")
+
+    def busy(keys: Any) -> dict[str, Any]:
+        raise SnapshotBusy("mid-event")
+
+    session = engine.open_session(uuid.uuid4().hex, restored, busy)
+    engine.mark_dirty(session, "d.page")
+    engine.breaker.failure("down")
+    wait_until(lambda: engine.breaker.allow() and engine.breaker.state == "half_open")
+    engine.breaker.give_back()  # the probe this test took to see the window end
+    assert not engine.writer.flush_now(session, timeout=1.0)  # busy: nothing sent
+    assert engine.breaker.allow()  # the probe is free for the next caller at once
+    assert not engine.breaker.allow()
