@@ -36,7 +36,8 @@ logger = logging.getLogger("solara.state")
 
 #: How many sessions go into one pipelined round trip.
 BATCH_SIZE = 1000
-#: After a failed write, the earliest retry (the breaker decides whether it is attempted).
+#: After a failed write, the earliest retry (the breaker decides whether it is attempted); the
+#: first write the backend takes again brings every waiting retry forward to at once.
 RETRY_DELAY = 1.0
 #: A session whose kernel was mid-event at the snapshot is tried again this much later.
 BUSY_RETRY = 0.05
@@ -126,6 +127,7 @@ class Writer:
         self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
         self._windows = DebounceSchedule()
         self._sessions: set[Session] = set()
+        self._retrying: set[Session] = set()  # waiting RETRY_DELAY after a failed or refused call
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -204,6 +206,7 @@ class Writer:
         with self._cond:
             session.closed = True
             self._sessions.discard(session)
+            self._retrying.discard(session)
             keys, session.dirty, session.due = session.dirty, set(), None
         # Even with nothing left to write, wait for a batch in flight: a tab close deletes next,
         # and a write landing after that delete would bring the state back for a whole TTL.
@@ -260,7 +263,7 @@ class Writer:
         """Write one batch; return how many keys are still unacknowledged afterwards."""
         if not self._guard.allow():
             # Degraded mode: no backend call at all; keys stay dirty until the breaker lets us.
-            self._requeue(batch, when=self._clock() + RETRY_DELAY)
+            self._requeue(batch, when=self._clock() + RETRY_DELAY, retry=True)
             return sum(len(keys) for _, keys in batch)
         requests: list[FlushRequest] = []
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
@@ -287,7 +290,7 @@ class Writer:
         if busy:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
         if unreachable:
-            self._requeue(unreachable, when=self._clock() + RETRY_DELAY)
+            self._requeue(unreachable, when=self._clock() + RETRY_DELAY, retry=True)
         if not requests:
             if not claimed:
                 self._guard.unused()  # a half-open probe unused here would hold every write back a window
@@ -317,9 +320,11 @@ class Writer:
             else:
                 failure = result
                 self._events.flush(FlushResult.ERROR, session.kernel_id, len(sizes))
-                self._requeue([(session, keys)], when=self._clock() + RETRY_DELAY)
+                self._requeue([(session, keys)], when=self._clock() + RETRY_DELAY, retry=True)
                 left += len(keys)
         self._guard.settle(failure)
+        if failure is None and self._retrying:
+            self._retry_now()
         return left
 
     def _take_claim(self, session: Session) -> bool:
@@ -340,6 +345,8 @@ class Writer:
         with self._cond:
             session.generation, session.counter, session.stored = generation, 0, {}
             session.claimed = True
+        if self._retrying:
+            self._retry_now()  # Redis answers again
         return True
 
     def _request(
@@ -484,11 +491,25 @@ class Writer:
             self._events.oversize(key, session.kernel_id, len(envelope), warn_at, dropped=False)
         return envelope
 
-    def _requeue(self, batch: list[tuple[Session, set[str]]], *, when: float | None) -> None:
+    def _requeue(
+        self, batch: list[tuple[Session, set[str]]], *, when: float | None, retry: bool = False
+    ) -> None:
         with self._cond:
             for session, keys in batch:
                 if session.stale or (session.closed and when is not None):
                     continue
                 session.dirty |= keys
+                if retry:
+                    self._retrying.add(session)
                 if when is not None and session.due is None:
                     self._schedule(session, when)
+
+    def _retry_now(self) -> None:
+        """The backend took a write again: sessions waiting out ``RETRY_DELAY`` are due at once,
+        so a recovery writes everything changed during the outage within one batch or two."""
+        with self._cond:
+            waiting, self._retrying = self._retrying, set()
+            now = self._clock()
+            for session in waiting:
+                if session.dirty and not (session.closed or session.stale) and (session.due is None or session.due > now):
+                    self._schedule(session, now)

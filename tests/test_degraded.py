@@ -6,6 +6,7 @@ import logging
 import secrets
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -128,3 +129,32 @@ def test_a_batch_that_sends_nothing_leaves_the_half_open_probe_to_the_next_write
     assert not engine.writer.flush_now(session, timeout=1.0)  # busy: nothing sent
     assert engine.breaker.allow()  # the probe is free for the next caller at once
     assert not engine.breaker.allow()
+
+
+def test_the_first_write_after_an_outage_brings_every_waiting_retry_forward(page: Any) -> None:
+    """Sessions that failed during an outage waited out their retry delay even after the breaker
+    closed: a second's more loss window for no reason (chaos seed 731)."""
+    settings = Settings(
+        backend="memory",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=0.01,
+        breaker_failures=1,
+        breaker_window=0.2,
+        session_http_only=True,
+    )
+    engine = Engine(settings)  # no writer thread: this test drives each write itself
+    values = {"d.page": 1}
+    waiting, probing = (
+        engine.open_session(kernel, engine.restore(kernel, "cookie"), lambda keys: {k: values[k] for k in keys})
+        for kernel in (uuid.uuid4().hex, uuid.uuid4().hex)
+    )
+    for session in (waiting, probing):
+        engine.mark_dirty(session, "d.page")
+    engine.breaker.failure("down")
+    assert not engine.writer.flush_now(waiting, timeout=1.0)  # refused by the open breaker: retried later
+    assert waiting.due is not None and waiting.due - time.monotonic() > 0.5
+    wait_until(lambda: engine.breaker.allow() and engine.breaker.state == "half_open")
+    engine.breaker.give_back()
+    assert engine.writer.flush_now(probing, timeout=1.0)  # the probe: the backend answers
+    assert engine.breaker.state == "closed"
+    assert waiting.due is not None and waiting.due <= time.monotonic()  # due now, not a second later
