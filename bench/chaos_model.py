@@ -9,7 +9,9 @@ the command it claims to be the state after. The rules, as the chaos issue state
 2. ``lost``: a restore is never older than what was acknowledged before the fault. After a
    graceful shutdown (SIGTERM, a rolling deploy) that is the last value; after a SIGKILL or a
    pause the loss is at most the debounce plus one flush (longer only while the instance could
-   not reach Redis, until it could again and its breaker let it write).
+   not reach Redis, until it could again and its breaker let it write, or while it answered its
+   clients late: a flush waits for the same CPU, so the longest queueing any of its clients saw
+   meanwhile, round trip less handler time, is added).
 3. ``back-in-time``: a later restore of a session is never older than an earlier one, and a
    command an earlier restore showed lost never comes back. A restore that read nothing (Redis
    unreachable) shows nothing lost: it forks the session, and the next restore that read Redis
@@ -98,8 +100,13 @@ def outages(faults: Sequence[Mapping[str, Any]], end: float) -> list[Outage]:
     return found
 
 
-def durable_at(acked: float, instance: str, windows: Sequence[Outage], bounds: Bounds) -> float:
-    """When a value acknowledged at ``acked`` on ``instance`` is in Redis at the latest."""
+def durable_at(
+    acked: float, instance: str, windows: Sequence[Outage], bounds: Bounds, lags: Sequence[tuple[float, float]] = ()
+) -> float:
+    """When a value acknowledged at ``acked`` on ``instance`` is in Redis at the latest.
+
+    ``lags``: (sent, seconds answered late) of the instance's commands (``instance_lags``).
+    """
     due = acked + bounds.debounce + bounds.flush
     for window in sorted(windows, key=lambda w: w.start):
         # The breaker a window opened stays open up to its window after the outage, and the
@@ -109,7 +116,19 @@ def durable_at(acked: float, instance: str, windows: Sequence[Outage], bounds: B
         if window.start > due:
             continue
         due = max(due, window.end + bounds.breaker_window + bounds.retry + bounds.debounce + bounds.flush)
-    return due
+    return due + max((late for sent, late in lags if acked <= sent <= due), default=0.0)
+
+
+def instance_lags(users: Iterable[_User]) -> dict[str, list[tuple[float, float]]]:
+    """Per instance, (sent, how late it answered) of every acknowledged command: its round trip
+    less the handler's own time, which is what the instance's CPU queue added."""
+    lags: dict[str, list[tuple[float, float]]] = {}
+    for user in users:
+        for acked, seq, instance in user.acks:
+            sent = user.sent_at.get(seq)
+            if sent is not None:
+                lags.setdefault(instance, []).append((sent, acked - sent - user.handled.get(seq, 0.0)))
+    return lags
 
 
 @attrs.define
@@ -169,9 +188,11 @@ def check(
         for f in faults
         if f["kind"] in UNGRACEFUL | GRACEFUL
     )
+    users = _users(records)
+    lags = instance_lags(users.values())
     found: list[Violation] = []
-    for user in _users(records).values():
-        found.extend(_check_user(user, windows, losses, instances, bounds))
+    for user in users.values():
+        found.extend(_check_user(user, windows, losses, instances, bounds, lags))
     return found
 
 
@@ -181,6 +202,7 @@ def _check_user(
     losses: Sequence[tuple[float, str, str, float]],
     instances: Mapping[str, Mapping[str, Any]],
     bounds: Bounds,
+    lags: Mapping[str, Sequence[tuple[float, float]]],
 ) -> Iterable[Violation]:
     previous: dict[str, Any] | None = None
     last_read: dict[str, Any] | None = None  # the last restore that read Redis
@@ -224,7 +246,7 @@ def _check_user(
                 "back-in-time", user.uid, t, f"command {seq} restored after command {last_read['seq']} was"
             )
         if not fresh and result not in DEGRADED:
-            required = _required(user, restore, previous, windows, losses, bounds)
+            required = _required(user, restore, previous, windows, losses, bounds, lags)
             if required is not None and seq < required[0]:
                 yield Violation("lost", user.uid, t, f"restored command {seq}, but command {required[0]} ({required[1]})")
         previous = restore
@@ -253,6 +275,7 @@ def _required(
     windows: Sequence[Outage],
     losses: Sequence[tuple[float, str, str, float]],
     bounds: Bounds,
+    lags: Mapping[str, Sequence[tuple[float, float]]],
 ) -> tuple[int, str] | None:
     """The newest command this restore must contain, and why; None when nothing is owed."""
     t = restore["t"]
@@ -264,12 +287,13 @@ def _required(
         last = acks[-1]
         return last[1], f"acknowledged at {last[0]:.2f} by the live kernel it reconnected to"
     holder = acks[-1][2]
+    late = lags.get(holder, ())
     lost = [loss for loss in losses if loss[2] == holder and acks[-1][0] <= loss[0] <= t]
     if not lost:
         # The holder lived on and the session moved anyway (the engine closed it, say): what it
         # had written by the time the client reconnected is owed (its outages excuse the rest).
         began = restore.get("connect_t", t)
-        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= began]
+        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds, late) <= began]
         if not owed:
             return None
         return owed[-1][1], f"durable on {holder}, which lived on, by the reconnect at {began:.2f}"
@@ -281,7 +305,7 @@ def _required(
         # A graceful shutdown's drain is the holder's last write (its writer stops there): what
         # was durable by the time it began is owed, not what would have been by the time it ended.
         until = began if kind in GRACEFUL else at
-        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds) <= until]
+        owed = [ack for ack in acks if durable_at(ack[0], holder, windows, bounds, late) <= until]
         why = f"durable before the {kind} of {holder} at {until:.2f}"
     if not owed:
         return None

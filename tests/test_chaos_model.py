@@ -78,6 +78,19 @@ def test_an_outage_extends_what_a_kill_may_lose() -> None:
     assert rules(history(restore(6.0, 0, "i2", result="miss")), KILL) == ["lost"]
 
 
+@pytest.mark.parametrize(("busy", "expected"), [(False, ["lost"]), (True, [])])
+def test_an_instance_answering_late_has_that_much_longer_to_write(busy: bool, expected: list[str]) -> None:
+    """Command 2 (acknowledged at 2.1) is owed by a kill at 3.0, unless i1 answered its clients a
+    second late meanwhile: its writer waits for the same CPU (chaos seed 723)."""
+    records = [*history(restore(6.0, 1, "i2", a="u1-1"))[:5], restore(6.0, 1, "i2", a="u1-1")]
+    if busy:
+        records += [
+            {"t": 2.2, "user": 2, "kind": "send", "seq": 1, "set": {"a": "u2-1"}},
+            {"t": 3.2, "user": 2, "kind": "ack", "seq": 1, "instance": "i1", "handled_ms": 10.0},
+        ]
+    assert rules(records, [{"t": 3.0, "kind": "kill", "instance": "i1"}]) == expected
+
+
 def test_half_of_one_event_is_torn() -> None:
     assert rules(history(restore(6.0, 3, "i2", a="u1-3", b="u1-2")), TERM) == ["torn"]
     assert rules(history(restore(6.0, 2, "i2", a="u1-3", b="u1-2")), KILL) == ["torn"]
