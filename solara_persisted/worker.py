@@ -378,8 +378,8 @@ class Writer:
             envelope = self._encode(session, key, spec, value, session.address, key)
             if envelope is None:
                 removed.append(key)  # a stale, smaller value must not be restored instead
-            else:
-                fields[key] = envelope
+            elif (held := session.stored.get(key)) is None or held[0] != envelope_tag(envelope):
+                fields[key] = envelope  # else Redis holds it already: set back and forth, or set again
         unchanged = (None, {}, (session.stored, session.shared))
         if not (fields or removed or shared or shared_removed):
             return unchanged

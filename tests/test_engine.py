@@ -213,6 +213,29 @@ def test_page_close_deletes_other_closes_leave_state(
     assert a.state_block()["superseded_closes"] == 1
 
 
+def test_a_value_redis_holds_already_is_not_written_again(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    a = make_engine(settings, backend, flush_debounce=60.0)  # each write below is an explicit flush
+    kernel = Kernel(a, uuid.uuid4().hex, "cookie")
+    kernel.set("t.page", 1)
+    kernel.set("t.cart", Cart(items=("pen",)))
+    assert a.writer.flush_now(kernel.session, timeout=5.0)
+    assert a.state_block()["flush_ok"] == 1
+    kernel.set("t.page", 2)
+    kernel.set("t.page", 1)  # back within one window
+    kernel.set("t.cart", Cart(items=("pen",)))  # set again, equal
+    assert a.writer.flush_now(kernel.session, timeout=5.0)
+    assert a.state_block()["flush_ok"] == 1  # no round trip at all
+    kernel.set("t.page", 3)
+    kernel.set("t.cart", Cart(items=("pen",)))
+    assert a.writer.flush_now(kernel.session, timeout=5.0)
+    assert a.state_block()["flush_ok"] == 2
+    assert a.state_block()["sync_count"] == 3  # t.page twice, t.cart once: the equal cart was not sent again
+    b = make_engine(settings, backend)
+    assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.page": 3, "t.cart": Cart(items=("pen",))}
+
+
 def test_drain_writes_every_session_in_batches(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
