@@ -153,6 +153,13 @@ WATCH_TEXTS = """
 }
 """
 
+#: Installed before any page script of the floor's fresh page: when its first render is on screen.
+FLOOR_WATCH = (
+    'document.addEventListener("DOMContentLoaded", () => ('
+    + WATCH_TEXTS.strip()
+    + ')(["Persisted: 0", "Plain: 0"]));'
+)
+
 # -- both engines' set-up -----------------------------------------------------------------------
 
 
@@ -643,6 +650,33 @@ def failover_once(chromium: Any, workdir: Path, app: Path, env: Mapping[str, str
     return {"switch_ms": visible - switched, "ws_ms": visible - opened}
 
 
+def floor_once(chromium: Any, workdir: Path, app: Path) -> float:
+    """The failover floor: a fresh instance with persistence off serves the same page for the first
+    time; ms from its websocket's open to the first render (what any reconnect to a new instance
+    costs before a restore adds anything)."""
+    from fleet import SolaraServer
+    from playwright.sync_api import expect
+
+    server = SolaraServer(app, workdir=workdir, env={"SOLARA_SESSION_HTTP_ONLY": "true"}, name="floor")
+    try:
+        server.start()
+        browser = chromium.new_context(viewport={"width": 1024, "height": 700})
+        try:
+            browser.set_default_timeout(15_000)
+            browser.add_init_script(WS_HOOK + FLOOR_WATCH)
+            page = browser.new_page()
+            page.goto(server.url)
+            page.wait_for_function("() => window.__bench.visibleAt !== null", timeout=RESTORE_TIMEOUT_MS)
+            bench = page.evaluate("() => window.__bench")
+            expect(page.get_by_text("Persisted: 0")).to_be_visible()
+        finally:
+            browser.close()
+    finally:
+        server.kill()
+    visible = bench["visibleAt"]
+    return float(visible - max(t for t in bench["opens"] if t <= visible))
+
+
 def bench_failover(console: Console, port: int, runs: int) -> dict[str, Any]:
     from fleet import CHROMIUM, CHROMIUM_ARGS, missing_cdn_assets
     from playwright.sync_api import sync_playwright
@@ -653,6 +687,7 @@ def bench_failover(console: Console, port: int, runs: int) -> dict[str, Any]:
             f"{problem}: Solara's page needs its CDN assets cached (bash .ci/test installs them)"
         )
     samples: dict[str, list[dict[str, float]]] = {"ours": [], "solara": []}
+    floor: list[float] = []
     apps = {"ours": OURS_APP, "solara": SOLARA_APP}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp, sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
@@ -673,6 +708,8 @@ def bench_failover(console: Console, port: int, runs: int) -> dict[str, Any]:
                         samples[side].append(
                             failover_once(chromium, Path(tmp) / f"{side}-{run}", apps[side], env)
                         )
+                with console.status(f"the floor: a fresh page with persistence off, run {run + 1}/{runs}"):
+                    floor.append(floor_once(chromium, Path(tmp) / f"floor-{run}", OURS_APP))
         finally:
             chromium.close()
     return {
@@ -682,7 +719,7 @@ def bench_failover(console: Console, port: int, runs: int) -> dict[str, Any]:
         }
         | {"runs": len(values), "samples": values}
         for side, values in samples.items()
-    }
+    } | {"floor": {"ws_ms": statistics.median(floor), "runs": len(floor), "samples": floor}}
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -765,6 +802,16 @@ def report(results: dict[str, Any]) -> Table:
                 ".0f",
                 (("≤ 1× (no slower)", ratio(ours, theirs) <= 1.0),),
             )
+        floor = failover["floor"]["ws_ms"]
+        ours, theirs = failover["ours"]["ws_ms"], failover["solara"]["ws_ms"]
+        row(
+            f"failover's websocket open → restored value visible, over the floor ({floor:.0f} ms: a fresh "
+            "instance's first page with persistence off, websocket open → first render) (×)",
+            ratio(ours, floor),
+            ratio(theirs, floor),
+            ".2f",
+            (("≤ 1.1× the floor (issue 13)", ratio(ours, floor) <= 1.1),),
+        )
     return table
 
 
