@@ -472,6 +472,58 @@ def bench_codec(decl: Declarations) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_compression() -> list[dict[str, Any]]:
+    """The candidates for large payloads on the 1 KB and 100 KB values: stored bytes against the
+    CPU to compress and expand (why the envelope uses zstd at level 1)."""
+    import zlib
+
+    import orjson
+    import zstandard
+
+    candidates: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], bytes]]] = {
+        f"zlib {level}": (lambda data, level=level: zlib.compress(data, level), zlib.decompress) for level in (1, 6)
+    }
+    for level in (1, 3, 9):
+        candidates[f"zstd {level}"] = (
+            zstandard.ZstdCompressor(level=level).compress,
+            zstandard.ZstdDecompressor().decompress,
+        )
+    rows = []
+    for label, _, _, factory, number in CODEC_CASES[1:]:
+        payload = orjson.dumps(factory())
+        for name, (compress, expand) in candidates.items():
+            packed = compress(payload)
+            if expand(packed) != payload:
+                raise AssertionError(f"{name} does not round-trip {label}")
+            rows.append(
+                {
+                    "value": label,
+                    "codec": name,
+                    "bytes": len(packed),
+                    "ratio": len(packed) / len(payload),
+                    "compress_us": best_us(lambda compress=compress, payload=payload: compress(payload), number),
+                    "expand_us": best_us(lambda expand=expand, packed=packed: expand(packed), number),
+                }
+            )
+    return rows
+
+
+def compression_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="compression candidates for large payloads (JSON as our codec writes it)")
+    for column in ("value", "codec", "bytes", "of the JSON", "compress (µs)", "expand (µs)"):
+        table.add_column(column, justify="left" if column in ("value", "codec") else "right")
+    for r in rows:
+        table.add_row(
+            r["value"],
+            r["codec"],
+            f"{r['bytes']:,}",
+            f"{r['ratio']:.2f}",
+            f"{r['compress_us']:.1f}",
+            f"{r['expand_us']:.1f}",
+        )
+    return table
+
+
 # -- 2. flushes -----------------------------------------------------------------------------------
 
 
@@ -978,8 +1030,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
         )
     for r in results["codec"]:
         row(f"verify+decode {r['label']} (µs)", r["ours_decode"], r["solara_decode"], ".2f")
-    small = results["codec"][0]
-    row(f"envelope bytes, {small['label']}", small["ours_bytes"], small["solara_bytes"], ".0f")
+    for r in results["codec"]:
+        q = ratio(r["ours_bytes"], r["solara_bytes"])
+        large = r is results["codec"][-1]
+        row(
+            f"envelope bytes, {r['label']} (ours zstd-compressed above 1 KiB)",
+            r["ours_bytes"],
+            r["solara_bytes"],
+            ",.0f",
+            (("≤ 0.3× (issue 13)", q <= 0.3),) if large else (),
+        )
     table.add_section()
     many, one = results["full"]["many"], results["full"]["one"]
     q = ratio(many["ours"]["flushes_per_s"], many["solara"]["flushes_per_s"])
@@ -1077,6 +1137,8 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             decl = Declarations()
         with console.status("encode+sign / verify+decode"):
             results["codec"] = bench_codec(decl)
+        with console.status("compression candidates"):
+            results["compression"] = bench_compression()
         with console.status("backend flush, one thread"):
             results["direct"] = bench_backend_flush(port, trips, admin, args.flush_calls)
         results["full"] = {}
@@ -1177,6 +1239,7 @@ def main() -> None:
     console = Console() if sys.stdout.isatty() else Console(width=170)
     results = run(args, console)
     console.print(report(results, args))
+    console.print(compression_table(results["compression"]))
     for label in ("many", "one"):
         for side in ("solara", "ours"):
             full = results["full"][label][side]

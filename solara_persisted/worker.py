@@ -27,7 +27,7 @@ from .address import shared_address
 from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stamp
 from .breaker import BackendGuard
 from .debounce import DebounceSchedule
-from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, seal, shared_binding
+from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, plain_size, seal, shared_binding
 from .errors import BackendError, EncodeError, OversizeError, SnapshotBusy
 from .events import Events, FlushResult, quote
 from .spec import PersistedSpec, Registry
@@ -476,7 +476,14 @@ class Writer:
         except EncodeError as error:
             logger.error("%s; it was not written (kernel=%s)", error, quote(session.kernel_id))
             return None
-        envelope = seal(
+        # Caps count the value as a restore decodes it: before compression, with the envelope's bytes.
+        size = plain_size(payload, spec.version)
+        if drop_at and size > drop_at:
+            self._events.oversize(key, session.kernel_id, size, drop_at, dropped=True)
+            return None
+        if warn_at and size > warn_at:
+            self._events.oversize(key, session.kernel_id, size, warn_at, dropped=False)
+        return seal(
             self._ring,
             address=address,
             field=bound,
@@ -484,12 +491,6 @@ class Writer:
             version=spec.version,
             payload=payload,
         )
-        if drop_at and len(envelope) > drop_at:
-            self._events.oversize(key, session.kernel_id, len(envelope), drop_at, dropped=True)
-            return None
-        if warn_at and len(envelope) > warn_at:
-            self._events.oversize(key, session.kernel_id, len(envelope), warn_at, dropped=False)
-        return envelope
 
     def _requeue(
         self, batch: list[tuple[Session, set[str]]], *, when: float | None, retry: bool = False

@@ -5,6 +5,7 @@ Every test runs against the in-process memory backend and a real redis-server.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import uuid
@@ -234,6 +235,20 @@ def test_a_value_redis_holds_already_is_not_written_again(
     assert a.state_block()["sync_count"] == 3  # t.page twice, t.cart once: the equal cart was not sent again
     b = make_engine(settings, backend)
     assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.page": 3, "t.cart": Cart(items=("pen",))}
+
+
+def test_a_large_value_is_stored_compressed_and_restores_equal(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    a = make_engine(settings, backend, flush_debounce=60.0)
+    kernel = Kernel(a, uuid.uuid4().hex, "cookie")
+    cart = Cart(items=tuple(f"item-{i:05d}" for i in range(5000)), coupon="SPRING")
+    as_json = len(json.dumps(attrs.asdict(cart)))
+    kernel.set("t.cart", cart)
+    assert a.writer.flush_now(kernel.session, timeout=5.0)
+    assert a.state_block()["sync_bytes_total"] < 0.3 * as_json  # what Redis was sent and holds
+    b = make_engine(settings, backend)
+    assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.cart": cart}
 
 
 def test_drain_writes_every_session_in_batches(

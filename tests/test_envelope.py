@@ -8,10 +8,13 @@ import hmac
 import struct
 
 import pytest
+import zstandard
 
 from solara_persisted.address import session_address
 from solara_persisted.envelope import (
+    COMPRESS_ABOVE,
     OVERHEAD,
+    ZSTD,
     Codec,
     KeyRing,
     Opened,
@@ -111,10 +114,57 @@ def test_envelope_is_byte_for_byte_as_documented(
 
 @pytest.mark.parametrize("size", [0, 1, 27, 50, 1000, 100_000])
 def test_round_trip_returns_the_payload_untouched(ring: KeyRing, size: int) -> None:
-    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    payload = hashlib.shake_256(b"incompressible").digest(size)  # stored as it is, whatever its size
     data = sealed(ring, payload)
     assert len(data) == size + OVERHEAD == size + 36
-    assert opened(ring, data).payload == payload
+    assert opened(ring, data) == Opened(Codec.JSON, 1, payload, 0, compressed=False)
+
+
+# -- compression -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", list(Codec))
+def test_a_large_compressible_payload_is_stored_compressed_and_opens_expanded(ring: KeyRing, codec: Codec) -> None:
+    payload = b'{"rows":[' + b",".join(b'{"id":%d,"name":"item-%05d"}' % (i, i) for i in range(3000)) + b"]}"
+    data = sealed(ring, payload, codec=codec)
+    assert data[1] == codec | ZSTD
+    assert len(data) < len(payload) // 4
+    assert opened(ring, data) == Opened(codec, 1, payload, 0, compressed=True)
+
+
+def test_a_payload_at_the_threshold_or_that_does_not_shrink_is_stored_as_it_is(ring: KeyRing) -> None:
+    at = b"a" * COMPRESS_ABOVE
+    noise = hashlib.shake_256(b"noise").digest(10 * COMPRESS_ABOVE)
+    for payload in (at, noise):
+        data = sealed(ring, payload)
+        assert data[1] == Codec.JSON and len(data) == len(payload) + OVERHEAD
+    assert sealed(ring, at + b"a")[1] == Codec.JSON | ZSTD
+
+
+def test_flipping_the_compression_flag_is_tampering(ring: KeyRing) -> None:
+    for payload in (b'{"a":1}', b"[" + b"1," * 5000 + b"1]"):
+        data = bytearray(sealed(ring, payload))
+        data[1] ^= ZSTD
+        with pytest.raises(TamperedError):
+            opened(ring, bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (zstandard.ZstdCompressor(write_content_size=False).compress(b"x" * 5000), "unknown or excessive size"),
+        (b"not a zstd frame at all", "does not expand"),
+    ],
+)
+def test_a_signed_frame_that_cannot_be_expanded_safely_is_malformed(frame: bytes, message: str) -> None:
+    """Written by a holder of the secret but not by this library: refused before any allocation."""
+    secret = "s" * 32
+    ring = KeyRing.from_secrets([secret])
+    byte = Codec.JSON | ZSTD
+    tag = doc_tag(secret, address=ADDRESS, field=FIELD, codec=byte, varint=b"\x01", payload=frame)
+    data = bytes([2, byte, doc_key_id(secret)[0], 1]) + frame + tag
+    with pytest.raises(MalformedEnvelopeError, match=message):
+        opened(ring, data)
 
 
 def test_small_values_stay_under_the_compact_hash_limit(ring: KeyRing) -> None:

@@ -559,7 +559,7 @@ class _Context:
             scope,
             len(data),
             "verified",
-            Codec(opened.codec).name.lower(),
+            Codec(opened.codec).name.lower() + ("+zstd" if opened.compressed else ""),
             opened.version,
             len(opened.payload),
         )
