@@ -1,7 +1,7 @@
 """``solara-persisted sizing``: how much Redis an app's sessions take, before a fleet runs it.
 
 A session's cost is set by what the app persists: each value is an envelope (payload plus 36
-bytes), in one hash per kernel with a meta field, plus one shared hash per browser session for
+bytes; a payload over 1 KiB zstd-compressed when that pays), in one hash per kernel with a meta field, plus one shared hash per browser session for
 ``scope="session"`` values. Redis keeps a small hash in the compact listpack encoding and
 converts it to a hash table, half as much again or more, as soon as one field or value is longer than
 ``hash-max-listpack-value`` (64 bytes by default): one key with a payload over 28 bytes decides the
