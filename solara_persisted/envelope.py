@@ -1,8 +1,8 @@
 """Signed envelopes and session manifests: the only bytes solara-persisted ever stores.
 
 An envelope is a 4-byte header (3 bytes plus a one-byte varint for versions below 128), the
-payload (zstd-compressed above 1 KiB when that pays) and a 32-byte HMAC-SHA-256 tag: 36 bytes of overhead, so a small value plus its envelope
-stays under Redis's 64-byte compact-hash limit. The tag covers the signing key id, the session's
+payload (zstd-compressed above 1 KiB when that pays) and a 32-byte HMAC-SHA-256 tag: 36 bytes
+of overhead, so a small value plus its envelope stays under Redis's 64-byte compact-hash limit. The tag covers the signing key id, the session's
 storage address (a digest of session cookie and kernel id), field name, codec, spec version and
 payload in a length-prefixed encoding, so an envelope cannot be replayed into another session or
 field, nor have its codec or version swapped. A session's manifest signs the set of its fields
