@@ -11,7 +11,8 @@ the command it claims to be the state after. The rules, as the chaos issue state
    pause the loss is at most the debounce plus one flush (longer only while the instance could
    not reach Redis, until it could again and its breaker let it write, or while it answered its
    clients late: a flush waits for the same CPU, so the longest queueing any of its clients saw
-   meanwhile, round trip less handler time, is added).
+   from one flush before the value's acknowledgement to when its write was due, round trip less
+   handler time, is added).
 3. ``back-in-time``: a later restore of a session is never older than an earlier one, and a
    command an earlier restore showed lost never comes back. A restore that read nothing (Redis
    unreachable) shows nothing lost: it forks the session, and the next restore that read Redis
@@ -101,11 +102,16 @@ def outages(faults: Sequence[Mapping[str, Any]], end: float) -> list[Outage]:
 
 
 def durable_at(
-    acked: float, instance: str, windows: Sequence[Outage], bounds: Bounds, lags: Sequence[tuple[float, float]] = ()
+    acked: float,
+    instance: str,
+    windows: Sequence[Outage],
+    bounds: Bounds,
+    lags: Sequence[tuple[float, float, float]] = (),
 ) -> float:
     """When a value acknowledged at ``acked`` on ``instance`` is in Redis at the latest.
 
-    ``lags``: (sent, seconds answered late) of the instance's commands (``instance_lags``).
+    ``lags``: (sent, answered, seconds answered late) of the instance's commands (``instance_lags``);
+    those in flight from one flush before ``acked`` to the due time say how far behind it was.
     """
     due = acked + bounds.debounce + bounds.flush
     for window in sorted(windows, key=lambda w: w.start):
@@ -116,18 +122,19 @@ def durable_at(
         if window.start > due:
             continue
         due = max(due, window.end + bounds.breaker_window + bounds.retry + bounds.debounce + bounds.flush)
-    return due + max((late for sent, late in lags if acked <= sent <= due), default=0.0)
+    since = acked - bounds.flush
+    return due + max((late for sent, answered, late in lags if answered >= since and sent <= due), default=0.0)
 
 
-def instance_lags(users: Iterable[_User]) -> dict[str, list[tuple[float, float]]]:
-    """Per instance, (sent, how late it answered) of every acknowledged command: its round trip
-    less the handler's own time, which is what the instance's CPU queue added."""
-    lags: dict[str, list[tuple[float, float]]] = {}
+def instance_lags(users: Iterable[_User]) -> dict[str, list[tuple[float, float, float]]]:
+    """Per instance, (sent, answered, how late) of every acknowledged command: how late is its
+    round trip less the handler's own time, which is what the instance's CPU queue added."""
+    lags: dict[str, list[tuple[float, float, float]]] = {}
     for user in users:
         for acked, seq, instance in user.acks:
             sent = user.sent_at.get(seq)
             if sent is not None:
-                lags.setdefault(instance, []).append((sent, acked - sent - user.handled.get(seq, 0.0)))
+                lags.setdefault(instance, []).append((sent, acked, acked - sent - user.handled.get(seq, 0.0)))
     return lags
 
 
@@ -202,7 +209,7 @@ def _check_user(
     losses: Sequence[tuple[float, str, str, float]],
     instances: Mapping[str, Mapping[str, Any]],
     bounds: Bounds,
-    lags: Mapping[str, Sequence[tuple[float, float]]],
+    lags: Mapping[str, Sequence[tuple[float, float, float]]],
 ) -> Iterable[Violation]:
     previous: dict[str, Any] | None = None
     last_read: dict[str, Any] | None = None  # the last restore that read Redis
@@ -275,7 +282,7 @@ def _required(
     windows: Sequence[Outage],
     losses: Sequence[tuple[float, str, str, float]],
     bounds: Bounds,
-    lags: Mapping[str, Sequence[tuple[float, float]]],
+    lags: Mapping[str, Sequence[tuple[float, float, float]]],
 ) -> tuple[int, str] | None:
     """The newest command this restore must contain, and why; None when nothing is owed."""
     t = restore["t"]
