@@ -121,6 +121,7 @@ import random
 import selectors
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -745,11 +746,32 @@ def goal_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One configuration's rounds as one run: the median of every figure (None if any round has
+    none), the first round's other fields, and each figure's range in ``extra["spread"]``."""
+    if len(runs) == 1:
+        return runs[0]
+    one: dict[str, Any] = {**runs[0], "extra": {**runs[0]["extra"], "spread": {}}}
+    for source, target in ((runs[0], one), (runs[0]["extra"], one["extra"])):
+        for key, value in source.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                values = [run[key] if source is runs[0] else run["extra"][key] for run in runs]
+                if all(isinstance(v, (int, float)) for v in values):
+                    target[key] = statistics.median(values)
+                    one["extra"]["spread"][key] = (min(values), max(values))
+                else:
+                    target[key] = None
+    return one
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace, console: Console) -> None:
-    by_block: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
-    asked = sorted({run["extra"]["asked"] for run in results})
+    rounds: dict[tuple[int, str, str], list[dict[str, Any]]] = {}
     for run in results:
-        by_block.setdefault((run["extra"]["asked"], run["redis"]), {})[run["config"]] = run
+        rounds.setdefault((run["extra"]["asked"], run["redis"], run["config"]), []).append(run)
+    by_block: dict[tuple[int, str], dict[str, dict[str, Any]]] = {}
+    asked = sorted({n for n, _, _ in rounds})
+    for (n, mode, config), runs in rounds.items():
+        by_block.setdefault((n, mode), {})[config] = merged(runs)
     for n in asked:
         off = by_block.get((n, "normal"), {}).get("off")
         for mode in REDIS_MODES:
@@ -761,6 +783,15 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace, console: Con
             console.print(block_table(n, mode, runs, args))
             for line in goal_lines(runs):
                 console.print("  " + line)
+            if args.rounds > 1:
+                console.print(
+                    f"  medians of {args.rounds} interleaved rounds; event p99 ranges: "
+                    + ", ".join(
+                        f"{config} {low:,.0f}-{high:,.0f} ms"
+                        for config, run in runs.items()
+                        for low, high in [run["extra"]["spread"].get("event_p99_ms", (0.0, 0.0))]
+                    )
+                )
     beyond = [
         (n, mode, by_block[(n, mode)]["ours"]["threads"] - by_block[(n, "normal")]["off"]["threads"])
         for n in asked
@@ -814,6 +845,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ack-timeout", type=float, default=30.0, help="a change's ack (default 30 s)")
     parser.add_argument("--slow-ms", type=float, default=20.0, help="latency added per Redis round trip in 'slow' (default 20)")
     parser.add_argument("--quick", action="store_true", help="100 sessions only, short windows (< 3 min on a quiet 2-core machine)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every configuration this many times, interleaved; tables show medians"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write {'runs': [...]} to this file")
     parser.add_argument("--keep-logs", type=Path, help="keep every server's log under this directory")
@@ -822,8 +856,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.sessions = [100]
     args.seconds = args.seconds if args.seconds is not None else (5.0 if args.quick else 20.0)
     args.warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 5.0)
-    if min(args.sessions) < 1 or args.batch < 1 or args.seconds <= 0 or args.warmup < 0:
-        parser.error("sessions and --batch must be positive, --seconds > 0, --warmup >= 0")
+    if min(args.sessions) < 1 or args.batch < 1 or args.rounds < 1 or args.seconds <= 0 or args.warmup < 0:
+        parser.error("sessions, --batch and --rounds must be positive, --seconds > 0, --warmup >= 0")
     return args
 
 
@@ -841,8 +875,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
     try:
         with redis_server() as port:
-            for spec in plan(args):
-                results.append(run_one(spec, port, args, logs, console))
+            for index in range(args.rounds):  # interleaved: a drift of the machine touches every column alike
+                where = logs if args.rounds == 1 else logs / f"round-{index + 1}"
+                for spec in plan(args):
+                    results.append(run_one(spec, port, args, where, console))
     finally:
         if args.keep_logs is None:
             shutil.rmtree(logs, ignore_errors=True)

@@ -60,3 +60,26 @@ def test_the_fleet_bench_measures_three_configurations(tmp_path: Path) -> None:
     texts = {config: (logs / f"{config}-5-normal" / "solara.log").read_text() for config in runs}
     assert "solara-persisted active" in texts["ours"]
     assert "solara-persisted active" not in texts["solara"] + texts["off"]
+
+
+def test_rounds_merge_into_medians_with_their_ranges() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_fleet
+
+    def run(p99: float, rss: float, redis_bytes: float | None) -> dict[str, object]:
+        return {
+            "config": "ours",
+            "sessions": 5,
+            "redis": "normal",
+            "event_p99_ms": p99,
+            "rss_per_session_bytes": rss,
+            "redis_bytes_per_session": redis_bytes,
+            "extra": {"asked": 5, "timeouts": 0, "state_end": "healthy"},
+        }
+
+    one = bench_fleet.merged([run(100.0, 10.0, 5.0), run(300.0, 30.0, None), run(200.0, 20.0, 7.0)])
+    assert (one["event_p99_ms"], one["rss_per_session_bytes"]) == (200.0, 20.0)
+    assert one["redis_bytes_per_session"] is None  # a figure some round lacks has no median
+    assert one["extra"]["spread"]["event_p99_ms"] == (100.0, 300.0)
+    assert one["extra"]["state_end"] == "healthy" and one["extra"]["timeouts"] == 0
+    assert bench_fleet.merged([run(1.0, 2.0, 3.0)]) == run(1.0, 2.0, 3.0)
