@@ -179,6 +179,7 @@ class Engine:
         snapshot: Snapshot,
         *,
         on_rejected: Callable[[Session], None] | None = None,
+        connected: Callable[[], bool] | None = None,
     ) -> Session:
         """Start tracking a kernel; keys restored under an old secret are re-signed right away."""
         session = Session(
@@ -193,6 +194,7 @@ class Engine:
             shared=dict(restored.shared),
             claimed=restored.claimed,
             opened=restored.opened,
+            connected=connected,
         )
         self.writer.add(session)
         return session

@@ -970,7 +970,7 @@ class KernelPersistence:
         with self._lock:
             if self._session is None:
                 self._session = self._engine.open_session(
-                    self._kernel_id, restored, self._snapshot, on_rejected=self._rejected
+                    self._kernel_id, restored, self._snapshot, on_rejected=self._rejected, connected=self._connected
                 )
             return self._session
 

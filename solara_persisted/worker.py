@@ -64,7 +64,8 @@ class Session:
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
     of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
     ``claimed`` False: the generation is a placeholder (the start read nothing); the writer claims
-    the session before it writes anything, as the connection opened at ``opened`` (ms).
+    the session before it writes anything, as the connection opened at ``opened`` (ms), but with
+    nothing to write only while ``connected`` says the page is (None: always).
     """
 
     kernel_id: str
@@ -82,6 +83,7 @@ class Session:
     stale: bool = False
     claimed: bool = True
     opened: int = 0
+    connected: Callable[[], bool] | None = None
 
 
 @attrs.frozen
@@ -269,9 +271,16 @@ class Writer:
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         busy: list[tuple[Session, set[str]]] = []
         unreachable: list[tuple[Session, set[str]]] = []
+        away: list[tuple[Session, set[str]]] = []
         claimed = False  # a claim was sent: it told the breaker how it went
         for session, keys in batch:
             if not session.claimed:
+                if not keys and session.connected is not None and not session.connected():
+                    # Its page is gone and changed nothing: a claim would only wipe what the user
+                    # did since on the connection they moved to (chaos seed 920). Asked again
+                    # later: a reconnect here claims, a change claims at once, a close ends it.
+                    away.append((session, keys))
+                    continue
                 claimed = claimed or not unreachable
                 if unreachable or not self._take_claim(session):
                     unreachable.append((session, keys))  # one failed claim: the rest wait too
@@ -291,6 +300,8 @@ class Writer:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
         if unreachable:
             self._requeue(unreachable, when=self._clock() + RETRY_DELAY, retry=True)
+        if away:
+            self._requeue(away, when=self._clock() + RETRY_DELAY)
         if not requests:
             if not claimed:
                 self._guard.unused()  # a half-open probe unused here would hold every write back a window

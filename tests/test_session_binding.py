@@ -208,6 +208,33 @@ def test_a_page_that_started_without_redis_and_changed_nothing_never_brings_the_
     assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss", "as the page showed it"
 
 
+def test_a_page_that_started_without_redis_and_left_unchanged_claims_nothing_until_it_is_back(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """Chaos seed 920: B's page started without Redis, its connection dropped before it showed
+    anything, and the user went back to the live kernel on A and worked on. B's claim, made once
+    Redis was back, wiped everything A wrote since. A page that is gone and changed nothing claims
+    nothing; once it is connected again it claims as before."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    b_engine = degraded_engine(settings, backend)
+    restored = b_engine.restore(kernel_id, cookie)
+    assert (restored.result, restored.claimed) == ("skipped", False)
+    connected = [False]
+    b = b_engine.open_session(kernel_id, restored, lambda keys: {}, connected=lambda: connected[0])
+    time.sleep(1.5)  # the breaker's window is long over and the writer has looked at B more than once
+    assert not b.claimed
+    a.set("t.page", 2)  # the user works on at A
+    assert flushed(a.engine) == 2 and not a.session.stale, "A still holds the session"
+    connected[0] = True  # the page reconnects to B: what it shows is the session's state again
+    wait_until(lambda: b.claimed)
+    a.set("t.page", 3)
+    assert a.engine.drain(5.0) == 0 and a.session.stale
+    assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss", "as B's page shows it"
+
+
 def test_a_page_that_started_without_redis_never_overwrites_state_signed_with_a_secret_it_lacks(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:

@@ -451,6 +451,7 @@ def test_a_page_whose_claim_redis_refused_claims_its_session_once_redis_takes_it
     full.start()
     kernel_id = uuid.uuid4().hex
     context = new_context(kernel_id, "cookie")
+    context.page_connect("page")  # as the websocket whose first message takes the session over
     manager = solara_integration.KernelPersistence(full, context)
     context.state_persistence = manager
     assert manager.on_client_message()
