@@ -2,12 +2,13 @@
 
 An envelope is a 4-byte header (3 bytes plus a one-byte varint for versions below 128), the
 payload (zstd-compressed above 1 KiB when that pays) and a 32-byte HMAC-SHA-256 tag: 36 bytes
-of overhead, so a small value plus its envelope stays under Redis's 64-byte compact-hash limit. The tag covers the signing key id, the session's
-storage address (a digest of session cookie and kernel id), field name, codec, spec version and
-payload in a length-prefixed encoding, so an envelope cannot be replayed into another session or
-field, nor have its codec or version swapped. A session's manifest signs the set of its fields
-(each by its envelope tag) with a write counter, so a field rolled back, removed or added alone
-is detected. ``open_envelope`` and ``KeyRing.verify_manifest`` run before anything is decoded.
+of overhead, so a small value plus its envelope stays under Redis's 64-byte compact-hash limit.
+The tag covers the signing key id, the session's storage address (a digest of session cookie and
+kernel id), field name, codec, spec version and payload in a length-prefixed encoding, so an
+envelope cannot be replayed into another session or field, nor have its codec or version
+swapped. A session's manifest signs the set of its fields (each by its envelope tag) with a
+write counter, so a field rolled back, removed or added alone is detected. ``open_envelope``
+and ``KeyRing.verify_manifest`` run before anything is decoded.
 Layout: ``docs/envelope.md``.
 """
 
@@ -66,8 +67,8 @@ _CODECS: tuple[Codec, ...] = tuple(Codec)
 #: envelope cannot have it flipped.
 ZSTD = 0x80
 #: Payloads over this many bytes are stored compressed when that saves a tenth or more. zstd at
-#: level 1: 1 KiB of JSON shrinks to about a quarter for ~8 µs, 100 KB to a fifth for ~0.4 ms,
-#: where zlib takes several times longer for more bytes (bench/README.md, "Compression").
+#: level 1: 1 KiB of JSON shrinks to about a third for ~11 µs, 100 KB to an eighth for ~0.25 ms,
+#: where zlib takes 2.5-9× longer for more bytes (bench/README.md, "Writes that need not happen").
 COMPRESS_ABOVE = 1024
 COMPRESS_LEVEL = 1
 #: The most bytes a compressed payload may expand to; a verified one never comes near it.
