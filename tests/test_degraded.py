@@ -104,18 +104,25 @@ def test_a_backend_unreachable_at_start_up_is_degraded_at_once(caplog: pytest.Lo
         engine.close()
 
 
+def quick_breaker_engine() -> Engine:
+    """An in-memory engine whose breaker opens at one failure and probes again 0.2 s later; its
+    writer thread is not started, so each test drives the writes itself."""
+    return Engine(
+        Settings(
+            backend="memory",
+            secret_keys=(secrets.token_urlsafe(32),),
+            flush_debounce=0.01,
+            breaker_failures=1,
+            breaker_window=0.2,
+            session_http_only=True,
+        )
+    )
+
+
 def test_a_batch_that_sends_nothing_leaves_the_half_open_probe_to_the_next_write(page: Any) -> None:
     """A write batch with nothing to send (its page mid-event) took the half-open probe and never
     reported back: every session on the instance waited another window (chaos seed 731)."""
-    settings = Settings(
-        backend="memory",
-        secret_keys=(secrets.token_urlsafe(32),),
-        flush_debounce=0.01,
-        breaker_failures=1,
-        breaker_window=0.2,
-        session_http_only=True,
-    )
-    engine = Engine(settings)
+    engine = quick_breaker_engine()
     restored = engine.restore(uuid.uuid4().hex, "cookie")
 
     def busy(keys: Any) -> dict[str, Any]:
@@ -134,15 +141,7 @@ def test_a_batch_that_sends_nothing_leaves_the_half_open_probe_to_the_next_write
 def test_the_first_write_after_an_outage_brings_every_waiting_retry_forward(page: Any) -> None:
     """Sessions that failed during an outage waited out their retry delay even after the breaker
     closed: a second's more loss window for no reason (chaos seed 731)."""
-    settings = Settings(
-        backend="memory",
-        secret_keys=(secrets.token_urlsafe(32),),
-        flush_debounce=0.01,
-        breaker_failures=1,
-        breaker_window=0.2,
-        session_http_only=True,
-    )
-    engine = Engine(settings)  # no writer thread: this test drives each write itself
+    engine = quick_breaker_engine()  # no writer thread: this test drives each write itself
     values = {"d.page": 1}
     waiting, probing = (
         engine.open_session(kernel, engine.restore(kernel, "cookie"), lambda keys: {k: values[k] for k in keys})
