@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .address import session_address, shared_address
@@ -26,6 +26,7 @@ from .backends.base import (
     FlushRequest,
     Meta,
     SessionBudget,
+    connection_generation,
     tag_digest,
 )
 from .breaker import BackendGuard, Breaker
@@ -102,6 +103,7 @@ class Engine:
             default_budget=Budget(settings.warn_value_bytes, settings.max_value_bytes),
             session_budget=self.budget,
             claim=self.restorer.claim,
+            reassert=self.restorer.reassert,
         )
 
     @classmethod
@@ -160,16 +162,6 @@ class Engine:
         """Publish our key-ring fingerprint and compare the fleet's (``key_ring_check.py``)."""
         return self.key_rings.check()
 
-    def touch(self, address: str) -> int | None:
-        """A reconnect to a live kernel: refresh its state's TTL; the stored generation, or None
-        (none stored, or the backend cannot be asked right now)."""
-        if not address:
-            return None
-        try:
-            return self.guard.call(self.backend.touch, address, self.settings.ttl)
-        except BackendError:
-            return None
-
     # -- sessions -------------------------------------------------------------------------
 
     def open_session(
@@ -180,8 +172,12 @@ class Engine:
         *,
         on_rejected: Callable[[Session], None] | None = None,
         connected: Callable[[], bool] | None = None,
+        keys: Callable[[], Iterable[str]] | None = None,
     ) -> Session:
-        """Start tracking a kernel; keys restored under an old secret are re-signed right away."""
+        """Start tracking a kernel; keys restored under an old secret are re-signed right away.
+
+        ``keys`` lists the kernel's keys (written again when a reconnect must claim its session back).
+        """
         session = Session(
             kernel_id=kernel_id,
             address=restored.address,
@@ -195,9 +191,16 @@ class Engine:
             claimed=restored.claimed,
             opened=restored.opened,
             connected=connected,
+            manifest=restored.manifest,
+            every_key=keys,
         )
         self.writer.add(session)
         return session
+
+    def reassert(self, session: Session, opened_at: float) -> bool:
+        """A reconnect opened at ``opened_at`` (seconds since the epoch) reached ``session``'s live
+        kernel (``Writer.reassert``, bounded by the connect timeout); False: its copy is stale."""
+        return self.writer.reassert(session, connection_generation(opened_at), self.settings.connect_timeout)
 
     def store_payloads(
         self, kernel_id: str, session_id: str, payloads: Mapping[str, tuple[Codec, int, bytes]]

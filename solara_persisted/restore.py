@@ -27,6 +27,8 @@ from .backends import Backend
 from .backends.base import (
     STAMP_SIZE,
     TAG_DIGEST_SIZE,
+    Meta,
+    Reasserted,
     SessionBudget,
     Takeover,
     connection_generation,
@@ -102,7 +104,9 @@ class Restored:
     rewritten on open. ``stored`` (field -> (envelope tag, size)) and ``counter`` describe the hash
     as stored, which the writer's manifests continue from; ``shared`` the same of the browser
     session's shared hash. ``migrated`` maps keys read through a migration to the version they
-    were stored at; ``age`` is seconds since the restored state was last written.
+    were stored at; ``age`` is seconds since the restored state was last written. ``manifest`` is
+    the stored state's ``Meta.manifest`` as the takeover found it (a claim's when it claimed a
+    miss): a reconnect's ``Restorer.reassert`` tells by it whether anyone wrote since.
     """
 
     result: RestoreResult
@@ -118,6 +122,7 @@ class Restored:
     age: float | None = None
     claimed: bool = True
     opened: int = 0
+    manifest: bytes = b""
 
     @property
     def bailed_out(self) -> bool:
@@ -222,6 +227,10 @@ class Restorer:
         restored = self._settle(kernel_id, session_id, address, takeover)
         if not restored.claimed:
             restored = attrs.evolve(restored, opened=opened)
+        elif takeover.meta is not None:
+            restored = attrs.evolve(restored, manifest=takeover.meta.manifest)
+        elif takeover.generation:
+            restored = attrs.evolve(restored, manifest=Meta.claimed(tag_digest(self.schema_tag), 0).manifest)
         self.storm.record(restored.bailed_out)  # a restore that read something: the valve's sample
         return restored
 
@@ -251,6 +260,39 @@ class Restorer:
                 quote(kernel_id),
             )
         return generation
+
+    def reassert(self, kernel_id: str, address: str, generation: int, manifest: bytes, opened: int) -> Reasserted:
+        """A reconnect to the live kernel holding ``generation``, opened at ``opened`` (ms): hold
+        the session again as that newer connection (``Backend.reassert``) unless someone since
+        holds it with newer values. Raises ``BackendError`` when the backend cannot be reached
+        (the writer tries again before the kernel's next write)."""
+        answer = self.guard.call_allowed(
+            self.backend.reassert,
+            address,
+            self.schema_tag,
+            self.settings.ttl,
+            generation=generation,
+            manifest=manifest,
+            opened=opened,
+        )
+        if answer.outcome == "claimed":
+            logger.info(
+                "reconnect to kernel=%s found its state gone or claimed by an earlier connection: "
+                "claimed at generation=%d, every value is written again",
+                quote(kernel_id),
+                answer.generation,
+            )
+        elif not answer.held:
+            why = "a connection opened later holds" if answer.outcome == "later" else "another instance wrote"
+            logger.info(
+                "reconnect to kernel=%s refused: %s the session (generation %d, ours %d); "
+                "this copy is closed as superseded",
+                quote(kernel_id),
+                why,
+                answer.generation,
+                generation,
+            )
+        return answer
 
     def _settle(self, kernel_id: str, session_id: str, address: str, takeover: Takeover) -> Restored:
         if takeover.reason == "miss":

@@ -71,6 +71,8 @@ _undo: list[Callable[[], None]] = []  # what deactivate() reverts, newest last
 _live_kernels: collections.Counter[str] = collections.Counter()  # live kernels per session cookie
 _reported_off = False  # "persistence is off" is said once per process
 _draining = threading.Event()  # set by the pre-stop drain: not ready, no new connections
+#: Restore results whose kernel holds the session's state as its page shows it.
+_HOLDING = (RestoreResult.SUCCESS, RestoreResult.FRESH_SCHEMA, RestoreResult.MISS)
 #: The ASGI scope key holding when a websocket was accepted (time.time(), taken before the 101).
 _OPENED_SCOPE_KEY = "solara_persisted.opened"
 #: When the connection whose thread runs this code was accepted; None off a connection's thread.
@@ -970,7 +972,12 @@ class KernelPersistence:
         with self._lock:
             if self._session is None:
                 self._session = self._engine.open_session(
-                    self._kernel_id, restored, self._snapshot, on_rejected=self._rejected, connected=self._connected
+                    self._kernel_id,
+                    restored,
+                    self._snapshot,
+                    on_rejected=self._rejected,
+                    connected=self._connected,
+                    keys=self._keys,
                 )
             return self._session
 
@@ -1017,6 +1024,10 @@ class KernelPersistence:
         # Solara's mutation detection keeps a persist=True value wrapped; its private copy is the value set.
         return {key: v.private if type(v) is StoreValue else v for key, v in values.items()}
 
+    def _keys(self) -> list[str]:
+        with self._lock:
+            return list(self._stores)
+
     def _rejected(self, session: Session) -> None:
         """Fenced out: another instance took this kernel over, so this copy is stale for good.
 
@@ -1045,25 +1056,28 @@ class KernelPersistence:
     # -- a reconnect that reuses this live kernel ------------------------------------------------
 
     def new_epoch(self) -> None:
-        """A reconnect landed on this still-live kernel: if another instance took it over meanwhile,
-        this copy is stale, so close it as superseded; the client's retry then restores fresh.
+        """A reconnect landed on this still-live kernel: the page will show what the kernel holds,
+        so the kernel holds the session again as this newer connection (``Engine.reassert``). A
+        copy that is stale (another instance wrote the session since, or a connection opened later
+        holds it) is closed as superseded instead; the client's retry then restores it fresh.
 
-        A kernel still waiting for its claim (it started while Redis was unreachable) cannot tell
-        a takeover since its start from one before it, and keeps its page: the writer's claim
-        makes what it shows the session's state."""
+        Solara calls this on the reconnect's own thread, before the page is served."""
         restored = self._restored
         if restored is None or not restored.generation:
             return
         session = self._session
-        stored = None
-        if session is None or not session.stale:
-            stored = self._engine.touch(restored.address)  # a connect refreshes the TTL too
-            if stored is None or stored == self.generation or (session is not None and not session.claimed):
-                return
+        if session is None:
+            if restored.result not in _HOLDING:
+                return  # a bail-out's page shows the refresh dialog: it holds nothing to re-assert
+            session = self._open_session()
+        opened = _connection_opened.get() or time.time()
+        if self._engine.reassert(session, opened):
+            return
+        self.disabled = True
         self._context.close(reason=CloseReason.SUPERSEDED.value)
         raise RuntimeError(
-            f"kernel {self._kernel_id} was taken over by another instance (generation {stored}, "
-            f"ours {self.generation}); its stale copy here is closed and the reconnect restores it fresh"
+            f"kernel {self._kernel_id} is held elsewhere since (generation ours {session.generation}); "
+            "its stale copy here is closed and the reconnect restores it fresh"
         )
 
     # -- close --------------------------------------------------------------------------------
@@ -1086,12 +1100,7 @@ class KernelPersistence:
             self._engine.drain_once(DRAIN_TIMEOUT)  # the first shutdown close writes every session
         session = self._session
         restored = self._restored
-        if (
-            session is None
-            and restored is not None
-            and restored.claimed
-            and restored.result in (RestoreResult.SUCCESS, RestoreResult.FRESH_SCHEMA, RestoreResult.MISS)
-        ):
+        if session is None and restored is not None and restored.claimed and restored.result in _HOLDING:
             session = self._open_session()  # restored or claimed, never changed: a tab close deletes it
         if session is not None:
             known = CloseReason(reason) if reason in CloseReason.__members__.values() else CloseReason.CULL

@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from .address import shared_address
-from .backends.base import Backend, FlushRequest, Meta, SessionBudget, pack_stamp
+from .backends.base import Backend, FlushRequest, Meta, Reasserted, SessionBudget, pack_stamp
 from .breaker import BackendGuard
 from .debounce import DebounceSchedule
 from .envelope import COUNTER_MODULUS, OVERHEAD, KeyRing, envelope_tag, plain_size, seal, shared_binding
@@ -65,7 +65,10 @@ class Session:
     of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
     ``claimed`` False: the generation is a placeholder (the start read nothing); the writer claims
     the session before it writes anything, as the connection opened at ``opened`` (ms), but with
-    nothing to write only while ``connected`` says the page is (None: always).
+    nothing to write only while ``connected`` says the page is (None: always). ``manifest`` is the
+    stored state's ``Meta.manifest`` as last read or written here; ``reassert``, when a reconnect
+    opened then (ms) reached the live kernel and its hold is not re-asserted yet (the writer does
+    that before anything else); ``every_key`` lists the kernel's keys, which that may have to write again.
     """
 
     kernel_id: str
@@ -84,6 +87,9 @@ class Session:
     claimed: bool = True
     opened: int = 0
     connected: Callable[[], bool] | None = None
+    manifest: bytes = b""
+    reassert: int = 0
+    every_key: Callable[[], Iterable[str]] | None = None
 
 
 @attrs.frozen
@@ -111,6 +117,7 @@ class Writer:
         default_budget: Budget,
         session_budget: SessionBudget,
         claim: Callable[[str, str, int], int],
+        reassert: Callable[[str, str, int, bytes, int], Reasserted],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._backend = backend
@@ -124,6 +131,7 @@ class Writer:
         self._budget = default_budget
         self._session_budget = session_budget
         self._claim = claim
+        self._reassert_call = reassert
         self._clock = clock
         self._cond = threading.Condition()
         self._io = threading.Lock()  # one batch at a time: the thread, a close, or the drain
@@ -254,6 +262,87 @@ class Writer:
         finally:
             self._io.release()
 
+    # -- a reconnect to a live kernel -----------------------------------------------------------
+
+    def reassert(self, session: Session, opened: int, timeout: float) -> bool:
+        """A reconnect opened at ``opened`` (ms) reached this live kernel: hold its session again as
+        that newer connection (``Backend.reassert``), now if a batch in flight ends and the backend
+        answers within ``timeout``, else before the session's next write. False when the session
+        is stale (a later connection holds it, or another holder wrote since): its page must not be
+        served.
+
+        Without this, a takeover that read the state and wrote nothing (its page never reached the
+        user, who came back here) would fence out the kernel the user works on (chaos seed 920).
+        """
+        with self._cond:
+            if session.stale:
+                return False
+            if not session.claimed:
+                session.opened = max(session.opened, opened)  # its claim is ordered by this connection
+                return True
+            session.reassert = max(session.reassert, opened)
+        if self._io.acquire(timeout=max(timeout, 0.0)):
+            try:
+                held = self._reassert(session) if self._guard.allow() else None
+            finally:
+                self._io.release()
+            if held is not None:
+                if session.dirty:
+                    with self._cond:
+                        self._schedule(session, self._clock())  # rewrite what a claim dropped
+                return held
+        with self._cond:
+            now = self._clock()
+            if session.due is None or session.due > now:
+                self._schedule(session, now)  # the writer re-asserts before anything else
+        return True
+
+    def _reassert(self, session: Session) -> bool | None:
+        """Re-assert ``session``'s hold for its latest reconnect (the caller holds ``_io`` and the
+        breaker's leave): False when it is stale now, None when the backend cannot be reached
+        (tried again later). A claim (the state was gone, or only an earlier connection's claim was
+        there) puts every kernel-scope key back in ``dirty``: the kernel's values are the state."""
+        with self._cond:
+            opened = session.reassert
+            if session.stale:
+                return False
+            if not opened:
+                return True
+            generation, manifest = session.generation, session.manifest
+        try:
+            answer = self._reassert_call(session.kernel_id, session.address, generation, manifest, opened)
+        except BackendError:
+            with self._cond:
+                self._retrying.add(session)
+            return None
+        rewrite = self._kernel_keys(session) if answer.outcome == "claimed" else set()
+        with self._cond:
+            if session.reassert == opened:
+                session.reassert = 0  # else a newer reconnect came meanwhile: asked again
+            if not answer.held:
+                session.stale = True
+                session.dirty, session.due, session.reassert = set(), None, 0
+                return False
+            session.generation = answer.generation
+            if answer.outcome == "claimed":
+                session.counter, session.stored = 0, {}
+                session.manifest = Meta.claimed(self._tag, 0).manifest
+                session.dirty |= rewrite
+        if self._retrying:
+            self._retry_now()  # Redis answers again
+        return True
+
+    def _kernel_keys(self, session: Session) -> set[str]:
+        """The kernel's declared kernel-scope keys. Shared ones are left out: other tabs may have
+        changed them since, and a rewrite would stamp the kernel's older value as the newest."""
+        if session.every_key is None:
+            return set()
+        return {
+            key
+            for key in session.every_key()
+            if (spec := self._registry.resolve(key)) is not None and spec.scope != "session"
+        }
+
     def pending(self) -> int:
         """How many sessions hold unacknowledged changes (for tests and the demo)."""
         with self._cond:
@@ -272,7 +361,7 @@ class Writer:
         busy: list[tuple[Session, set[str]]] = []
         unreachable: list[tuple[Session, set[str]]] = []
         away: list[tuple[Session, set[str]]] = []
-        claimed = False  # a claim was sent: it told the breaker how it went
+        asked = False  # a claim or a re-assertion was sent: it told the breaker how it went
         for session, keys in batch:
             if not session.claimed:
                 if not keys and session.connected is not None and not session.connected():
@@ -281,12 +370,24 @@ class Writer:
                     # later: a reconnect here claims, a change claims at once, a close ends it.
                     away.append((session, keys))
                     continue
-                claimed = claimed or not unreachable
+                asked = asked or not unreachable
                 if unreachable or not self._take_claim(session):
-                    unreachable.append((session, keys))  # one failed claim: the rest wait too
+                    unreachable.append((session, keys))  # one failed call: the rest wait too
                     continue
             if session.stale:
                 continue  # fenced out while queued: its values are older than the store's
+            if session.reassert:
+                asked = asked or not unreachable
+                held = None if unreachable else self._reassert(session)
+                if held is None:
+                    unreachable.append((session, keys))
+                    continue
+                if not held:
+                    if session.on_rejected is not None:
+                        session.on_rejected(session)
+                    continue
+                with self._cond:
+                    keys, session.dirty = keys | session.dirty, set()
             try:
                 request, sizes, views = self._request(session, keys)
             except SnapshotBusy:
@@ -303,7 +404,7 @@ class Writer:
         if away:
             self._requeue(away, when=self._clock() + RETRY_DELAY)
         if not requests:
-            if not claimed:
+            if not asked:
                 self._guard.unused()  # a half-open probe unused here would hold every write back a window
             return waiting
         started = time.perf_counter()
@@ -317,7 +418,7 @@ class Writer:
         for (session, keys, sizes, views), request, result in zip(written, requests, results, strict=True):
             if result is True:
                 session.stored, session.shared = views
-                session.counter = request.meta.counter
+                session.counter, session.manifest = request.meta.counter, request.meta.manifest
                 self._events.flush(FlushResult.OK, session.kernel_id, len(sizes))
                 for key, nbytes in sizes.items():
                     self._events.synced(key, session.kernel_id, nbytes)
@@ -355,6 +456,7 @@ class Writer:
             return True
         with self._cond:
             session.generation, session.counter, session.stored = generation, 0, {}
+            session.manifest = Meta.claimed(self._tag, 0).manifest
             session.claimed = True
         if self._retrying:
             self._retry_now()  # Redis answers again
@@ -523,5 +625,6 @@ class Writer:
             waiting, self._retrying = self._retrying, set()
             now = self._clock()
             for session in waiting:
-                if session.dirty and not (session.closed or session.stale) and (session.due is None or session.due > now):
+                pending = session.dirty or session.reassert
+                if pending and not (session.closed or session.stale) and (session.due is None or session.due > now):
                     self._schedule(session, now)

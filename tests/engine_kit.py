@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -86,11 +87,19 @@ class Kernel:
         self.lock = threading.Lock()
         self.restored = engine.restore(kernel_id, cookie)
         self.values.update(self.restored.values)
-        self.session: Session = engine.open_session(kernel_id, self.restored, self.snapshot)
+        self.session: Session = engine.open_session(kernel_id, self.restored, self.snapshot, keys=self.keys)
 
     def snapshot(self, keys: Iterable[str]) -> Mapping[str, Any]:
         with self.lock:
             return {key: self.values[key] for key in keys if key in self.values}
+
+    def keys(self) -> list[str]:
+        with self.lock:
+            return list(self.values)
+
+    def reconnect(self, opened_at: float | None = None) -> bool:
+        """The page reconnects to this live kernel (Solara's ``new_epoch``); False: it is stale."""
+        return self.engine.reassert(self.session, time.time() if opened_at is None else opened_at)
 
     def set(self, key: str, value: Any) -> None:
         with self.lock:

@@ -45,6 +45,7 @@ from solara_persisted.backends.base import (
     Backend,
     FlushRequest,
     Meta,
+    Reasserted,
     SessionBudget,
     Takeover,
     connection_generation,
@@ -419,17 +420,74 @@ def test_a_takeover_that_reads_nothing_still_refreshes_the_ttl(
     assert backend.peek_generation(address) == FIRST + 1
 
 
-def test_touch_refreshes_the_ttl_and_reports_the_generation(backend: Backend, raw: Raw) -> None:
+def reassert(
+    backend: Backend, address: str, generation: int, *, manifest: bytes = b"", opened: int = 0, ttl: float = TTL
+) -> Reasserted:
+    return backend.reassert(address, "v1", ttl, generation=generation, manifest=manifest, opened=opened)
+
+
+def test_a_reconnect_to_the_holder_bumps_its_generation_and_keeps_the_values(backend: Backend, raw: Raw) -> None:
     address = new_address()
-    assert backend.touch(address, TTL) is None
-    assert raw(address) is None, "touching a session without state writes nothing"
     ttl = 0.8
-    assert backend.flush(flush_request(address, FIRST, {"k": b"v"}, ttl=ttl))
-    before = raw(address)
+    request = flush_request(address, FIRST, {"k": b"v"}, ttl=ttl)
+    assert backend.flush(request)
     time.sleep(0.5)
-    assert backend.touch(address, ttl) == FIRST
-    time.sleep(0.5)  # past the flush's expiry: only the touch keeps it
-    assert raw(address) == before, "touch changes nothing but the expiry"
+    assert reassert(backend, address, FIRST, ttl=ttl) == Reasserted("held", FIRST + 1)
+    time.sleep(0.5)  # past the flush's expiry: only the reconnect keeps it
+    assert raw(address) == {META: packed(request.meta, FIRST + 1), b"k": b"v"}
+    opened = connection_generation(time.time())
+    assert reassert(backend, address, FIRST + 1, opened=opened) == Reasserted("held", opened), (
+        "at least the reconnect's time, so an older connection processed late cannot take it"
+    )
+    assert backend.takeover(address, "v1", TTL, NO_LIMIT, opened=opened - 1000).reason == "stale"
+
+
+def test_a_reconnect_wins_over_a_takeover_that_wrote_nothing_since(backend: Backend, raw: Raw) -> None:
+    """Chaos seed 920: B took the session over (it read the state) but its page never reached the
+    user, who came back to A's live kernel. A's kernel shows what B read, and more: A holds it."""
+    address = new_address()
+    request = flush_request(address, FIRST, {"k": b"v"})
+    assert backend.flush(request)
+    b_opened = connection_generation(time.time())
+    assert backend.takeover(address, "v1", TTL, NO_LIMIT, opened=b_opened).generation == b_opened
+    back = b_opened + 1000
+    answer = reassert(backend, address, FIRST, manifest=request.meta.manifest, opened=back)
+    assert answer == Reasserted("held", back)
+    assert raw(address) == {META: packed(request.meta, back), b"k": b"v"}
+    b_write = flush_request(address, b_opened, {"k": b"b"}, counter=2, must_exist=True)
+    assert backend.flush(b_write) is False, "B is fenced out"
+
+
+def test_a_reconnect_loses_to_a_later_connection_and_to_a_holder_that_wrote(backend: Backend, raw: Raw) -> None:
+    address = new_address()
+    request = flush_request(address, FIRST, {"k": b"v"})
+    assert backend.flush(request)
+    opened = connection_generation(time.time())
+    later = backend.takeover(address, "v1", TTL, NO_LIMIT, opened=opened + 1000)
+    before = raw(address)
+    mine = request.meta.manifest
+    assert reassert(backend, address, FIRST, manifest=mine, opened=opened) == Reasserted("later", opened + 1000)
+    assert raw(address) == before, "nothing bumped"
+    assert backend.flush(flush_request(address, later.generation, {"k": b"b"}, counter=2, must_exist=True))
+    before = raw(address)
+    answer = reassert(backend, address, FIRST, manifest=mine, opened=opened + 5000)
+    assert answer == Reasserted("written", opened + 1000), "its values are newer than the kernel's"
+    assert raw(address) == before
+
+
+def test_a_reconnect_claims_a_session_whose_state_is_gone_or_only_claimed(backend: Backend, raw: Raw) -> None:
+    opened = connection_generation(time.time())
+    gone = new_address()  # expired, or Redis restarted without its data
+    assert reassert(backend, gone, FIRST, opened=opened) == Reasserted("claimed", opened)
+    assert raw(gone) == {META: schema_digest("v1") + bytes(24) + str(opened).encode()}
+    address = new_address()
+    request = flush_request(address, FIRST, {"k": b"v"})
+    assert backend.flush(request)
+    # a page that started without Redis claimed it (dropping the values), and wrote nothing yet
+    assert backend.claim(address, "v1", TTL, FIRST, [request.meta.key_id], opened) == opened
+    answer = reassert(backend, address, FIRST, manifest=request.meta.manifest, opened=opened + 1000)
+    assert answer == Reasserted("claimed", opened + 1000)
+    assert raw(address) == {META: schema_digest("v1") + bytes(24) + str(opened + 1000).encode()}
 
 
 def test_delete_is_fenced_by_generation(backend: Backend, raw: Raw) -> None:
@@ -491,7 +549,7 @@ def test_invalid_addresses_are_refused_by_every_verb(backend: Backend, raw: Raw,
         lambda: backend.flush(request),
         lambda: backend.flush_many([request]),
         lambda: backend.peek_generation(bad),
-        lambda: backend.touch(bad, TTL),
+        lambda: reassert(backend, bad, FIRST),
         lambda: backend.delete(bad),
         lambda: backend.delete(bad, FIRST),
     ]
@@ -721,11 +779,11 @@ def test_memory_stores_exactly_the_bytes_redis_stores(
         log.append(
             backend.flush_many([flush_request(second, FIRST + 9, {"k": b"x"}), flush_request(main, 1, {})])
         )
-        log.append((backend.peek_generation(main), backend.touch(second, TTL)))
+        log.append((backend.peek_generation(main), reassert(backend, second, FIRST + 9)))
     assert replies["memory"] == replies["redis"]
     assert [getattr(reply, "reason", reply) for reply in replies["redis"]] == [
         True, "schema-reset", True, True, "over-budget", "over-budget", "restored",
-        False, True, True, False, [True, False], (FIRST + 4, FIRST + 9),
+        False, True, True, False, [True, False], (FIRST + 4, Reasserted("held", FIRST + 10)),
     ]  # fmt: skip
 
     last = make_meta(main, FIRST + 1, {"e": b"5" * 10, "f": b"6" * 10}, schema_tag="v2", counter=2)
@@ -751,7 +809,6 @@ def redis_backend(redis_url: str, prefix: str) -> Iterator[RedisBackend]:
 def test_a_miss_creates_no_key_in_redis(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
     address = new_address()
     assert take(redis_backend, address).reason == "miss"
-    assert redis_backend.touch(address, TTL) is None
     assert redis_backend.peek_generation(address) is None
     assert redis_backend.delete(address, FIRST) is False
     assert redis_backend.delete(address) is False
@@ -924,7 +981,7 @@ def test_ttl_is_set_and_refreshed_in_milliseconds(
         ("schema-reset takeover", lambda: redis_backend.takeover(address, "v2", 100, NO_LIMIT), True),
         ("over-budget takeover", lambda: redis_backend.takeover(address, "v1", 100, SessionBudget(1)), True),
         ("flush", lambda: redis_backend.flush(flush_request(address, FIRST + 3, {"a": b"w"}, ttl=100)), True),
-        ("touch", lambda: redis_backend.touch(address, 100), True),
+        ("reconnect", lambda: reassert(redis_backend, address, FIRST + 3, ttl=100), True),
         (
             "fenced-out flush",
             lambda: redis_backend.flush(flush_request(address, FIRST, {"a": b"x"}, ttl=100)),
@@ -937,7 +994,7 @@ def test_ttl_is_set_and_refreshed_in_milliseconds(
         redis_client.pexpire(key, 5_000)
         step()
         assert refreshed() is refreshes, f"{what} {'refreshes' if refreshes else 'must not touch'} the TTL"
-    assert redis_backend.peek_generation(address) == FIRST + 3
+    assert redis_backend.peek_generation(address) == FIRST + 4
 
 
 def test_flush_many_is_one_round_trip(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
@@ -959,12 +1016,13 @@ def test_flush_many_is_one_round_trip(redis_backend: RedisBackend, redis_client:
     assert redis_client.info("stats")["total_reads_processed"] - before == len(requests) + 1
 
 
-def test_touch_is_one_round_trip(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
-    """HGET and PEXPIRE go out together (counted as in ``test_flush_many_is_one_round_trip``)."""
+def test_a_reconnect_is_one_round_trip(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
+    """One script call, its script cached (counted as in ``test_flush_many_is_one_round_trip``)."""
     address = new_address()
     assert redis_backend.flush(flush_request(address, FIRST, {"k": b"v"}))
+    assert reassert(redis_backend, address, FIRST).held  # loads the script
     before = redis_client.info("stats")["total_reads_processed"]
-    assert redis_backend.touch(address, TTL) == FIRST
+    assert reassert(redis_backend, address, FIRST + 1) == Reasserted("held", FIRST + 2)
     assert redis_client.info("stats")["total_reads_processed"] - before == 1 + 1
 
 
@@ -1014,7 +1072,7 @@ def test_unreachable_server_raises_backend_error(redis_client: redis.Redis) -> N
         ("flush", lambda: backend.flush(flush_request(new_address(), FIRST, {"k": b"v"}))),
         ("flush_many", lambda: backend.flush_many([flush_request(new_address(), FIRST, {"k": b"v"})])),
         ("peek_generation", lambda: backend.peek_generation(new_address())),
-        ("touch", lambda: backend.touch(new_address(), TTL)),
+        ("reassert", lambda: reassert(backend, new_address(), FIRST)),
         ("delete", lambda: backend.delete(new_address(), FIRST)),
         ("ping", backend.ping),
         ("eviction_policy", backend.eviction_policy),
@@ -1033,7 +1091,7 @@ def test_refusals_come_before_any_io() -> None:
     refused: list[Callable[[], object]] = [
         lambda: backend.takeover("bad", "v1", TTL, NO_LIMIT),
         lambda: backend.peek_generation("bad"),
-        lambda: backend.touch("bad", TTL),
+        lambda: reassert(backend, "bad", FIRST),
         lambda: backend.delete("bad", FIRST),
         lambda: backend.flush(attrs.evolve(request, address="bad")),
         lambda: backend.flush(attrs.evolve(request, fields={"\x00": b"1"})),
@@ -1139,8 +1197,8 @@ def test_other_url_forms_reach_the_same_state(form: str, prefix: str, request: p
     assert other.flush(flush_request(address, FIRST, {"k": b"v"}))
     assert take(direct, address).fields == {b"k": b"v"}
     assert other.peek_generation(address) == FIRST + 1
-    assert other.touch(address, TTL) == FIRST + 1
-    assert other.delete(address, FIRST + 1)
+    assert reassert(other, address, FIRST + 1) == Reasserted("held", FIRST + 2)
+    assert other.delete(address, FIRST + 2)
     assert direct.peek_generation(address) is None
     other.close()
     direct.close()

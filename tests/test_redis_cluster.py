@@ -16,7 +16,7 @@ from backend_helpers import FIRST, META, NO_LIMIT, TTL, flush_request, kernel, n
 from redis.cluster import RedisCluster
 
 from solara_persisted.backends import create_backend
-from solara_persisted.backends.base import FlushRequest, SessionBudget, Takeover
+from solara_persisted.backends.base import FlushRequest, Reasserted, SessionBudget, Takeover
 from solara_persisted.backends.redis import RedisBackend, route_scripts_by_key
 from solara_persisted.config import Settings
 from solara_persisted.errors import BackendError
@@ -92,16 +92,17 @@ def test_contract_holds_for_sessions_on_every_node(
     for i, address in enumerate(addresses):
         assert cluster.hget(prefix + address, "k") == (b"first" if i % 2 else b"second")
         assert backend.peek_generation(address) == FIRST + 1
-        assert backend.touch(address, TTL) == FIRST + 1
+        reconnect = backend.reassert(address, "v1", TTL, generation=FIRST + 1, manifest=b"", opened=0)
+        assert reconnect == Reasserted("held", FIRST + 2)
 
     assert backend.takeover(addresses[0], "v2", TTL, NO_LIMIT).reason == "schema-reset"
     over = backend.takeover(addresses[3], "v1", TTL, SessionBudget(max_bytes=1))
     assert (over.reason, over.over, dict(over.fields)) == ("over-budget", "bytes", {})
     assert backend.delete(addresses[3], over.generation)
 
-    assert backend.delete(addresses[1], FIRST) is False
-    assert backend.delete(addresses[1], FIRST + 1) is True
-    assert backend.flush(write(addresses[1], FIRST + 1, b"late", must_exist=True)) is False
+    assert backend.delete(addresses[1], FIRST + 1) is False
+    assert backend.delete(addresses[1], FIRST + 2) is True
+    assert backend.flush(write(addresses[1], FIRST + 2, b"late", must_exist=True)) is False
     assert backend.delete(addresses[2]) is True
     for address in addresses[1:4]:
         assert backend.peek_generation(address) is None

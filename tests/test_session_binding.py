@@ -166,6 +166,100 @@ def test_an_old_connection_processed_late_by_a_paused_instance_takes_nothing_ove
     assert dict(restored.values) == {"t.page": 5}
 
 
+def test_a_reconnect_to_a_live_kernel_holds_its_session_over_a_takeover_that_wrote_nothing(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """Chaos seed 920: the page's connection to A dropped; B took the session over (it read the
+    state) but its page never reached the user, who came back to A's live kernel and worked on.
+    A shows what B read and more, so A holds the session again and B, should it write, is fenced."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert dict(b.restored.values) == {"t.page": 1}
+    time.sleep(0.1)  # the reconnect to A comes after B's connection, as the user moved
+    assert a.reconnect()
+    a.set("t.page", 2)
+    assert flushed(a.engine) == 2 and not a.session.stale, "A holds the session"
+    b.set("t.page", 9)
+    assert b.engine.drain(5.0) == 0 and b.session.stale, "B's copy is the stale one"
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 2}
+
+
+def test_a_reconnect_while_redis_is_unreachable_holds_the_session_before_its_next_write(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """The seed's actual schedule: Redis was full, then down, when the user came back to A."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend, breaker_failures=1, breaker_window=0.2), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert a.engine.writer.flush_now(a.session, 5.0)  # the writer thread runs on
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    time.sleep(0.1)
+    a.engine.breaker.failure("the link to the backend is cut")
+    assert a.reconnect(), "the page is served: nothing says its copy is stale"
+    assert a.session.reassert, "still to do"
+    a.set("t.page", 2)
+    wait_until(lambda: a.engine.state_block()["flush_ok"] == 2 and not a.engine.writer.pending())
+    assert not a.session.stale and not a.session.reassert
+    b.set("t.page", 9)
+    assert b.engine.drain(5.0) == 0 and b.session.stale
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 2}
+
+
+def test_a_reconnect_to_a_copy_that_another_instance_wrote_since_is_refused(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    b.set("t.page", 5)  # the user worked on B: those values are newer than A's kernel
+    assert flushed(b.engine) == 1
+    assert not a.reconnect() and a.session.stale
+    a.set("t.page", 2)
+    assert a.engine.drain(5.0) == 0 and a.engine.state_block()["flush_ok"] == 1, "A writes nothing more"
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 5}
+
+
+def test_a_reconnect_older_than_the_connection_holding_the_session_is_refused(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """A paused instance handles a reconnect late, after the user has moved on to B."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert flushed(a.engine) == 1
+    reconnected = time.time()
+    time.sleep(0.1)
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert not a.reconnect(opened_at=reconnected) and a.session.stale
+    b.set("t.page", 3)
+    assert flushed(b.engine) == 1 and not b.session.stale
+
+
+def test_a_reconnect_after_an_earlier_page_claimed_the_session_away_writes_every_value_again(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """A page that started without Redis claimed the session (dropping its values) but its
+    connection was older than the reconnect to A's live kernel: A's values are the state, all of them."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a.set("t.page", 1)
+    a.set("t.cart", Cart(("tea",)))
+    assert a.engine.writer.flush_now(a.session, 5.0)  # the writer thread runs on
+    c = Kernel(degraded_engine(settings, backend), kernel_id, cookie)
+    wait_until(lambda: c.session.claimed)
+    assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss"
+    time.sleep(0.1)
+    assert a.reconnect()
+    wait_until(lambda: a.engine.state_block()["flush_ok"] == 2 and not a.engine.writer.pending())
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert (restored.result, dict(restored.values)) == ("success", {"t.page": 1, "t.cart": Cart(("tea",))})
+
+
 def degraded_engine(settings: Settings, backend: Backend) -> Engine:
     """An engine whose link to the backend has just failed: its breaker is open for 0.2 s."""
     engine = make_engine(settings, backend, breaker_failures=1, breaker_window=0.2)

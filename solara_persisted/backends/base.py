@@ -45,6 +45,7 @@ STAMP_SIZE = 16
 MAX_GENERATION = 10**18
 
 TakeoverReason = Literal["restored", "miss", "schema-reset", "over-budget", "corrupt", "stale"]
+ReassertOutcome = Literal["held", "claimed", "later", "written"]
 
 _KERNEL_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -101,6 +102,11 @@ class Meta:
     @property
     def is_claim(self) -> bool:
         return self.counter == 0 and self.mac == bytes(MANIFEST_MAC_SIZE)
+
+    @property
+    def manifest(self) -> bytes:
+        """The packed field less the generation: equal manifests are the same written state."""
+        return self.pack()[:GENERATION_AT]
 
     @classmethod
     def unpack(cls, data: bytes) -> Meta:
@@ -159,6 +165,26 @@ class Takeover:
     shared_over: str | None = None
     shared_amount: int = 0
     ttl_left: float | None = None
+
+
+@attrs.frozen
+class Reasserted:
+    """The outcome of a reconnect's ``reassert``.
+
+    "held": the stored state is what the holder left (or a takeover since only bumped its
+    generation), so it holds the session again at ``generation``, values kept. "claimed": nothing
+    was stored, or only another holder's claim: the holder claimed it at ``generation`` and must
+    write every value again. "later": a connection opened after the reconnect holds the session;
+    "written": another holder wrote it since. Both leave it unchanged (``generation`` is the
+    stored one, 0 when unreadable), and the reconnected copy is stale.
+    """
+
+    outcome: ReassertOutcome
+    generation: int
+
+    @property
+    def held(self) -> bool:
+        return self.outcome in ("held", "claimed")
 
 
 @attrs.frozen
@@ -251,10 +277,18 @@ class Backend(abc.ABC):
         """The stored generation, or None when the session has no state; writes nothing."""
 
     @abc.abstractmethod
-    def touch(self, address: str, ttl: float) -> int | None:
-        """A reconnect is activity: refresh the state's TTL and return its generation.
+    def reassert(
+        self, address: str, schema_tag: str, ttl: float, *, generation: int, manifest: bytes, opened: int
+    ) -> Reasserted:
+        """A reconnect reached the live kernel that holds ``generation`` and last read or wrote the
+        state ``manifest`` (``Meta.manifest``): hold the session again as that connection, opened
+        at ``opened``, unless someone since holds it with newer values.
 
-        None when the session has no state; then nothing is written.
+        The stored generation still ours: kept ("held"), bumped to at least ``opened``, the TTL
+        refreshed. Else, when a connection opened over ``CONNECTION_SLACK`` after ``opened`` holds
+        it: unchanged ("later"). Else kept the same way when its manifest is ours (a takeover since
+        read it and wrote nothing); claimed ("claimed", a ``Meta.claimed`` under ``schema_tag``)
+        when nothing is stored or only another holder's claim; unchanged otherwise ("written").
         """
 
     @abc.abstractmethod

@@ -24,6 +24,7 @@ from .base import (
     Backend,
     FlushRequest,
     Meta,
+    Reasserted,
     SessionBudget,
     Takeover,
     pack_stamp,
@@ -207,14 +208,33 @@ class MemoryBackend(Backend):
             stored = self._live(key)
             return None if stored is None else Meta.unpack(stored.fields[_META]).generation
 
-    def touch(self, address: str, ttl: float) -> int | None:
+    def reassert(
+        self, address: str, schema_tag: str, ttl: float, *, generation: int, manifest: bytes, opened: int
+    ) -> Reasserted:
         key = self._prefix + validate_address(address)
+        validate_claim(generation)
+        validate_claim(opened)
         with self._lock:
             stored = self._live(key)
             if stored is None:
-                return None
-            stored.expires_at = self._expiry(ttl)
-            return Meta.unpack(stored.fields[_META]).generation
+                held = max(generation + 1, opened)
+                self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), held).pack()}, self._expiry(ttl))
+                return Reasserted("claimed", held)
+            try:
+                meta = Meta.unpack(stored.fields[_META])
+            except BackendError:
+                return Reasserted("written", 0)  # not ours to read: left as it is
+            if meta.generation != generation and meta.generation > opened + CONNECTION_SLACK:
+                return Reasserted("later", meta.generation)
+            held = max(meta.generation + 1, opened)
+            if meta.generation == generation or meta.manifest == manifest:
+                stored.fields[_META] = attrs.evolve(meta, generation=held).pack()
+                stored.expires_at = self._expiry(ttl)
+                return Reasserted("held", held)
+            if meta.is_claim and len(stored.fields) == 1:
+                self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), held).pack()}, self._expiry(ttl))
+                return Reasserted("claimed", held)
+            return Reasserted("written", meta.generation)
 
     def delete(self, address: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_address(address)

@@ -58,6 +58,7 @@ from .base import (
     Backend,
     FlushRequest,
     Meta,
+    Reasserted,
     SessionBudget,
     Takeover,
     TakeoverReason,
@@ -72,7 +73,7 @@ from .base import (
 
 SCRIPTS = {
     name: importlib.resources.files(__package__).joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
-    for name in ("takeover", "claim", "flush", "delete", "forget", "key_rings", "solara_takeover")
+    for name in ("takeover", "claim", "reassert", "flush", "delete", "forget", "key_rings", "solara_takeover")
 }
 SENTINEL_PORT = 26379
 _FAILURES = (RedisError, RedisClusterException, OSError)
@@ -220,14 +221,15 @@ class RedisBackend(Backend):
             stored = self._client_or_connect().hget(key, META_FIELD)
         return None if stored is None else Meta.unpack(stored).generation
 
-    def touch(self, address: str, ttl: float) -> int | None:
+    def reassert(
+        self, address: str, schema_tag: str, ttl: float, *, generation: int, manifest: bytes, opened: int
+    ) -> Reasserted:
         key = self._prefix + validate_address(address)
-        with self._failing("touch"):
-            pipe = self._client_or_connect().pipeline(transaction=False)  # one round trip, one key
-            pipe.hget(key, META_FIELD)
-            pipe.pexpire(key, ttl_milliseconds(ttl))  # a no-op when the key does not exist
-            stored, _ = pipe.execute()
-        return None if stored is None else Meta.unpack(stored).generation
+        args = [manifest, validate_claim(generation), validate_claim(opened), ttl_milliseconds(ttl), tag_digest(schema_tag)]
+        with self._failing("reassert"):
+            self._client_or_connect()
+            outcome, stored = self._scripts["reassert"](keys=[key], args=args)
+        return Reasserted(outcome.decode(), int(stored))
 
     def delete(self, address: str, generation: int | None = None) -> bool:
         key = self._prefix + validate_address(address)
