@@ -283,7 +283,12 @@ class Writer:
             session.reassert = max(session.reassert, opened)
         if self._io.acquire(timeout=max(timeout, 0.0)):
             try:
-                held = self._reassert(session) if self._guard.allow() else None
+                with self._cond:
+                    done = not session.reassert or session.stale  # by the batch that held the lock
+                if done:
+                    held: bool | None = not session.stale
+                else:
+                    held = self._reassert(session) if self._guard.allow() else None
             finally:
                 self._io.release()
             if held is not None:

@@ -315,6 +315,50 @@ def test_a_fenced_out_kernel_closes_as_superseded_and_writes_nothing(
     assert dict(again.values) == {"i.page": 5}
 
 
+def test_a_reconnect_to_a_live_kernel_holds_its_session_over_a_takeover_that_wrote_nothing(
+    engine: Engine, specs: dict[str, Any]
+) -> None:
+    """Solara's ``new_epoch``: another instance took the kernel over, but its page never reached
+    the user, who came back here. This kernel shows what that takeover read, and more."""
+    kernel_id = uuid.uuid4().hex
+    live = new_context(kernel_id, "cookie")
+    with live:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    other = Engine(engine.settings, backend=engine.backend)
+    taken = other.restore(kernel_id, "cookie")
+    assert dict(taken.values) == {"i.page": 3}
+    live.state_flush_worker.new_epoch()  # the reconnect: no exception, the page is served
+    manager = live.state_persistence
+    assert manager.generation > taken.generation
+    with live:
+        specs["page"].value = 4
+    wait_until(lambda: engine.state_block()["flush_ok"] == 2 and not engine.writer.pending())
+    assert engine.state_block()["flush_rejected"] == 0 and not live.closed_event.is_set()
+    assert dict(other.restore(kernel_id, "cookie").values) == {"i.page": 4}
+
+
+def test_a_reconnect_to_a_copy_another_instance_wrote_since_is_closed_before_it_is_served(
+    engine: Engine, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    kernel_id = uuid.uuid4().hex
+    stale = new_context(kernel_id, "cookie")
+    with stale:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    other = Engine(engine.settings, backend=engine.backend)
+    restored = other.restore(kernel_id, "cookie")
+    session = other.open_session(kernel_id, restored, lambda keys: dict.fromkeys(keys, 5))
+    other.mark_dirty(session, "i.page")
+    assert other.drain(5.0) == 0
+    with caplog.at_level(logging.INFO, logger="solara.state"), pytest.raises(RuntimeError, match="held elsewhere"):
+        stale.state_flush_worker.new_epoch()
+    assert stale.closed_event.is_set()
+    assert any("reconnect to kernel=" in line and "another instance wrote" in line for line in caplog.messages)
+    assert any("close reason=superseded" in line for line in caplog.messages)
+    assert dict(other.restore(kernel_id, "cookie").values) == {"i.page": 5}
+
+
 @pytest.mark.parametrize(
     ("headers", "query", "status"),
     [
