@@ -294,7 +294,7 @@ class Writer:
             if held is not None:
                 if session.dirty:
                     with self._cond:
-                        self._schedule(session, self._clock())  # rewrite what a claim dropped
+                        self._schedule(session, self._clock())  # pending changes (after a claim: every value)
                 return held
         with self._cond:
             now = self._clock()
