@@ -1076,8 +1076,8 @@ class KernelPersistence:
         self.disabled = True
         self._context.close(reason=CloseReason.SUPERSEDED.value)
         raise RuntimeError(
-            f"kernel {self._kernel_id} is held elsewhere since (generation ours {session.generation}); "
-            "its stale copy here is closed and the reconnect restores it fresh"
+            f"kernel {self._kernel_id}: its session is held elsewhere since (written by another instance, "
+            "or held by a later connection); its stale copy here is closed and the reconnect restores it fresh"
         )
 
     # -- close --------------------------------------------------------------------------------
