@@ -427,6 +427,12 @@ class Writer:
                 self._events.flush(FlushResult.OK, session.kernel_id, len(sizes))
                 for key, nbytes in sizes.items():
                     self._events.synced(key, session.kernel_id, nbytes)
+            elif result is False and session.reassert:
+                # Fenced out by a takeover from before a reconnect that reached this kernel since
+                # (it was in flight meanwhile): written again once that reconnect's hold is re-asserted.
+                self._events.flush(FlushResult.REJECTED, session.kernel_id, len(sizes))
+                self._requeue([(session, keys)], when=self._clock())
+                left += len(keys)
             elif result is False:
                 self._events.flush(FlushResult.REJECTED, session.kernel_id, len(sizes))
                 with self._cond:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import threading
 import time
 import uuid
 from typing import Any
@@ -205,6 +206,52 @@ def test_a_reconnect_while_redis_is_unreachable_holds_the_session_before_its_nex
     assert not a.session.stale and not a.session.reassert
     b.set("t.page", 9)
     assert b.engine.drain(5.0) == 0 and b.session.stale
+    assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 2}
+
+
+class GatedBackend:
+    """A backend whose batched writes wait at a gate: a write in flight for as long as a test needs."""
+
+    def __init__(self, inner: Backend) -> None:
+        self._inner = inner
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def flush_many(self, requests: Any) -> Any:
+        self.entered.set()
+        assert self.gate.wait(10)
+        return self._inner.flush_many(requests)
+
+
+def test_a_reconnect_while_the_kernel_s_older_write_is_in_flight_loses_nothing(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """The write left with the generation from before B's takeover and is fenced out; the
+    reconnect that reached A meanwhile re-asserts its hold, and the write goes again under it."""
+    kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
+    gated = GatedBackend(backend)
+    a = Kernel(make_engine(settings, gated), kernel_id, cookie)
+    a.set("t.page", 1)
+    assert a.engine.writer.flush_now(a.session, 5.0)
+    b = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    assert dict(b.restored.values) == {"t.page": 1}
+    gated.gate.clear()
+    gated.entered.clear()
+    a.set("t.page", 2)
+    assert gated.entered.wait(5), "A's write is in flight"
+    answers: list[bool] = []
+    reconnect = threading.Thread(target=lambda: answers.append(a.reconnect()))
+    reconnect.start()
+    time.sleep(0.05)  # the reconnect waits for the batch in flight
+    gated.gate.set()
+    reconnect.join(10)
+    assert answers == [True]
+    wait_until(lambda: not a.engine.writer.pending() and not a.session.reassert)
+    assert not a.session.stale
     assert dict(make_engine(settings, backend).restore(kernel_id, cookie).values) == {"t.page": 2}
 
 
