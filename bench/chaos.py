@@ -255,7 +255,7 @@ class Chaos:
         elif kind == "tag_bump":
             self._tag += 1
             changes["schema_tag"] = f"t{self._tag}"
-        before = {instance.name for instance in self.fleet.all_instances()}
+        before = {instance.name for instance in self.fleet.instances}
         if kind == "rotate_keys":
             if self._rotated:
                 return  # the runbook retires a key a whole TTL after the roll: one rotation per schedule
@@ -388,12 +388,7 @@ def shrink(chaos: Chaos, outcome: Outcome, budget: int) -> list[Step]:
 
 
 def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[str, Any]]:
-    faults = Counter(
-        f["kind"]
-        for o in outcomes
-        for f in o.faults
-        if not f.get("final") and not f["kind"].endswith("_end") and f["kind"] != "fault_error"
-    )
+    faults = _fault_counts(outcomes)
     restores = [r for o in outcomes for r in o.records if r["kind"] == "restore"]
     after_graceful = [r for o in outcomes for r in _after_graceful(o)]
     graceful = [r for r in after_graceful if r.get("result") not in DEGRADED]  # those that read Redis
@@ -455,6 +450,26 @@ def summarise(outcomes: Sequence[Outcome], console: Console) -> tuple[str, dict[
         "violations": len(violations),
     }
     return last, totals
+
+
+def _fault_counts(outcomes: Sequence[Outcome]) -> Counter[str]:
+    """Faults injected, by kind. An instance stops once: histories written before the fifth
+    session logged every retired instance again at each key rotation, so a stop is counted once
+    per instance and run (a run's schedules share one seed // 1000)."""
+    faults: Counter[str] = Counter()
+    stopped: set[tuple[int, str]] = set()
+    for outcome in outcomes:
+        for fault in outcome.faults:
+            kind = fault["kind"]
+            if fault.get("final") or kind.endswith("_end") or kind == "fault_error":
+                continue
+            if kind in ("kill", "terminate"):
+                stop = (outcome.seed // 1000, fault["instance"])
+                if stop in stopped:
+                    continue
+                stopped.add(stop)
+            faults[kind] += 1
+    return faults
 
 
 def _kill_loss_windows(outcome: Outcome) -> list[float]:

@@ -260,3 +260,17 @@ def test_saved_histories_are_judged_again_without_a_fleet(tmp_path: Any, restore
     lines: list[str] = []
     assert chaos.main(["--judge", str(saved)], out=lines.append) == code
     assert lines[-1].endswith(f" violations={code}")
+
+
+def test_the_fault_count_takes_each_instance_s_stop_once_per_run() -> None:
+    """Histories of the fourth session logged retired instances again at each key rotation."""
+    import chaos
+
+    def outcome(seed: int, faults: list[dict[str, Any]]) -> chaos.Outcome:
+        return chaos.Outcome(0, seed, [], [], faults, [], {})
+
+    stop = {"t": 1.0, "kind": "terminate", "instance": "i1"}
+    again = [stop, {**stop, "t": 2.0}, {"t": 3.0, "kind": "kill", "instance": "i2"}]
+    final = {"t": 9.0, "kind": "kill", "instance": "i3", "final": True}
+    counts = chaos._fault_counts([outcome(7000, again), outcome(7001, [stop, final]), outcome(8000, [stop])])
+    assert counts == {"terminate": 2, "kill": 1}, "i1 stops once in run 7 and once in run 8"
