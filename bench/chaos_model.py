@@ -290,10 +290,11 @@ def _required(
     acks = [ack for ack in user.acks if connected <= ack[0] < restore.get("connect_t", t)]
     if not acks:
         return None
-    if restore.get("live"):
-        last = acks[-1]
-        return last[1], f"acknowledged at {last[0]:.2f} by the live kernel it reconnected to"
     holder = acks[-1][2]
+    if restore.get("live") and restore.get("instance") == holder:
+        return acks[-1][1], f"acknowledged at {acks[-1][0]:.2f} by the live kernel it reconnected to"
+    # Else a kernel another instance kept alive since an earlier connection (seed 964): it holds
+    # only what Redis held for it, so what the acknowledging instance owed is judged as for any restore.
     late = lags.get(holder, ())
     lost = [loss for loss in losses if loss[2] == holder and acks[-1][0] <= loss[0] <= t]
     if not lost:

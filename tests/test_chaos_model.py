@@ -274,3 +274,17 @@ def test_the_fault_count_takes_each_instance_s_stop_once_per_run() -> None:
     final = {"t": 9.0, "kind": "kill", "instance": "i3", "final": True}
     counts = chaos._fault_counts([outcome(7000, again), outcome(7001, [stop, final]), outcome(8000, [stop])])
     assert counts == {"terminate": 2, "kill": 1}, "i1 stops once in run 7 and once in run 8"
+
+
+def test_a_live_kernel_on_another_instance_owes_what_the_acknowledging_one_wrote() -> None:
+    """Seed 964: the user's first kernel stayed alive on i2 (paused); the changes went to i1, which
+    was killed while Redis was down, so they were never written; the reconnect reached i2's old
+    kernel. It shows what Redis held, which is all that can be owed; with Redis up, i1 had written
+    command 2 before it died, and a page showing less is a loss."""
+    live_on_i2 = history(restore(6.0, 0, "i2", live=True))
+    outage = [{"t": 0.5, "kind": "redis_down", "instance": None}, {"t": 9.0, "kind": "redis_down_end", "instance": None}]
+    assert rules(live_on_i2, [*outage, *KILL]) == []
+    assert rules(live_on_i2, KILL) == ["lost"]
+    assert rules(history(restore(6.0, 0, "i1", live=True)), [*outage, *KILL]) == ["lost"], (
+        "the live kernel that acknowledged holds everything it acknowledged"
+    )
