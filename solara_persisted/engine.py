@@ -171,7 +171,6 @@ class Engine:
         snapshot: Snapshot,
         *,
         on_rejected: Callable[[Session], None] | None = None,
-        connected: Callable[[], bool] | None = None,
         keys: Callable[[], Iterable[str]] | None = None,
     ) -> Session:
         """Start tracking a kernel; keys restored under an old secret are re-signed right away.
@@ -190,7 +189,6 @@ class Engine:
             shared=dict(restored.shared),
             claimed=restored.claimed,
             opened=restored.opened,
-            connected=connected,
             manifest=restored.manifest,
             every_key=keys,
         )

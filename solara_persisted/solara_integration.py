@@ -976,7 +976,6 @@ class KernelPersistence:
                     restored,
                     self._snapshot,
                     on_rejected=self._rejected,
-                    connected=self._connected,
                     keys=self._keys,
                 )
             return self._session

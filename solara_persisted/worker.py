@@ -64,8 +64,8 @@ class Session:
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
     of each key's latest change (nanoseconds since the epoch). ``stale``: fenced out, never written again.
     ``claimed`` False: the generation is a placeholder (the start read nothing); the writer claims
-    the session before it writes anything, as the connection opened at ``opened`` (ms), but with
-    nothing to write only while ``connected`` says the page is (None: always). ``manifest`` is the
+    the session before it writes anything, as soon as the backend answers, as the connection opened
+    at ``opened`` (ms; a reconnect to the live kernel moves it on). ``manifest`` is the
     stored state's ``Meta.manifest`` as last read or written here; ``reassert``, when a reconnect
     opened then (ms) reached the live kernel and its hold is not re-asserted yet (the writer does
     that before anything else); ``every_key`` lists the kernel's keys, which that may have to write again.
@@ -86,7 +86,6 @@ class Session:
     stale: bool = False
     claimed: bool = True
     opened: int = 0
-    connected: Callable[[], bool] | None = None
     manifest: bytes = b""
     reassert: int = 0
     every_key: Callable[[], Iterable[str]] | None = None
@@ -365,16 +364,9 @@ class Writer:
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         busy: list[tuple[Session, set[str]]] = []
         unreachable: list[tuple[Session, set[str]]] = []
-        away: list[tuple[Session, set[str]]] = []
         asked = False  # a claim or a re-assertion was sent: it told the breaker how it went
         for session, keys in batch:
             if not session.claimed:
-                if not keys and session.connected is not None and not session.connected():
-                    # Its page is gone and changed nothing: a claim would only wipe what the user
-                    # did since on the connection they moved to (chaos seed 920). Asked again
-                    # later: a reconnect here claims, a change claims at once, a close ends it.
-                    away.append((session, keys))
-                    continue
                 asked = asked or not unreachable
                 if unreachable or not self._take_claim(session):
                     unreachable.append((session, keys))  # one failed call: the rest wait too
@@ -406,8 +398,6 @@ class Writer:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
         if unreachable:
             self._requeue(unreachable, when=self._clock() + RETRY_DELAY, retry=True)
-        if away:
-            self._requeue(away, when=self._clock() + RETRY_DELAY)
         if not requests:
             if not asked:
                 self._guard.unused()  # a half-open probe unused here would hold every write back a window

@@ -339,6 +339,9 @@ def test_a_page_that_started_without_redis_claims_its_session_and_its_state_repl
 def test_a_page_that_started_without_redis_and_changed_nothing_never_brings_the_old_state_back(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
+    """Chaos seed 969: B's page showed the session without A's values (Redis was out) and the user
+    left; B claims once Redis answers, connected or not, so A's late write cannot bring back what
+    B's page showed gone."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
     a = Kernel(make_engine(settings, backend), kernel_id, cookie)
     a.set("t.page", 1)
@@ -349,31 +352,29 @@ def test_a_page_that_started_without_redis_and_changed_nothing_never_brings_the_
     assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss", "as the page showed it"
 
 
-def test_a_page_that_started_without_redis_and_left_unchanged_claims_nothing_until_it_is_back(
+def test_a_page_that_started_without_redis_never_wipes_the_live_kernel_the_user_went_back_to(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
-    """Chaos seed 920: B's page started without Redis, its connection dropped before it showed
-    anything, and the user went back to the live kernel on A and worked on. B's claim, made once
-    Redis was back, wiped everything A wrote since. A page that is gone and changed nothing claims
-    nothing; once it is connected again it claims as before."""
+    """Chaos seed 920: B's page started without Redis and dropped before it showed anything; the
+    user went back to the live kernel on A (a reconnect) and worked on, Redis still out for A too.
+    Whichever comes first once Redis answers, B's claim (which drops the values) or A's re-assertion,
+    A's reconnect is the newer connection: A ends up holding the session with every value."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    a = Kernel(make_engine(settings, backend, breaker_failures=1, breaker_window=0.3), kernel_id, cookie)
     a.set("t.page", 1)
-    assert flushed(a.engine) == 1
-    b_engine = degraded_engine(settings, backend)
-    restored = b_engine.restore(kernel_id, cookie)
-    assert (restored.result, restored.claimed) == ("skipped", False)
-    connected = [False]
-    b = b_engine.open_session(kernel_id, restored, lambda keys: {}, connected=lambda: connected[0])
-    time.sleep(1.5)  # the breaker's window is long over and the writer has looked at B more than once
-    assert not b.claimed
-    a.set("t.page", 2)  # the user works on at A
-    assert flushed(a.engine) == 2 and not a.session.stale, "A still holds the session"
-    connected[0] = True  # the page reconnects to B: what it shows is the session's state again
-    wait_until(lambda: b.claimed)
-    a.set("t.page", 3)
-    assert a.engine.drain(5.0) == 0 and a.session.stale
-    assert make_engine(settings, backend).restore(kernel_id, cookie).result == "miss", "as B's page shows it"
+    a.set("t.cart", Cart(("tea",)))
+    assert a.engine.writer.flush_now(a.session, 5.0)
+    b = Kernel(degraded_engine(settings, backend), kernel_id, cookie)
+    assert not b.session.claimed
+    time.sleep(0.05)
+    a.engine.breaker.failure("A's link is cut too")
+    assert a.reconnect()
+    a.set("t.page", 2)
+    wait_until(lambda: b.session.claimed or b.session.stale)
+    wait_until(lambda: not a.session.reassert and not a.engine.writer.pending())
+    assert not a.session.stale
+    restored = make_engine(settings, backend).restore(kernel_id, cookie)
+    assert dict(restored.values) == {"t.page": 2, "t.cart": Cart(("tea",))}
 
 
 def test_a_page_that_started_without_redis_never_overwrites_state_signed_with_a_secret_it_lacks(
