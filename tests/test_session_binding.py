@@ -54,6 +54,14 @@ def flushed(engine: Engine) -> int:
     return engine.state_block()["flush_ok"]
 
 
+def holder(settings: Settings, backend: Backend, kernel_id: str, cookie: str) -> Kernel:
+    """The instance holding the session, with one change written (its writer thread is stopped)."""
+    kernel = Kernel(make_engine(settings, backend), kernel_id, cookie)
+    kernel.set("t.page", 1)
+    assert flushed(kernel.engine) == 1
+    return kernel
+
+
 @pytest.mark.parametrize("order", orders(), ids=lambda order: ",".join(step.split()[0][0] + step.split()[1][0] for step in order))
 def test_two_cookies_on_one_kernel_id_never_share_state_in_any_order(
     settings: Settings, backend: Backend, specs: dict[str, Any], order: tuple[str, ...]
@@ -174,9 +182,7 @@ def test_a_reconnect_to_a_live_kernel_holds_its_session_over_a_takeover_that_wro
     state) but its page never reached the user, who came back to A's live kernel and worked on.
     A shows what B read and more, so A holds the session again and B, should it write, is fenced."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    a = holder(settings, backend, kernel_id, cookie)
     b = Kernel(make_engine(settings, backend), kernel_id, cookie)
     assert dict(b.restored.values) == {"t.page": 1}
     time.sleep(0.1)  # the reconnect to A comes after B's connection, as the user moved
@@ -259,9 +265,7 @@ def test_a_reconnect_to_a_copy_that_another_instance_wrote_since_is_refused(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    a = holder(settings, backend, kernel_id, cookie)
     b = Kernel(make_engine(settings, backend), kernel_id, cookie)
     b.set("t.page", 5)  # the user worked on B: those values are newer than A's kernel
     assert flushed(b.engine) == 1
@@ -276,9 +280,7 @@ def test_a_reconnect_older_than_the_connection_holding_the_session_is_refused(
 ) -> None:
     """A paused instance handles a reconnect late, after the user has moved on to B."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    a = holder(settings, backend, kernel_id, cookie)
     reconnected = time.time()
     time.sleep(0.1)
     b = Kernel(make_engine(settings, backend), kernel_id, cookie)
@@ -343,9 +345,7 @@ def test_a_page_that_started_without_redis_and_changed_nothing_never_brings_the_
     left; B claims once Redis answers, connected or not, so A's late write cannot bring back what
     B's page showed gone."""
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    holder(settings, backend, kernel_id, cookie)
     b = Kernel(degraded_engine(settings, backend), kernel_id, cookie)
     wait_until(lambda: b.session.claimed)
     assert backend.peek_generation(b.address) == b.session.generation
@@ -381,9 +381,7 @@ def test_a_page_that_started_without_redis_never_overwrites_state_signed_with_a_
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    holder(settings, backend, kernel_id, cookie)
     other = attrs.evolve(settings, secret_keys=(secrets.token_urlsafe(32),))
     b = Kernel(degraded_engine(other, backend), kernel_id, cookie)
     b.set("t.page", 7)
@@ -412,9 +410,7 @@ def test_a_page_close_of_a_stale_copy_deletes_nothing(
     settings: Settings, backend: Backend, specs: dict[str, Any]
 ) -> None:
     kernel_id, cookie = str(uuid.uuid4()), secrets.token_urlsafe(16)
-    a = Kernel(make_engine(settings, backend), kernel_id, cookie)
-    a.set("t.page", 1)
-    assert flushed(a.engine) == 1
+    a = holder(settings, backend, kernel_id, cookie)
     b = Kernel(make_engine(settings, backend), kernel_id, cookie)
     assert dict(b.restored.values) == {"t.page": 1}
     a.engine.close_session(a.session, "page-close")  # A's generation is old: the delete is fenced

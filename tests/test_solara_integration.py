@@ -75,6 +75,15 @@ def new_context(kernel_id: str, session_id: str) -> kernel_context.VirtualKernel
     return context
 
 
+def written_context(engine: Engine, specs: dict[str, Any], kernel_id: str) -> kernel_context.VirtualKernelContext:
+    """A kernel of cookie "cookie" whose page set i.page to 3, written."""
+    context = new_context(kernel_id, "cookie")
+    with context:
+        specs["page"].value = 3
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    return context
+
+
 def test_builtin_engine_stays_inert_and_ours_owns_the_settings(engine: Engine) -> None:
     assert server_settings.state.backend == ""
     assert solara.state.get_backend() is None
@@ -293,10 +302,7 @@ def test_a_fenced_out_kernel_closes_as_superseded_and_writes_nothing(
     engine: Engine, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel_id = uuid.uuid4().hex
-    stale = new_context(kernel_id, "cookie")
-    with stale:
-        specs["page"].value = 3
-    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    stale = written_context(engine, specs, kernel_id)
     # Another instance takes the kernel over (the browser reconnected there) and writes 5.
     other = Engine(engine.settings, backend=engine.backend)
     restored = other.restore(kernel_id, "cookie")
@@ -321,10 +327,7 @@ def test_a_reconnect_to_a_live_kernel_holds_its_session_over_a_takeover_that_wro
     """Solara's ``new_epoch``: another instance took the kernel over, but its page never reached
     the user, who came back here. This kernel shows what that takeover read, and more."""
     kernel_id = uuid.uuid4().hex
-    live = new_context(kernel_id, "cookie")
-    with live:
-        specs["page"].value = 3
-    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    live = written_context(engine, specs, kernel_id)
     other = Engine(engine.settings, backend=engine.backend)
     taken = other.restore(kernel_id, "cookie")
     assert dict(taken.values) == {"i.page": 3}
@@ -342,10 +345,7 @@ def test_a_reconnect_to_a_copy_another_instance_wrote_since_is_closed_before_it_
     engine: Engine, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     kernel_id = uuid.uuid4().hex
-    stale = new_context(kernel_id, "cookie")
-    with stale:
-        specs["page"].value = 3
-    wait_until(lambda: engine.state_block()["flush_ok"] == 1 and not engine.writer.pending())
+    stale = written_context(engine, specs, kernel_id)
     other = Engine(engine.settings, backend=engine.backend)
     restored = other.restore(kernel_id, "cookie")
     session = other.open_session(kernel_id, restored, lambda keys: dict.fromkeys(keys, 5))
