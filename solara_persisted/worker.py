@@ -324,8 +324,7 @@ class Writer:
             if session.reassert == opened:
                 session.reassert = 0  # else a newer reconnect came meanwhile: asked again
             if not answer.held:
-                session.stale = True
-                session.dirty, session.due, session.reassert = set(), None, 0
+                self._go_stale(session)
                 return False
             session.generation = answer.generation
             if answer.outcome == "claimed":
@@ -335,6 +334,12 @@ class Writer:
         if self._retrying:
             self._retry_now()  # Redis answers again
         return True
+
+    @staticmethod
+    def _go_stale(session: Session) -> None:
+        """Fenced out for good (under ``_cond``): nothing of this copy is written again."""
+        session.stale = True
+        session.dirty, session.due, session.reassert = set(), None, 0
 
     def _kernel_keys(self, session: Session) -> set[str]:
         """The kernel's declared kernel-scope keys. Shared ones are left out: other tabs may have
@@ -426,8 +431,7 @@ class Writer:
             elif result is False:
                 self._events.flush(FlushResult.REJECTED, session.kernel_id, len(sizes))
                 with self._cond:
-                    session.stale = True
-                    session.dirty, session.due = set(), None
+                    self._go_stale(session)
                 if session.on_rejected is not None:
                     session.on_rejected(session)
             else:
@@ -450,8 +454,7 @@ class Writer:
             return False
         if generation <= 0:
             with self._cond:
-                session.stale = True
-                session.dirty, session.due = set(), None
+                self._go_stale(session)
             if generation < 0 and session.on_rejected is not None:
                 session.on_rejected(session)  # a later connection holds it: this page is superseded
             return True

@@ -124,8 +124,12 @@ class MemoryBackend(Backend):
                     if meta.generation > opened + CONNECTION_SLACK:
                         return -1
                     generation = max(meta.generation + 1, opened)
-            self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), generation).pack()}, self._expiry(ttl))
+            self._claim(key, schema_tag, generation, ttl)
             return generation
+
+    def _claim(self, key: str, schema_tag: str, generation: int, ttl: float) -> None:
+        """Leave a claim (``Meta.claimed``) as the session's whole hash; the caller holds the lock."""
+        self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), generation).pack()}, self._expiry(ttl))
 
     def _read_shared(self, key: str, ttl: float, budget: SessionBudget) -> dict[str, Any]:
         stored = self._live(self._shared_key(key))
@@ -218,7 +222,7 @@ class MemoryBackend(Backend):
             stored = self._live(key)
             if stored is None:
                 held = max(generation + 1, opened)
-                self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), held).pack()}, self._expiry(ttl))
+                self._claim(key, schema_tag, held, ttl)
                 return Reasserted("claimed", held)
             try:
                 meta = Meta.unpack(stored.fields[_META])
@@ -232,7 +236,7 @@ class MemoryBackend(Backend):
                 stored.expires_at = self._expiry(ttl)
                 return Reasserted("held", held)
             if meta.is_claim and len(stored.fields) == 1:
-                self._hashes[key] = _Hash({_META: Meta.claimed(tag_digest(schema_tag), held).pack()}, self._expiry(ttl))
+                self._claim(key, schema_tag, held, ttl)
                 return Reasserted("claimed", held)
             return Reasserted("written", meta.generation)
 
