@@ -58,6 +58,10 @@ probe), all on one asyncio loop in this process. A run:
    Redis has gone quiet (no commands but its own for 1 s, at most 20 s) and reads Redis's memory
    and keys. Then the users' sockets are dropped and the server (and link) stopped.
 
+``--pin`` puts the server on the last CPU and everything else (this process's clients,
+redis-server, the links) on the others, so the load generator's own CPU stays out of the server's
+latency tail; without it the clients and the server share every core.
+
 ``--quick`` is 100 sessions only, a 2 s warm-up and a 5 s window: seven runs (off; Solara and ours
 with Redis normal, slow, down). Each run prints one line as it ends (sessions, ramp time, changes,
 timeouts, the engine's ``/resourcez`` state block at the start and end: status, breaker, flushes).
@@ -257,6 +261,7 @@ class Server:
     app: Path
     env: dict[str, str]
     workdir: Path
+    cpus: set[int] | None = None  # --pin: the CPUs the server runs on (its children inherit them)
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -273,9 +278,10 @@ class Server:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = launch_solara(
-            self.app, self.port, workdir=self.workdir, env=self.env, log_path=self.log_path, production=True
-        )
+        with pinned(self.cpus):
+            self.process = launch_solara(
+                self.app, self.port, workdir=self.workdir, env=self.env, log_path=self.log_path, production=True
+            )
         deadline = time.monotonic() + READY_TIMEOUT
         while not answers_ready(self.url):
             if self.process.poll() is not None:
@@ -291,6 +297,20 @@ class Server:
     def resourcez_state(self) -> dict[str, Any]:
         with urllib.request.urlopen(self.url + "/resourcez", timeout=HTTP_TIMEOUT) as response:
             return json.load(response).get("state") or {}
+
+
+@contextlib.contextmanager
+def pinned(cpus: set[int] | None) -> Iterator[None]:
+    """This thread on ``cpus`` for the duration (a process it starts meanwhile inherits them)."""
+    if cpus is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 # -- /proc -------------------------------------------------------------------------------------
@@ -613,7 +633,7 @@ def run_one(spec: RunSpec, redis_port: int, args: argparse.Namespace, logs: Path
         with contextlib.ExitStack() as stack:
             link = stack.enter_context(redis_link(redis_port)) if spec.redis != "normal" else None
             url = f"redis://127.0.0.1:{link.port if link else redis_port}/0"
-            server = Server(APPS[spec.config], server_environment(spec.config, url, prefix), logs / name)
+            server = Server(APPS[spec.config], server_environment(spec.config, url, prefix), logs / name, args.server_cpus)
             stack.callback(server.stop)
             with console.status(f"{name}: starting the server"):
                 server.start()
@@ -848,6 +868,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=1, help="run every configuration this many times, interleaved; tables show medians"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the server on the last CPU, the clients, redis-server and links on the others (needs 2 CPUs or more)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write {'runs': [...]} to this file")
     parser.add_argument("--keep-logs", type=Path, help="keep every server's log under this directory")
@@ -858,6 +883,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (2.0 if args.quick else 5.0)
     if min(args.sessions) < 1 or args.batch < 1 or args.rounds < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("sessions, --batch and --rounds must be positive, --seconds > 0, --warmup >= 0")
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) < 2:
+        parser.error(f"--pin needs 2 CPUs or more; this process may run on {len(cpus)}: drop --pin")
+    args.server_cpus = {cpus[-1]} if args.pin else None
+    args.client_cpus = set(cpus[:-1]) if args.pin else None
     return args
 
 
@@ -873,6 +903,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logs = args.keep_logs or Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     logs.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    if args.client_cpus is not None:
+        os.sched_setaffinity(0, args.client_cpus)  # before redis-server and any thread start: all inherit it
     try:
         with redis_server() as port:
             for index in range(args.rounds):  # interleaved: a drift of the machine touches every column alike

@@ -9,6 +9,7 @@ positive is. The numbers themselves are for the full run by hand (bench/README.m
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,23 @@ def test_rounds_merge_into_medians_with_their_ranges() -> None:
     assert one["extra"]["spread"]["event_p99_ms"] == (100.0, 300.0)
     assert one["extra"]["state_end"] == "healthy" and one["extra"]["timeouts"] == 0
     assert bench_fleet.merged([run(1.0, 2.0, 3.0)]) == run(1.0, 2.0, 3.0)
+
+
+def test_pin_starts_the_server_on_its_own_cpu_and_gives_the_caller_its_cpus_back() -> None:
+    sys.path.insert(0, str(REPO / "bench"))
+    import bench_fleet
+
+    mine = os.sched_getaffinity(0)
+    target = {max(mine)}
+    with bench_fleet.pinned(target):
+        child = subprocess.Popen([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], stdout=subprocess.PIPE, text=True)
+    printed, _ = child.communicate(timeout=30)
+    assert printed.strip() == str(sorted(target))
+    assert os.sched_getaffinity(0) == mine
+
+
+def test_pin_on_one_cpu_is_refused_with_the_fix() -> None:
+    command = ["taskset", "-c", "0", sys.executable, str(REPO / "bench" / "bench_fleet.py"), "--pin", "--quick"]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert finished.returncode == 2
+    assert "--pin needs 2 CPUs or more; this process may run on 1: drop --pin" in finished.stderr
