@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -58,7 +58,9 @@ class Session:
     """One kernel's persisted state as the writer sees it.
 
     ``snapshot`` returns the current values of the given concrete keys; it is called from the
-    writer thread and must take whatever lock guards those values (the kernel's store lock).
+    writer thread, must take the lock the kernel's events hold (Solara's kernel lock), and must
+    iterate the keys while it holds it: the writer adds every key changed since the batch was
+    formed at that moment, so a write never holds part of an event (``_Reading``).
     ``stored`` mirrors the hash as acknowledged (field -> (envelope tag, size)): the next
     manifest signs it, and the budgets are checked against it. ``shared`` is the same for the
     browser session's shared hash as last seen (other tabs write it too), and ``stamps`` the time
@@ -89,6 +91,31 @@ class Session:
     manifest: bytes = b""
     reassert: int = 0
     every_key: Callable[[], Iterable[str]] | None = None
+
+
+class _Reading:
+    """The keys one write reads, as the session's snapshot iterates them under the kernel's lock.
+
+    The batch named its keys before an event may have run; the snapshot reads values after it.
+    Without the keys that event changed beside them, the write would hold half of it (a restore
+    mixing two events). So, at the iteration, every key dirty by then joins this write, and the
+    change stamps are read then, before any value.
+    """
+
+    def __init__(self, cond: threading.Condition, session: Session, keys: set[str]) -> None:
+        self._cond = cond
+        self._session = session
+        self.keys = set(keys)
+        self.stamps = dict(session.stamps)
+
+    def __iter__(self) -> Iterator[str]:
+        session = self._session
+        with self._cond:
+            if session.dirty:
+                self.keys |= session.dirty
+                session.dirty, session.due = set(), None  # the window they opened is this write
+            self.stamps = dict(session.stamps)
+        return iter(sorted(self.keys))
 
 
 @attrs.frozen
@@ -390,14 +417,15 @@ class Writer:
                     continue
                 with self._cond:
                     keys, session.dirty = keys | session.dirty, set()
+            reading = _Reading(self._cond, session, keys)
             try:
-                request, sizes, views = self._request(session, keys)
+                request, sizes, views = self._request(session, reading)
             except SnapshotBusy:
-                busy.append((session, keys))  # mid-event: half of one event is never written
+                busy.append((session, reading.keys))  # mid-event: half of one event is never written
                 continue
             if request is not None:
                 requests.append(request)
-                written.append((session, keys, sizes, views))
+                written.append((session, reading.keys, sizes, views))
         waiting = sum(len(keys) for _, keys in busy + unreachable)
         if busy:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
@@ -467,13 +495,14 @@ class Writer:
         return True
 
     def _request(
-        self, session: Session, keys: set[str]
+        self, session: Session, reading: _Reading
     ) -> tuple[FlushRequest | None, dict[str, int], _Views]:
-        """The fenced write of ``keys``, the sizes written, and both hashes as they will be after it."""
-        # Stamps are read before the values: a change in between is then stamped later than the
+        """The fenced write of what ``reading`` reads, the sizes written, and both hashes as they
+        will be after it."""
+        values = session.snapshot(reading)
+        # Stamps were read before the values: a change in between is then stamped later than the
         # value written here, and its own write (it is dirty again) wins over this one.
-        changed_at = dict(session.stamps) if session.stamps else {}
-        values = session.snapshot(sorted(keys))
+        changed_at = reading.stamps
         fields: dict[str, bytes] = {}
         removed: list[str] = []
         shared: dict[str, bytes] = {}

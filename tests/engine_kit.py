@@ -106,6 +106,14 @@ class Kernel:
             self.values[key] = value
         self.engine.mark_dirty(self.session, key)
 
+    def event(self, values: Mapping[str, Any]) -> None:
+        """One event handler setting several values: each marked dirty as it is set, under the lock,
+        as Solara's reactives are inside a handler."""
+        with self.lock:
+            for key, value in values.items():
+                self.values[key] = value
+                self.engine.mark_dirty(self.session, key)
+
 
 def make_engine(settings: Settings, backend: Backend, **changes: Any) -> Engine:
     engine = Engine(attrs.evolve(settings, **changes), backend=backend)

@@ -478,6 +478,37 @@ def test_values_set_in_one_event_are_written_together(engine: Engine, specs: dic
     again.close(reason="page-close")
 
 
+def test_an_event_between_a_batch_and_its_snapshot_is_written_whole(engine: Engine, specs: dict[str, Any]) -> None:
+    """The writer names a batch's keys before it takes the kernel's lock to read them: a message
+    handled in between set a named key and another. The write holds the whole event (chaos seed
+    1010), read under the lock the handler held."""
+    slow = Engine(attrs.evolve(engine.settings, flush_debounce=60.0), backend=engine.backend)
+    slow.start()  # a minute's debounce: only the checkpoint below writes
+    kernel_id = uuid.uuid4().hex
+    context = new_context(kernel_id, "cookie")
+    manager = solara_integration.KernelPersistence(slow, context)
+    context.state_persistence = context.state_flush_worker = manager
+    with context.lock, context:
+        specs["page"].value = 4
+    session = manager._session
+    assert session is not None
+    snapshot = session.snapshot
+
+    def late(keys: Any) -> Any:
+        session.snapshot = snapshot
+        with context.lock, context:  # the next message's handler, before the snapshot takes the lock
+            specs["page"].value = 5
+            specs["tags"].value = frozenset({"x"})
+        return snapshot(keys)
+
+    session.snapshot = late
+    with context:
+        assert solara_integration.checkpoint(timeout=5.0)
+    assert dict(engine.restore(kernel_id, "cookie").values) == {"i.page": 5, "i.tags": frozenset({"x"})}
+    context.close(reason="cull")
+    slow.close()
+
+
 class _FullOnce(RedisBackend):
     """The Redis backend as a full Redis answers a takeover's claim: refused, the miss unclaimed."""
 
