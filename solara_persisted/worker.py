@@ -106,7 +106,7 @@ class _Reading:
         self._cond = cond
         self._session = session
         self.keys = set(keys)
-        self.stamps = dict(session.stamps)
+        self.stamps: dict[str, int] = {}  # read at the iteration; no values are read without one
 
     def __iter__(self) -> Iterator[str]:
         session = self._session
