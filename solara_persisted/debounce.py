@@ -3,7 +3,8 @@
 A session's first change after a write opens its window (``SOLARA_STATE_FLUSH_DEBOUNCE``); later
 changes inside it ride on the same write, so a slider dragged for a second costs one write, and
 a crash loses at most the window. Due sessions come out earliest first and in batches, so one
-round trip carries every session that is due. The writer calls it under its own lock.
+round trip carries every session that is due, and those nearly due with it (the writer's
+``COALESCE``). The writer calls it under its own lock.
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ class DebounceSchedule:
             return None
         return max(self._heap[0][0] - now, 0.0)
 
-    def take_due(self, now: float, limit: int) -> list[Session]:
-        """Up to ``limit`` sessions whose window has closed, earliest first, each unscheduled."""
+    def take_due(self, until: float, limit: int) -> list[Session]:
+        """Up to ``limit`` sessions whose window closes by ``until``, earliest first, each unscheduled."""
         due_sessions: list[Session] = []
-        while self._heap and self._heap[0][0] <= now and len(due_sessions) < limit:
+        while self._heap and self._heap[0][0] <= until and len(due_sessions) < limit:
             due, _, session = heapq.heappop(self._heap)
             if session.due != due or session.closed or session.stale:
                 continue

@@ -36,6 +36,11 @@ logger = logging.getLogger("solara.state")
 
 #: How many sessions go into one pipelined round trip.
 BATCH_SIZE = 1000
+#: A batch also takes every session whose window closes within this share of the debounce. At a
+#: steady trickle of changes each window would otherwise close alone, and every round trip costs
+#: the writer about as much again as the sessions in it (issue 13: 1.0 against 0.43 ms of writer
+#: CPU per change at 50 changes/s). Windows only ever close earlier, so the loss bound holds.
+COALESCE = 0.25
 #: After a failed write, the earliest retry (the breaker decides whether it is attempted); the
 #: first write the backend takes again brings every waiting retry forward to at once.
 RETRY_DELAY = 1.0
@@ -230,7 +235,7 @@ class Writer:
 
     def _take_due(self, now: float) -> list[tuple[Session, set[str]]]:
         batch: list[tuple[Session, set[str]]] = []
-        for session in self._windows.take_due(now, BATCH_SIZE):
+        for session in self._windows.take_due(now + self._debounce * COALESCE, BATCH_SIZE):
             batch.append((session, session.dirty))
             session.dirty = set()
         return batch

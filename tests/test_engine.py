@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -275,6 +276,39 @@ def test_a_large_value_is_stored_compressed_and_restores_equal(
     assert a.state_block()["sync_bytes_total"] < 0.3 * as_json  # what Redis was sent and holds
     b = make_engine(settings, backend)
     assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.cart": cart}
+
+
+def test_windows_closing_close_together_share_one_round_trip(
+    settings: Settings, backend: Backend, specs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a steady trickle of changes each session's window would close alone, one round trip per
+    session (issue 13). A batch takes every window closing within a quarter of the debounce with
+    it; one further off waits for its own, and the first still waits out its whole window."""
+    batches: list[tuple[float, list[str]]] = []
+    flush_many = backend.flush_many
+
+    def recording(requests: list[FlushRequest]) -> list[Any]:
+        batches.append((time.monotonic(), sorted(request.address for request in requests)))
+        return flush_many(requests)
+
+    monkeypatch.setattr(backend, "flush_many", recording)
+    a = make_engine(settings, backend, flush_debounce=2.0)
+    first, second, third = (Kernel(a, uuid.uuid4().hex, "cookie") for _ in range(3))
+    started = time.monotonic()
+    first.set("t.page", 1)
+    time.sleep(0.1)
+    second.set("t.page", 2)  # closes 0.1 s after the first: inside the quarter (0.5 s)
+    time.sleep(0.9)
+    third.set("t.page", 3)  # closes 1 s or more after the first: its own batch
+    wait_until(lambda: len(batches) == 2, "two batches")
+    assert [addresses for _, addresses in batches] == [
+        sorted([first.address, second.address]),
+        [third.address],
+    ]
+    assert batches[0][0] - started >= 2.0
+    b = make_engine(settings, backend)
+    for number, kernel in enumerate((first, second, third), start=1):
+        assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.page": number}
 
 
 def test_drain_writes_every_session_in_batches(
