@@ -331,6 +331,9 @@ class Declarations:
 
         from solara_persisted.spec import persisted, registry
 
+        # Importing solara_persisted beside Solara's server modules turns the state lines on (its
+        # autostart says persistence is off); neither engine pays for per-flush lines here.
+        logging.getLogger("solara.state").setLevel(logging.WARNING)
         self.registry = registry
         for _, key, tp, factory, _ in CODEC_CASES:
             declare(persisted, key, tp, factory())
@@ -369,7 +372,7 @@ def new_context(kernel_id: str, session_id: str) -> Any:
 class SolaraSession:
     """What Solara's server does on connect: takeover, attach, start the kernel's flush worker."""
 
-    def __init__(self, backend: Any, context: Any) -> None:
+    def __init__(self, backend: Any, context: Any, debounce: float = FLUSH_DEBOUNCE) -> None:
         import solara.state as S
 
         tag = S.effective_schema_tag()
@@ -388,7 +391,7 @@ class SolaraSession:
             breaker=S.get_breaker(),
             has_connected_page=lambda: True,
             on_superseded=lambda: None,
-            debounce=FLUSH_DEBOUNCE,
+            debounce=debounce,
         )
         self.worker.start()
 
