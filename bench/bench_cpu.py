@@ -116,10 +116,6 @@ def contexts(side: str, round_: int, sessions: int) -> list[Any]:
     return [kit.new_context(f"{side}-{round_}-{i}", f"{side}-{round_}-session-{i}") for i in range(sessions)]
 
 
-def load_off(decl: kit.Declarations, plain: tuple[Any, Any], round_: int, sessions: int) -> Load:
-    return Load(contexts("off", round_, sessions), *plain, flushes=None, close=lambda: None)
-
-
 def load_solara(port: int, decl: kit.Declarations, round_: int, sessions: int) -> Load:
     import solara.state as S
 
@@ -165,15 +161,15 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, list[dict[str, 
         import solara
 
         plain = (solara.reactive(0), solara.reactive(""))
+        starts: dict[str, Callable[[int], Load]] = {
+            "off": lambda r: Load(contexts("off", r, args.sessions), *plain, flushes=None, close=lambda: None),
+            "solara": lambda r: load_solara(port, decl, r, args.sessions),
+            "ours": lambda r: load_ours(port, decl, r, args.sessions),
+        }
         for round_ in range(args.rounds):
             for side in SIDES:
                 with console.status(f"round {round_ + 1}/{args.rounds}: {side}"):
-                    if side == "off":
-                        load = load_off(decl, plain, round_, args.sessions)
-                    elif side == "solara":
-                        load = load_solara(port, decl, round_, args.sessions)
-                    else:
-                        load = load_ours(port, decl, round_, args.sessions)
+                    load = starts[side](round_)
                     try:
                         results[side].append(measure(load, args.seconds, args.rate, trips, seed=round_))
                     finally:
