@@ -4,7 +4,9 @@ A session's first change after a write opens its window (``SOLARA_STATE_FLUSH_DE
 changes inside it ride on the same write, so a slider dragged for a second costs one write, and
 a crash loses at most the window. Due sessions come out earliest first and in batches, so one
 round trip carries every session that is due, and those nearly due with it (the writer's
-``COALESCE``). The writer calls it under its own lock.
+``COALESCE``). A retry (a kernel that was mid-event) is never taken early: the batch that would
+take it is formed for another session, and trying a kernel again before its event can end costs
+the writer a wait for nothing. The writer calls it under its own lock.
 """
 
 from __future__ import annotations
@@ -22,28 +24,31 @@ class DebounceSchedule:
     rescheduled, closed or fenced out since is skipped when it comes up."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Session]] = []
+        self._windows: list[tuple[float, int, Session]] = []  # may close early, with a batch
+        self._retries: list[tuple[float, int, Session]] = []  # never before their time
         self._order = itertools.count()  # equal due times keep their order; sessions never compare
 
-    def schedule(self, session: Session, due: float) -> bool:
-        """Set ``session``'s window to close at ``due``; True when it is now the earliest (wake the writer)."""
+    def schedule(self, session: Session, due: float, *, exact: bool = False) -> bool:
+        """Set ``session``'s window to close at ``due`` (``exact``: not before it); True when it is
+        now the earliest (wake the writer)."""
         session.due = due
-        heapq.heappush(self._heap, (due, next(self._order), session))
-        return self._heap[0][2] is session
+        heapq.heappush(self._retries if exact else self._windows, (due, next(self._order), session))
+        return min(self._windows[:1] + self._retries[:1])[2] is session
 
     def wait(self, now: float) -> float | None:
         """Seconds until the earliest window closes (0 when one has), or None when none is open."""
-        if not self._heap:
-            return None
-        return max(self._heap[0][0] - now, 0.0)
+        heads = [heap[0][0] for heap in (self._windows, self._retries) if heap]
+        return max(min(heads) - now, 0.0) if heads else None
 
-    def take_due(self, until: float, limit: int) -> list[Session]:
-        """Up to ``limit`` sessions whose window closes by ``until``, earliest first, each unscheduled."""
+    def take_due(self, now: float, until: float, limit: int) -> list[Session]:
+        """Up to ``limit`` sessions, each unscheduled: the retries due by ``now``, then the windows
+        closing by ``until``, each earliest first."""
         due_sessions: list[Session] = []
-        while self._heap and self._heap[0][0] <= until and len(due_sessions) < limit:
-            due, _, session = heapq.heappop(self._heap)
-            if session.due != due or session.closed or session.stale:
-                continue
-            session.due = None
-            due_sessions.append(session)
+        for heap, by in ((self._retries, now), (self._windows, until)):
+            while heap and heap[0][0] <= by and len(due_sessions) < limit:
+                due, _, session = heapq.heappop(heap)
+                if session.due != due or session.closed or session.stale:
+                    continue
+                session.due = None
+                due_sessions.append(session)
         return due_sessions

@@ -44,7 +44,8 @@ COALESCE = 0.25
 #: After a failed write, the earliest retry (the breaker decides whether it is attempted); the
 #: first write the backend takes again brings every waiting retry forward to at once.
 RETRY_DELAY = 1.0
-#: A session whose kernel was mid-event at the snapshot is tried again this much later.
+#: A session whose kernel was mid-event at the snapshot is tried again this much later, and not
+#: sooner with another session's batch (each try can cost the writer ``SNAPSHOT_WAIT``).
 BUSY_RETRY = 0.05
 
 Snapshot = Callable[[Iterable[str]], Mapping[str, Any]]
@@ -191,8 +192,8 @@ class Writer:
             if session.due is None:
                 self._schedule(session, self._clock() + self._debounce)
 
-    def _schedule(self, session: Session, due: float) -> None:
-        if self._windows.schedule(session, due):
+    def _schedule(self, session: Session, due: float, *, exact: bool = False) -> None:
+        if self._windows.schedule(session, due, exact=exact):
             self._cond.notify()
 
     # -- the writer thread --------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Writer:
 
     def _take_due(self, now: float) -> list[tuple[Session, set[str]]]:
         batch: list[tuple[Session, set[str]]] = []
-        for session in self._windows.take_due(now + self._debounce * COALESCE, BATCH_SIZE):
+        for session in self._windows.take_due(now, now + self._debounce * COALESCE, BATCH_SIZE):
             batch.append((session, session.dirty))
             session.dirty = set()
         return batch
@@ -654,7 +655,7 @@ class Writer:
                 if retry:
                     self._retrying.add(session)
                 if when is not None and session.due is None:
-                    self._schedule(session, when)
+                    self._schedule(session, when, exact=True)
 
     def _retry_now(self) -> None:
         """The backend took a write again: sessions waiting out ``RETRY_DELAY`` are due at once,

@@ -31,7 +31,8 @@ from solara_persisted.backends.base import Backend, FlushRequest, SessionBudget
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.envelope import envelope_tag
-from solara_persisted.worker import Session
+from solara_persisted.errors import SnapshotBusy
+from solara_persisted.worker import BUSY_RETRY, Session
 
 
 def test_failover_restores_typed_values(settings: Settings, backend: Backend, specs: dict[str, Any]) -> None:
@@ -309,6 +310,37 @@ def test_windows_closing_close_together_share_one_round_trip(
     b = make_engine(settings, backend)
     for number, kernel in enumerate((first, second, third), start=1):
         assert b.restore(kernel.session.kernel_id, "cookie").values == {"t.page": number}
+
+
+def test_a_busy_kernel_is_not_tried_again_early_with_another_sessions_batch(
+    settings: Settings, backend: Backend, specs: dict[str, Any]
+) -> None:
+    """A kernel mid-event waits ``BUSY_RETRY`` before its next try. A batch formed sooner for
+    another session (here a reconnect's, due at once) took it along while its window was being
+    coalesced, and each early try can cost the writer a ``SNAPSHOT_WAIT`` for nothing."""
+    a = make_engine(settings, backend, flush_debounce=2.0)  # coalesces 0.5 s: ten retries' worth
+    busy, other = Kernel(a, uuid.uuid4().hex, "cookie"), Kernel(a, uuid.uuid4().hex, "cookie")
+    tries: list[float] = []
+    mid_event = True
+
+    def snapshot(keys: Any) -> Any:
+        tries.append(time.monotonic())
+        if mid_event:
+            raise SnapshotBusy("mid-event")
+        return busy.snapshot(keys)
+
+    busy.session.snapshot = snapshot
+    busy.set("t.page", 1)
+    assert a.writer.flush_now(busy.session, timeout=5.0) is False  # mid-event: retried later
+    other.set("t.page", 2)
+    assert other.reconnect()  # its changes are due at once: a batch forms now
+    wait_until(lambda: other.session.counter > 0, "the reconnect's batch")
+    mid_event = False
+    wait_until(lambda: len(tries) >= 2, "the retry")
+    assert tries[1] - tries[0] >= BUSY_RETRY
+    assert a.writer.flush_now(busy.session, timeout=5.0)
+    b = make_engine(settings, backend)
+    assert b.restore(busy.session.kernel_id, "cookie").values == {"t.page": 1}
 
 
 def test_drain_writes_every_session_in_batches(
