@@ -88,7 +88,10 @@ session is in the idle figures and not in N):
   widget's ``update``) to receiving the ``state`` widget's update that shows its seq
   (``chaos_client``'s ack): the server's event handling, render and, where an engine makes the
   event wait, that wait, plus the queueing of a busy 2-core machine (the client's own loop
-  included). Nearest-rank percentiles of every change sent in the window.
+  included). Nearest-rank percentiles of every change sent in the window. With ``--rounds``, the
+  table also pools every round's events into one p99, and the goal is judged on it: a round's
+  p99 moves with whether a pause of the server's garbage collector (~150 ms every few seconds at
+  100 sessions, in every configuration) lands in its window.
 - ``changes``: the changes sent in the window and acknowledged.
 - ``redis_commands_per_s``: ``total_commands_processed`` (``INFO``) at the window's end − at its
   start, less the bench's own three (``INFO stats``, ``cpu``, ``memory``), / the window's length:
@@ -598,6 +601,7 @@ async def measure(spec: RunSpec, server: Server, admin: redis.Redis, args: argpa
             "idle_rss_bytes": idle.rss_bytes,
             "idle_threads": idle.threads,
             "window_s": window,
+            "latencies_ms": latencies,  # pooled over rounds by ``merged``
             "ramp_s": ramp_s,
             "changes_per_s": changes / window,
             "cpu_percent": (end_proc.cpu_s - start_proc.cpu_s) / window * 100,
@@ -669,6 +673,7 @@ ROWS: tuple[tuple[str, str, str, float], ...] = (
     ("server CPU in the window (% of one core)", "cpu_percent", ",.0f", 1),
     ("event → ack p50 (ms)", "event_p50_ms", ",.1f", 1),
     ("event → ack p99 (ms)", "event_p99_ms", ",.1f", 1),
+    ("event → ack p99, every round's events pooled (ms)", "event_p99_pooled_ms", ",.1f", 1),
     ("changes acknowledged in the window", "changes", ",.0f", 1),
     ("changes/s", "changes_per_s", ",.1f", 1),
     ("timeouts / failed loads", "failures", "", 1),
@@ -722,6 +727,8 @@ def block_table(sessions: int, mode: str, runs: dict[str, dict[str, Any]], args:
         table.add_column(column, justify="left" if column == "measure" else "right")
     for label, key, fmt, scale in ROWS:
         values = [value_of(run, key, off) for run in (off, theirs, ours)]
+        if key == "event_p99_pooled_ms" and all(value is None for value in values):
+            continue  # one round: the row above is the same figure
         table.add_row(
             escape(label),
             *(cell(value, fmt, scale) for value in values),
@@ -753,10 +760,12 @@ def goal_lines(runs: dict[str, dict[str, Any]]) -> list[str]:
                 f"{verdict(None if q is None else q <= 0.5)} (whole server: {'–' if whole is None else f'{whole:.2f}×'})"
             )
     if ours is not None and off is not None:
-        p99, base = ours["event_p99_ms"], off["event_p99_ms"]
+        key = "event_p99_pooled_ms" if "event_p99_pooled_ms" in ours["extra"] else "event_p99_ms"
+        p99, base = value_of(ours, key, off), value_of(off, key, off)
         q = p99 / base if p99 and base else None
         lines.append(
-            f"event p99 ≤ 1.05× off: {'–' if q is None else f'{q:.2f}×'} {verdict(None if q is None else q <= 1.05)}"
+            f"event p99 ≤ 1.05× off{', every round pooled' if key != 'event_p99_ms' else ''}: "
+            f"{'–' if q is None else f'{q:.2f}×'} {verdict(None if q is None else q <= 1.05)}"
         )
         lines.append(
             f"threads beyond off: ours {ours['threads'] - off['threads']:+d}"
@@ -781,6 +790,12 @@ def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     one["extra"]["spread"][key] = (min(values), max(values))
                 else:
                     target[key] = None
+    # A round's p99 is its ten worst events in a thousand, often one pause of the server's garbage
+    # collector landing in the window or not; every round's events pooled give a steadier tail.
+    pooled = [latency for run in runs for latency in run["extra"].get("latencies_ms", ())]
+    one["extra"]["latencies_ms"] = pooled
+    if pooled:
+        one["extra"]["event_p99_pooled_ms"] = percentile(pooled, 99)
     return one
 
 

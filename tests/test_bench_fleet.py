@@ -75,7 +75,7 @@ def test_rounds_merge_into_medians_with_their_ranges() -> None:
             "event_p99_ms": p99,
             "rss_per_session_bytes": rss,
             "redis_bytes_per_session": redis_bytes,
-            "extra": {"asked": 5, "timeouts": 0, "state_end": "healthy"},
+            "extra": {"asked": 5, "timeouts": 0, "state_end": "healthy", "latencies_ms": [p99 / 2] * 99 + [p99]},
         }
 
     one = bench_fleet.merged([run(100.0, 10.0, 5.0), run(300.0, 30.0, None), run(200.0, 20.0, 7.0)])
@@ -83,6 +83,8 @@ def test_rounds_merge_into_medians_with_their_ranges() -> None:
     assert one["redis_bytes_per_session"] is None  # a figure some round lacks has no median
     assert one["extra"]["spread"]["event_p99_ms"] == (100.0, 300.0)
     assert one["extra"]["state_end"] == "healthy" and one["extra"]["timeouts"] == 0
+    # the pooled p99 of 300 events is the 4th worst: after 300 and 200 ms, one of round two's 150s
+    assert len(one["extra"]["latencies_ms"]) == 300 and one["extra"]["event_p99_pooled_ms"] == 150.0
     assert bench_fleet.merged([run(1.0, 2.0, 3.0)]) == run(1.0, 2.0, 3.0)
 
 
