@@ -297,9 +297,17 @@ class Server:
         if self.process is not None:
             stop_process(self.process)
 
-    def resourcez_state(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.url + "/resourcez", timeout=HTTP_TIMEOUT) as response:
+    def resourcez_state(self, timeout: float = HTTP_TIMEOUT) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/resourcez", timeout=timeout) as response:
             return json.load(response).get("state") or {}
+
+    def state_at_end(self, sessions: int) -> dict[str, Any]:
+        """The engine's counters after the window; a server still busy with thousands of sessions
+        answers late (Solara's own /resourcez walks every kernel), and a run is not lost over it."""
+        try:
+            return self.resourcez_state(timeout=max(HTTP_TIMEOUT, sessions / 100))
+        except OSError as error:
+            return {"status": f"/resourcez unanswered ({error})"}
 
 
 @contextlib.contextmanager
@@ -564,7 +572,7 @@ async def measure(spec: RunSpec, server: Server, admin: redis.Redis, args: argpa
             task.cancel()
         settled_info, settled = await settle(admin)
         keys = count_keys(admin, prefix) if spec.config != "off" else 0
-        state_at_end = await asyncio.to_thread(server.resourcez_state)
+        state_at_end = await asyncio.to_thread(server.state_at_end, n)
     finally:
         for task in tasks:
             task.cancel()
