@@ -33,12 +33,21 @@ class DebounceSchedule:
         now the earliest (wake the writer)."""
         session.due = due
         heapq.heappush(self._retries if exact else self._windows, (due, next(self._order), session))
-        return min(self._windows[:1] + self._retries[:1])[2] is session
+        head = self._head()
+        return head is not None and head[2] is session
 
     def wait(self, now: float) -> float | None:
         """Seconds until the earliest window closes (0 when one has), or None when none is open."""
-        heads = [heap[0][0] for heap in (self._windows, self._retries) if heap]
-        return max(min(heads) - now, 0.0) if heads else None
+        head = self._head()
+        return None if head is None else max(head[0] - now, 0.0)
+
+    def _head(self) -> tuple[float, int, Session] | None:
+        """The earliest entry of either heap."""
+        if not self._retries:
+            return self._windows[0] if self._windows else None
+        if not self._windows:
+            return self._retries[0]
+        return min(self._windows[0], self._retries[0])
 
     def take_due(self, now: float, until: float, limit: int) -> list[Session]:
         """Up to ``limit`` sessions, each unscheduled: the retries due by ``now``, then the windows
