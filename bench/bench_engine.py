@@ -14,7 +14,8 @@ What each measure includes (both sides do the same work):
 - full-path flush: a reactive is set inside a real Solara kernel context -> a change listener marks
   the key dirty (no I/O) -> the writer wakes after the same 1 ms debounce -> snapshot inside the
   kernel context -> encode + sign -> fenced write -> acknowledged, counted by each engine's own
-  ``flush_ok`` counter over a fixed window. Solara: ``KernelStatePersistence`` attached after a
+  ``flush_ok`` counter over a fixed window, ``--rounds`` times per side taking turns (the median
+  of each side, and the goal judged on the median of the rounds' ratios). Solara: ``KernelStatePersistence`` attached after a
   takeover exactly as its server's connect path does, plus one ``KernelFlushWorker`` thread per
   kernel, as in production. Ours: one ``Engine`` (one writer thread for every session); the
   listener calls ``engine.mark_dirty`` and the snapshot peeks the reactive in its kernel context,
@@ -613,7 +614,37 @@ def bench_ours_full_path(
         return measure_window(contexts, decl.ours_page, seconds, lambda: flush_ok(engine), trips, admin)
     finally:
         engine.drain(2.0)
-        engine.backend.close()
+        engine.close()  # its key-ring check too, which would otherwise add round trips to later rounds
+
+
+def full_path_rounds(
+    port: int,
+    decl: Declarations,
+    sessions: int,
+    seconds: float,
+    trips: RoundTrips,
+    admin: redis.Redis,
+    label: str,
+    rounds: int,
+) -> dict[str, Any]:
+    """Both sides ``rounds`` times, taking turns at going first so a drift of the machine lands on
+    both: each side's medians, and the ratio of every round. One pair of 3 s windows swings
+    between 3× and 4.7× (Solara's 200 threads and our writer share one GIL with the driver)."""
+    runs: list[dict[str, dict[str, float]]] = []
+    for r in range(rounds):
+        sides = (("solara", bench_solara_full_path), ("ours", bench_ours_full_path))
+        runs.append(
+            {
+                side: bench(port, decl, sessions, seconds, trips, admin, f"{label}{r}")
+                for side, bench in (sides if r % 2 == 0 else sides[::-1])
+            }
+        )
+    medians = {
+        side: {measure: statistics.median(run[side][measure] for run in runs) for measure in runs[0][side]}
+        for side in ("solara", "ours")
+    }
+    ratios = [ratio(run["ours"]["flushes_per_s"], run["solara"]["flushes_per_s"]) for run in runs]
+    return {**medians, "ratios": ratios, "rounds": runs}
 
 
 def flush_ok(engine: Any) -> int:
@@ -1045,16 +1076,20 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> Table:
         )
     table.add_section()
     many, one = results["full"]["many"], results["full"]["one"]
-    q = ratio(many["ours"]["flushes_per_s"], many["solara"]["flushes_per_s"])
+    q = statistics.median(many["ratios"])
+    spread = f"{min(many['ratios']):.1f}-{max(many['ratios']):.1f}×"
     row(
-        f"full-path flushes/s, {args.sessions} sessions",
+        f"full-path flushes/s, {args.sessions} sessions, median of {args.rounds} rounds (their ratios {spread})",
         many["ours"]["flushes_per_s"],
         many["solara"]["flushes_per_s"],
         ",.0f",
-        (("≥ 2×", q >= 2),),
+        (("≥ 2×", q >= 2), ("≥ 5× (issue 13)", q >= 5)),
     )
     row(
-        "full-path flushes/s, 1 session", one["ours"]["flushes_per_s"], one["solara"]["flushes_per_s"], ",.0f"
+        f"full-path flushes/s, 1 session, median of {args.rounds} rounds",
+        one["ours"]["flushes_per_s"],
+        one["solara"]["flushes_per_s"],
+        ",.0f",
     )
     direct = results["direct"]
     row("backend flush calls/s, 1 thread", direct["ours"]["per_s"], direct["solara"]["per_s"], ",.0f")
@@ -1146,12 +1181,10 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             results["direct"] = bench_backend_flush(port, trips, admin, args.flush_calls)
         results["full"] = {}
         for label, sessions in (("many", args.sessions), ("one", 1)):
-            results["full"][label] = {}
-            for side, bench in (("solara", bench_solara_full_path), ("ours", bench_ours_full_path)):
-                with console.status(f"full-path flushes, {side}, {sessions} session(s)"):
-                    results["full"][label][side] = bench(
-                        port, decl, sessions, args.seconds, trips, admin, label
-                    )
+            with console.status(f"full-path flushes, {sessions} session(s), {args.rounds} rounds"):
+                results["full"][label] = full_path_rounds(
+                    port, decl, sessions, args.seconds, trips, admin, label, args.rounds
+                )
         with console.status(f"restore of a {RESTORE_KEYS}-key session"):
             seed_solara_restore(port, decl)
             seed_ours_restore(port, decl)
@@ -1206,6 +1239,12 @@ def main() -> None:
         "--seconds", type=float, default=3.0, help="length of each full-path window (default 3)"
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="full-path windows per side, taking turns; the goal is judged on the median ratio (default 5)",
+    )
+    parser.add_argument(
         "--flush-calls", type=int, default=3000, help="backend flush calls per side (default 3000)"
     )
     parser.add_argument(
@@ -1247,8 +1286,9 @@ def main() -> None:
         for side in ("solara", "ours"):
             full = results["full"][label][side]
             console.print(
-                f"{side:>6}, {label} session(s): {full['changes']:,} value changes -> {full['flushes']:,} "
-                f"acknowledged flushes, {full['commands_per_flush']:.1f} server commands per flush"
+                f"{side:>6}, {label} session(s), median round: {full['changes']:,.0f} value changes -> "
+                f"{full['flushes']:,.0f} acknowledged flushes, {full['commands_per_flush']:.1f} server "
+                "commands per flush"
             )
     warm = results["restore"]["warm"]
     if "solara_beside_before" in warm:

@@ -599,6 +599,8 @@ class Writer:
                 del stored[key]
                 total -= previous[1]
                 removed.append(key)
+        if not dropped:
+            return
         for over in ("keys", "bytes"):
             keys = [key for key, why in dropped.items() if why == over]
             if keys:

@@ -38,7 +38,7 @@ from backend_helpers import (
 )
 from pytest_redis.executor import RedisExecutor
 
-from solara_persisted.address import ADDRESS, session_address
+from solara_persisted.address import ADDRESS, session_address, shared_address
 from solara_persisted.backends import create_backend
 from solara_persisted.backends.base import (
     META_FIELD,
@@ -49,10 +49,11 @@ from solara_persisted.backends.base import (
     SessionBudget,
     Takeover,
     connection_generation,
+    pack_stamp,
     tag_digest,
 )
 from solara_persisted.backends.memory import MemoryBackend
-from solara_persisted.backends.redis import RedisBackend, redact
+from solara_persisted.backends.redis import SESSIONS_PER_CALL, RedisBackend, client_factory, redact
 from solara_persisted.config import Settings
 from solara_persisted.engine import Engine
 from solara_persisted.envelope import Codec, KeyRing, envelope_tag, seal
@@ -1026,6 +1027,51 @@ def test_a_reconnect_is_one_round_trip(redis_backend: RedisBackend, redis_client
     assert redis_client.info("stats")["total_reads_processed"] - before == 1 + 1
 
 
+def test_a_batch_shares_script_calls_and_each_session_lands_in_its_own_hashes(
+    redis_backend: RedisBackend, redis_client: redis.Redis, prefix: str
+) -> None:
+    """Standalone, ``SESSIONS_PER_CALL`` sessions go in one script call (counted on the server);
+    sessions with shared values (two keys) and without (one) mix in a call, each fenced alone."""
+    redis_backend.ping()
+    sessions = 2 * SESSIONS_PER_CALL + 5
+    addresses = [new_address() for _ in range(sessions)]
+    requests = []
+    for i, address in enumerate(addresses):
+        request = flush_request(address, FIRST, {"k": b"v%d" % i})
+        if i % 3 == 0:
+            request = attrs.evolve(request, shared={"s": pack_stamp(1_000_000 + i) + b"s%d" % i})
+        requests.append(request)
+    fenced = addresses[SESSIONS_PER_CALL + 1]
+    assert redis_backend.flush(flush_request(fenced, FIRST + 1, {"k": b"newer"}))
+    calls = lambda: redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]  # noqa: E731
+    before = calls()
+    assert redis_backend.flush_many(requests) == [address != fenced for address in addresses]
+    assert calls() - before == 3
+    for i, address in enumerate(addresses):
+        assert redis_client.hget(prefix + address, "k") == (b"newer" if address == fenced else b"v%d" % i)
+        shared = redis_client.hget(prefix + shared_address(address), "s")
+        assert shared == (pack_stamp(1_000_000 + i) + b"s%d" % i if i % 3 == 0 and address != fenced else None)
+
+
+def test_a_pipeline_leaves_in_one_socket_write(
+    redis_backend: RedisBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py cuts a pipeline into 6 KB pieces, one socket write each; every write releases the
+    GIL, which a busy process hands back only after its switch interval."""
+    pieces: list[int] = []
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: redis.connection.AbstractConnection, command: object, check_health: bool = True) -> None:
+        pieces.append(len(command) if isinstance(command, list) else 1)
+        send(self, command, check_health)
+
+    redis_backend.ping()
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+    requests = [flush_request(new_address(), FIRST, {"k": b"v" * 300}) for _ in range(200)]
+    assert redis_backend.flush_many(requests) == [True] * 200
+    assert pieces == [1], "60 KB of requests in one write"
+
+
 def test_lost_script_cache_is_reloaded(redis_backend: RedisBackend, redis_client: redis.Redis) -> None:
     """After a restart or failover the server forgets scripts; every verb must still work."""
     first, second = new_address(), new_address()
@@ -1219,6 +1265,31 @@ def test_other_url_forms_reach_the_same_state(form: str, prefix: str, request: p
 def test_malformed_urls_refuse_start_up(url: str) -> None:
     with pytest.raises(ConfigError, match="SOLARA_STATE_URL"):
         create_backend(Settings(backend="redis", url=url))
+
+
+@pytest.mark.parametrize(
+    ("url", "base"),
+    [
+        ("redis://127.0.0.1:6379/0", redis.connection.Connection),
+        ("rediss://127.0.0.1:6379/0", redis.connection.SSLConnection),
+        ("unix:///tmp/redis.sock?db=1", redis.connection.UnixDomainSocketConnection),
+        ("redis+sentinel://127.0.0.1:26379/service", redis.sentinel.SentinelManagedConnection),
+        ("rediss+sentinel://127.0.0.1:26379/service", redis.sentinel.SentinelManagedSSLConnection),
+    ],
+)
+def test_every_url_form_keeps_its_transport_and_writes_a_pipeline_in_one_piece(
+    url: str, base: type[redis.connection.AbstractConnection]
+) -> None:
+    """Nothing connects here: the class each form's pool will connect with is checked."""
+    client, closers = client_factory(url, 0.3)()
+    try:
+        connection_class = client.connection_pool.connection_class
+        assert issubclass(connection_class, base)
+        assert connection_class.pack_commands is not base.pack_commands
+    finally:
+        client.close()
+        for close in closers:
+            close()
 
 
 def test_passwords_never_appear_in_messages() -> None:

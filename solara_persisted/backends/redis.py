@@ -16,10 +16,11 @@ and an unreachable backend must degrade the server, not stop it from starting.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,7 +36,7 @@ from redis.commands.policies import (
     ResponsePolicy,
     StaticPolicyResolver,
 )
-from redis.connection import parse_url
+from redis.connection import AbstractConnection, Connection, parse_url
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
@@ -47,7 +48,7 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from ..address import shared_address
 from ..config import Settings
@@ -76,6 +77,9 @@ SCRIPTS = {
     for name in ("takeover", "claim", "reassert", "flush", "delete", "forget", "key_rings", "solara_takeover")
 }
 SENTINEL_PORT = 26379
+# Sessions per flush script call: one call's fixed costs (a command to pack, parse and dispatch)
+# spread over many sessions, while Redis still serves other clients between calls.
+SESSIONS_PER_CALL = 100
 _FAILURES = (RedisError, RedisClusterException, OSError)
 
 Client = Redis | RedisCluster
@@ -168,7 +172,11 @@ class RedisBackend(Backend):
         validate_request(request)
         with self._failing("flush"):
             self._client_or_connect()
-            return self._scripts["flush"](keys=self._flush_keys(request), args=_flush_args(request)) == 1
+            keys, args = _flush_call([request], self._prefix)
+            (reply,) = self._scripts["flush"](keys=keys, args=args)
+        if isinstance(reply, Exception):
+            raise self._error("flush", reply) from reply
+        return reply == 1
 
     def forget(self, shared_address: str, stamp: int, ttl: float) -> int:
         key = self._prefix + validate_shared_address(shared_address)
@@ -177,43 +185,49 @@ class RedisBackend(Backend):
             return int(self._scripts["forget"](keys=[key], args=[pack_stamp(stamp), ttl_milliseconds(ttl)]))
 
     def flush_many(self, requests: Sequence[FlushRequest]) -> list[bool | BackendError]:
-        """All requests in one pipelined round trip (per Cluster node), not one transaction."""
+        """All requests in one pipelined round trip (per Cluster node), not one transaction.
+
+        Standalone, up to ``SESSIONS_PER_CALL`` sessions share one script call; a Cluster gets
+        one call per session (each session is its own slot).
+        """
         for request in requests:
             validate_request(request)
-        results: list[bool | BackendError] = [False] * len(requests)
+        results: list[bool | BackendError] = []
         if not requests:
             return results
         with self._failing("flush_many"):
             client = self._client_or_connect()
             script = self._scripts["flush"]
             pipe = client.pipeline(transaction=False)
+            per_call = SESSIONS_PER_CALL
             if isinstance(client, RedisCluster):
                 route_scripts_by_key(pipe)
-            keys = [self._flush_keys(request) for request in requests]
-            for pair, request in zip(keys, requests, strict=True):
+                per_call = 1
+            calls = [
+                _flush_call(requests[start : start + per_call], self._prefix)
+                for start in range(0, len(requests), per_call)
+            ]
+            for keys, args in calls:
                 # EVALSHA through execute_command: redis-py's Script objects add a SCRIPT EXISTS
                 # round trip to a pipeline and its cluster pipeline refuses evalsha().
-                pipe.execute_command("EVALSHA", script.sha, len(pair), *pair, *_flush_args(request))
-            replies = pipe.execute(raise_on_error=False)
-            for i, reply in enumerate(replies):
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            for (keys, args), reply in zip(calls, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, NoScriptError):  # the server lost its script cache (restart, failover)
                     try:
-                        reply = script(keys=keys[i], args=_flush_args(requests[i]))
+                        reply = script(keys=keys, args=args)
                     except _FAILURES as error:
                         reply = error
-                results[i] = self._error("flush_many", reply) if isinstance(reply, Exception) else reply == 1
+                if isinstance(reply, Exception):
+                    results += [self._error("flush_many", reply)] * args[0]
+                else:
+                    results += [
+                        self._error("flush_many", one) if isinstance(one, Exception) else one == 1 for one in reply
+                    ]
         return results
 
     def _keys(self, address: str) -> list[str]:
         """A kernel's hash and its browser session's shared hash (one hash tag, one slot)."""
         return [self._prefix + address, self._prefix + shared_address(address)]
-
-    def _flush_keys(self, request: FlushRequest) -> list[str]:
-        """The shared hash only when the write has shared work: most writes have none, and every
-        argument costs encoding on the hot path."""
-        if request.shared or request.shared_removed:
-            return self._keys(request.address)
-        return [self._prefix + request.address]
 
     def peek_generation(self, address: str) -> int | None:
         key = self._prefix + validate_address(address)
@@ -348,27 +362,55 @@ def _takeover(reply: list[Any]) -> Takeover:
     return Takeover(reason, generation, meta, fields, **extra)
 
 
-def _flush_args(request: FlushRequest) -> list[Any]:
-    """The flush script's ARGV; the shared part only when ``_flush_keys`` names the shared hash."""
-    args: list[Any] = [
-        request.meta.pack(),
-        ttl_milliseconds(request.ttl),
-        b"1" if request.must_exist else b"0",
-    ]
-    args.append(len(request.fields))
-    if request.shared or request.shared_removed:
-        args += (len(request.shared), len(request.removed), pack_stamp(request.shared_stamp))
-        for name, data in request.fields.items():
-            args += (name, data)
-        for name, data in request.shared.items():
-            args += (name, data)
-        args += request.removed
-        args += request.shared_removed
-        return args
-    for name, data in request.fields.items():
-        args += (name, data)
-    args += request.removed
-    return args
+def _flush_call(requests: Sequence[FlushRequest], prefix: str) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one flush script call writing ``requests`` (layout: lua/flush.lua)."""
+    keys: list[str] = []
+    args: list[Any] = [len(requests)]
+    for request in requests:
+        key = prefix + request.address
+        head: list[Any] = [
+            request.meta.pack(),
+            ttl_milliseconds(request.ttl),
+            b"1" if request.must_exist else b"0",
+            len(request.fields),
+        ]
+        # The shared hash only when the write has shared work: most writes have none, and every
+        # argument costs encoding on the hot path.
+        if request.shared or request.shared_removed:
+            keys += (key, prefix + shared_address(request.address))
+            head += (len(request.shared), len(request.removed), pack_stamp(request.shared_stamp))
+            body = [*_pairs(request.fields), *_pairs(request.shared), *request.removed, *request.shared_removed]
+            args += (2, len(head) + len(body), *head, *body)
+        else:
+            keys.append(key)
+            body = [*_pairs(request.fields), *request.removed]
+            args += (1, len(head) + len(body), *head, *body)
+    return keys, args
+
+
+def _pairs(fields: Mapping[str, bytes]) -> Iterator[str | bytes]:
+    for name, data in fields.items():
+        yield name
+        yield data
+
+
+class _OneWrite(AbstractConnection):
+    """A pipeline leaves in one socket write, not in redis-py's 6 KB pieces.
+
+    Every write releases the GIL, and while a kernel thread computes, the writer gets it back
+    only after the switch interval (5 ms): a 200-session batch in nine pieces waited that out
+    nine times.
+    """
+
+    def pack_commands(self, commands: Any) -> list[bytes]:
+        return [b"".join(super().pack_commands(commands))]
+
+
+@functools.cache
+def one_write(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``connection_class`` whose pipelines are written in one piece: TCP, TLS, a Unix socket and
+    Sentinel. A Cluster client keeps redis-py's own (it gives its nodes no connection class)."""
+    return type(f"OneWrite{connection_class.__name__}", (_OneWrite, connection_class), {})
 
 
 def client_factory(url: str, timeout: float) -> Callable[[], tuple[Client, list[Callable[[], None]]]]:
@@ -397,7 +439,8 @@ def client_factory(url: str, timeout: float) -> Callable[[], tuple[Client, list[
         if options.get("db", 0) != 0:
             raise _url_error(url, "a Redis Cluster has only database 0")
         return lambda: (RedisCluster.from_url(plain, **bounded), [])
-    return lambda: (Redis.from_url(plain, **bounded), [])
+    connection_class = one_write(options.get("connection_class", Connection))
+    return lambda: (Redis.from_url(plain, connection_class=connection_class, **bounded), [])
 
 
 def _sentinel_factory(
@@ -420,8 +463,7 @@ def _sentinel_factory(
         raise _url_error(url, "it needs /service_name[/db] after the sentinel list")
     credentials = {"username": unquote(user) or None, "password": unquote(password) or None}
     master = dict(bounded, db=int(db or 0), **credentials)
-    if tls:
-        master["ssl"] = True
+    master["connection_class"] = one_write(SentinelManagedSSLConnection if tls else SentinelManagedConnection)
 
     def connect() -> tuple[Client, list[Callable[[], None]]]:
         sentinel = Sentinel(nodes, sentinel_kwargs=dict(bounded))
