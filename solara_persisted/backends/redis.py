@@ -407,7 +407,7 @@ class _OneWrite(AbstractConnection):
 
 
 @functools.cache
-def one_write(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+def _one_write(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
     """``connection_class`` whose pipelines are written in one piece: TCP, TLS, a Unix socket and
     Sentinel. A Cluster client keeps redis-py's own (it gives its nodes no connection class)."""
     return type(f"OneWrite{connection_class.__name__}", (_OneWrite, connection_class), {})
@@ -439,7 +439,7 @@ def client_factory(url: str, timeout: float) -> Callable[[], tuple[Client, list[
         if options.get("db", 0) != 0:
             raise _url_error(url, "a Redis Cluster has only database 0")
         return lambda: (RedisCluster.from_url(plain, **bounded), [])
-    connection_class = one_write(options.get("connection_class", Connection))
+    connection_class = _one_write(options.get("connection_class", Connection))
     return lambda: (Redis.from_url(plain, connection_class=connection_class, **bounded), [])
 
 
@@ -463,7 +463,7 @@ def _sentinel_factory(
         raise _url_error(url, "it needs /service_name[/db] after the sentinel list")
     credentials = {"username": unquote(user) or None, "password": unquote(password) or None}
     master = dict(bounded, db=int(db or 0), **credentials)
-    master["connection_class"] = one_write(SentinelManagedSSLConnection if tls else SentinelManagedConnection)
+    master["connection_class"] = _one_write(SentinelManagedSSLConnection if tls else SentinelManagedConnection)
 
     def connect() -> tuple[Client, list[Callable[[], None]]]:
         sentinel = Sentinel(nodes, sentinel_kwargs=dict(bounded))
