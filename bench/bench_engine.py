@@ -15,9 +15,9 @@ What each measure includes (both sides do the same work):
   the key dirty (no I/O) -> the writer wakes after the same 1 ms debounce -> snapshot inside the
   kernel context -> encode + sign -> fenced write -> acknowledged, counted by each engine's own
   ``flush_ok`` counter over a fixed window, ``--rounds`` times per side taking turns (the median
-  of each side, and the goal judged on the median of the rounds' ratios). Solara: ``KernelStatePersistence`` attached after a
-  takeover exactly as its server's connect path does, plus one ``KernelFlushWorker`` thread per
-  kernel, as in production. Ours: one ``Engine`` (one writer thread for every session); the
+  of each side, and the goal judged on the median of the rounds' ratios). Solara:
+  ``KernelStatePersistence`` attached after a takeover exactly as its server's connect path does,
+  plus one ``KernelFlushWorker`` thread per kernel, as in production. Ours: one ``Engine`` (one writer thread for every session); the
   listener calls ``engine.mark_dirty`` and the snapshot peeks the reactive in its kernel context,
   which is what a server integration does. Same driver loop for both.
 - backend flush: one fenced write of one pre-sealed envelope, back to back on one thread, no
