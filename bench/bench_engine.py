@@ -398,20 +398,16 @@ class SolaraSession:
 
 
 class OursSession:
-    """What a server integration does with our engine: restore, open, listen, snapshot on demand."""
+    """What our Solara integration does on connect: its ``KernelPersistence`` in the kernel's
+    persistence slot; the first read of each reactive restores it and watches it."""
 
     def __init__(self, engine: Any, context: Any, reactives: Mapping[str, Any]) -> None:
-        self.context = context
-        self.reactives = reactives
-        restored = engine.restore(context.id, context.session_id)
-        self.session = open_session(engine, context.id, context.session_id, restored, self.snapshot)
-        with context:
-            for key, reactive in reactives.items():
-                reactive.subscribe_change(lambda new, old, key=key: engine.mark_dirty(self.session, key))
+        from solara_persisted.solara_integration import KernelPersistence
 
-    def snapshot(self, keys: Any) -> dict[str, Any]:
-        with self.context:
-            return {key: self.reactives[key].peek() for key in keys if key in self.reactives}
+        context.state_persistence = context.state_flush_worker = KernelPersistence(engine, context)
+        with context:
+            for reactive in reactives.values():
+                reactive.peek()
 
 
 # -- 1. encode+sign, verify+decode --------------------------------------------------------------

@@ -64,6 +64,8 @@ DRAIN_DEFAULT_TIMEOUT = 10.0
 DRAIN_MAX_TIMEOUT = 120.0
 #: How long the writer waits for a kernel to finish an event before retrying it later (seconds).
 SNAPSHOT_WAIT = 0.01
+#: A storage key absent from a kernel's user_dicts (None is a value).
+_UNREAD = object()
 
 _lock = threading.Lock()
 _engine: Engine | None = None
@@ -1015,8 +1017,22 @@ class KernelPersistence:
         if lock is not None and not lock.acquire(timeout=SNAPSHOT_WAIT):
             raise SnapshotBusy(f"kernel {self._kernel_id} is handling an event", fix="retry after it")
         try:
-            with self._context:
-                values = {key: self._stores[key].peek() for key in keys if key in self._stores}
+            # A read value is in the kernel's user_dicts under its storage key: reading it there is
+            # what peek() does, without entering the context (the writer's largest cost per session).
+            # One not there yet (cleared since) is read the long way, which initialises it.
+            scope = self._context.user_dicts
+            values, lazy = {}, []
+            for key in keys:
+                store = self._stores.get(key)
+                if store is not None:
+                    value = scope.get(store.storage_key, _UNREAD)
+                    if value is _UNREAD:
+                        lazy.append(key)
+                    else:
+                        values[key] = value
+            if lazy:
+                with self._context:
+                    values.update((key, self._stores[key].peek()) for key in lazy)
         finally:
             if lock is not None:
                 lock.release()

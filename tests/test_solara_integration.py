@@ -509,6 +509,24 @@ def test_an_event_between_a_batch_and_its_snapshot_is_written_whole(engine: Engi
     slow.close()
 
 
+def test_a_snapshot_reads_a_cleared_reactive_the_long_way(engine: Engine, specs: dict[str, Any]) -> None:
+    """The writer reads values straight from the kernel's user_dicts; one dropped from there since
+    (Solara's ``clear()``, as ``use_task`` does on unmount) is read through the reactive, which sets
+    it up again, so a write of every key (a claim, a re-assertion) still has all of them."""
+    context = new_context(uuid.uuid4().hex, "cookie")
+    with context:
+        specs["page"].value = 4
+        specs["tags"].value = frozenset({"x"})
+    manager = context.state_persistence
+    assert manager._snapshot(["i.page", "i.tags"]) == {"i.page": 4, "i.tags": frozenset({"x"})}
+    with context:
+        specs["page"]._storage.clear()
+    assert manager._snapshot(["i.page", "i.tags", "i.unknown"]) == {"i.page": 1, "i.tags": frozenset({"x"})}
+    with context:
+        assert specs["page"].value == 1
+    context.close(reason="cull")
+
+
 class _FullOnce(RedisBackend):
     """The Redis backend as a full Redis answers a takeover's claim: refused, the miss unclaimed."""
 
