@@ -368,23 +368,19 @@ def _flush_call(requests: Sequence[FlushRequest], prefix: str) -> tuple[list[str
     args: list[Any] = [len(requests)]
     for request in requests:
         key = prefix + request.address
-        head: list[Any] = [
-            request.meta.pack(),
-            ttl_milliseconds(request.ttl),
-            b"1" if request.must_exist else b"0",
-            len(request.fields),
-        ]
+        ttl, must_exist, n = ttl_milliseconds(request.ttl), int(request.must_exist), len(request.fields)
         # The shared hash only when the write has shared work: most writes have none, and every
         # argument costs encoding on the hot path.
         if request.shared or request.shared_removed:
             keys += (key, prefix + shared_address(request.address))
-            head += (len(request.shared), len(request.removed), pack_stamp(request.shared_stamp))
             body = [*_pairs(request.fields), *_pairs(request.shared), *request.removed, *request.shared_removed]
-            args += (2, len(head) + len(body), *head, *body)
+            m, r, stamp = len(request.shared), len(request.removed), request.shared_stamp
+            args += (b"2 %d %d %d %d %d %d %d" % (len(body) + 1, ttl, must_exist, n, m, r, stamp), request.meta.pack())
         else:
             keys.append(key)
             body = [*_pairs(request.fields), *request.removed]
-            args += (1, len(head) + len(body), *head, *body)
+            args += (b"1 %d %d %d %d" % (len(body) + 1, ttl, must_exist, n), request.meta.pack())
+        args += body
     return keys, args
 
 

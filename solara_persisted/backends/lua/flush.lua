@@ -8,15 +8,16 @@
 -- session is its own slot, so a call there carries one.
 -- KEYS, per session in order: the kernel's hash; then, only when there are shared values to write
 -- or delete, the browser session's shared hash (same hash tag, same slot).
--- ARGV[1] the number of sessions. Then per session: its key count (1 or 2), its argument count c,
--- and its c arguments:
---   1 the new meta value: tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
---     generation (ASCII decimal), as base.Meta packs it; 2 TTL in ms; 3 '1' if the hash must
---     exist, else '0'; 4 n kernel fields.
---   With one key: n field/value pairs for the kernel's hash, then the fields to delete from it.
---   With two keys: 5 m shared fields, 6 r kernel fields to delete, 7 the stamp of the shared
---   deletions; then n pairs for the kernel's hash, m pairs for the shared hash, r fields to delete
---   from the kernel's hash and the rest to delete from the shared hash.
+-- ARGV[1] the number of sessions. Then per session: its head, the new meta value, and its body.
+--   The head is ASCII decimals separated by spaces (one argument, not eight: each argument costs
+--   the client an encoding on the hot path): the key count (1 or 2), the number c of arguments
+--   after the head, the TTL in ms, 1 if the hash must exist (else 0), n kernel fields; with two
+--   keys also m shared fields, r kernel fields to delete, and the stamp of the shared deletions.
+--   The meta value: tag digest (4) .. key id (4) .. counter (4) .. manifest MAC (16) ..
+--   generation (ASCII decimal), as base.Meta packs it.
+--   The body with one key: n field/value pairs for the kernel's hash, then the fields to delete
+--   from it. With two keys: n pairs for the kernel's hash, m pairs for the shared hash, r fields
+--   to delete from the kernel's hash and the rest to delete from the shared hash.
 -- A shared value starts with its change stamp (16 ASCII digits, microseconds since the epoch).
 -- Each field keeps the latest change (last write wins per key, by when the user made it, not when
 -- the write lands); the shared meta field '\0' holds the stamp of the last forget, and older
@@ -24,19 +25,19 @@
 -- Reply: one entry per session, in order: 1 written, 0 fenced out (nothing of it written), or
 -- the error that stopped it (a wrong key type), which the other sessions do not share.
 
--- One session: its hashes, and its arguments ARGV[a + 1] .. ARGV[last].
-local function flush(key, shared, a, last)
-  local meta = ARGV[a + 1]
-  local must_exist = ARGV[a + 3]
+-- One session: its hashes, its head's numbers h, its meta ARGV[a] and body ARGV[a + 1] .. ARGV[last].
+local function flush(key, shared, h, a, last)
+  local meta = ARGV[a]
+  local must_exist = h[4]
   local stored = redis.call('HGET', key, '\0')
-  if not stored and must_exist == '1' then
+  if not stored and must_exist == 1 then
     return 0  -- deleted or expired since: this writer's view of the hash is gone with it
   end
   if stored then
     if string.sub(stored, 29) ~= string.sub(meta, 29) then
       return 0
     end
-    if must_exist == '0' or string.sub(stored, 1, 4) ~= string.sub(meta, 1, 4) then
+    if must_exist == 0 or string.sub(stored, 1, 4) ~= string.sub(meta, 1, 4) then
       -- Starting from nothing (a fresh start left a newer version's values for newer instances),
       -- or the schema changed: values this write's manifest does not sign must not be restored.
       for _, field in ipairs(redis.call('HKEYS', key)) do
@@ -45,9 +46,8 @@ local function flush(key, shared, a, last)
     end
   end
   redis.call('HSET', key, '\0', meta)
-  local ttl = ARGV[a + 2]
-  local n = tonumber(ARGV[a + 4])
-  local at = a + (shared and 8 or 5)
+  local ttl, n = h[3], h[5]
+  local at = a + 1
   for i = at, at + 2 * n - 1, 2 do
     redis.call('HSET', key, ARGV[i], ARGV[i + 1])
   end
@@ -60,7 +60,7 @@ local function flush(key, shared, a, last)
     return 1
   end
 
-  local m, r = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  local m, r = h[6], h[7]
   local forgotten = tonumber(redis.call('HGET', shared, '\0') or '-1')
   local function newest(field, stamp)
     if stamp <= forgotten then return false end
@@ -78,7 +78,7 @@ local function flush(key, shared, a, last)
   for i = at, at + r - 1 do
     redis.call('HDEL', key, ARGV[i])
   end
-  local stamp = tonumber(ARGV[a + 7])
+  local stamp = h[8]
   for i = at + r, last do
     if newest(ARGV[i], stamp) then
       redis.call('HDEL', shared, ARGV[i])
@@ -92,14 +92,15 @@ local function flush(key, shared, a, last)
 end
 
 local replies = {}
-local k, a = 1, 1
+local k, a = 1, 2
 for s = 1, tonumber(ARGV[1]) do
-  local keys, count = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local h = {}
+  for number in string.gmatch(ARGV[a], '%d+') do h[#h + 1] = tonumber(number) end
   local shared = false
-  if keys == 2 then shared = KEYS[k + 1] end
-  local ok, reply = pcall(flush, KEYS[k], shared, a + 2, a + 2 + count)
+  if h[1] == 2 then shared = KEYS[k + 1] end
+  local ok, reply = pcall(flush, KEYS[k], shared, h, a + 1, a + h[2])
   if not ok and type(reply) ~= 'table' then reply = redis.error_reply(tostring(reply)) end
   replies[s] = reply  -- an error fails its own session only
-  k, a = k + keys, a + 2 + count
+  k, a = k + h[1], a + 1 + h[2]
 end
 return replies
