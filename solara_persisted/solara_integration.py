@@ -1018,8 +1018,8 @@ class KernelPersistence:
             raise SnapshotBusy(f"kernel {self._kernel_id} is handling an event", fix="retry after it")
         try:
             # A read value is in the kernel's user_dicts under its storage key: reading it there is
-            # what peek() does, without entering the context (the writer's largest cost per session).
-            # One not there yet (cleared since) is read the long way, which initialises it.
+            # what peek() returns, without entering the context (three look-ups per session on the
+            # writer's thread). One not there (cleared since) is read the long way, which sets it up.
             scope = self._context.user_dicts
             values, lazy = {}, []
             for key in keys:
