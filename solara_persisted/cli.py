@@ -10,7 +10,6 @@ nearest ``pyproject.toml``, so a bare ``solara-persisted check`` checks the proj
 from __future__ import annotations
 
 import contextlib
-import difflib
 import functools
 import json
 import os
@@ -20,13 +19,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import click
 from rich.console import Console
 
 from .schema.apps import display_path
+from .schema.project import Project, is_path
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -36,12 +36,8 @@ if TYPE_CHECKING:
 
 #: The example app, when running from a checkout of the repository.
 EXAMPLE_APP = Path(__file__).resolve().parents[1] / "examples" / "shop_app.py"
-PYPROJECT = "pyproject.toml"
 #: ``check --format``: ``auto`` is ``table`` on a terminal and ``plain`` anywhere else (a CI log).
 FORMATS = ("auto", "table", "plain", "json", "github")
-#: The keys of ``[tool.solara-persisted]``: the app modules (dotted names or .py paths) and the
-#: two directories, paths relative to the pyproject.toml.
-PROJECT_KEYS = ("apps", "schemas-dir", "goldens-dir")
 
 
 class CliError(click.ClickException):
@@ -57,89 +53,6 @@ class CliError(click.ClickException):
 
 
 @attrs.frozen
-class Project:
-    """Where a command's apps and directories come from: ``[tool.solara-persisted]``, else defaults.
-
-    Paths in the table are relative to its ``pyproject.toml``, so the command works from any
-    directory of the project; without a table the defaults are relative to the current directory.
-    """
-
-    root: Path
-    source: Path | None = None
-    apps: tuple[str, ...] = ()
-    schemas_dir: Path = Path("schemas")
-    goldens_dir: Path = Path("goldens")
-
-    @classmethod
-    def find(cls, start: Path) -> Project:
-        """The nearest ``pyproject.toml`` from ``start`` upwards that has the table (as ruff looks for its own)."""
-        for directory in (start, *start.parents):
-            path = directory / PYPROJECT
-            if path.is_file():
-                table = _project_table(path)
-                if table is not None:
-                    return cls._parse(path, table)
-        return cls(root=start, schemas_dir=start / "schemas", goldens_dir=start / "goldens")
-
-    @classmethod
-    def _parse(cls, path: Path, table: dict[str, Any]) -> Project:
-        where = f"[tool.solara-persisted] in {display_path(path)}"
-        for key in table:
-            if key not in PROJECT_KEYS:
-                close = difflib.get_close_matches(key, PROJECT_KEYS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"the keys are {', '.join(PROJECT_KEYS)}"
-                raise CliError(f"{where} has an unknown key {key!r}", hint)
-        apps = table.get("apps", [])
-        if not isinstance(apps, list) or not all(isinstance(a, str) and a for a in apps):
-            raise CliError(
-                f"{where}: apps must be a list of module names or .py paths", 'apps = ["myapp/state.py"]'
-            )
-        dirs = {}
-        for key in ("schemas-dir", "goldens-dir"):
-            value = table.get(key, key.removesuffix("-dir"))
-            if not isinstance(value, str) or not value:
-                raise CliError(f"{where}: {key} must be a path", f'{key} = "{key.removesuffix("-dir")}"')
-            dirs[key] = path.parent / value
-        root = path.parent
-        resolved = tuple(str(root / a) if _is_path(a) else a for a in apps)
-        return cls(root, path, resolved, dirs["schemas-dir"], dirs["goldens-dir"])
-
-    def describe(self) -> str:
-        return f" (from [tool.solara-persisted] in {display_path(self.source)})" if self.source else ""
-
-
-def _project_table(path: Path) -> dict[str, Any] | None:
-    text = path.read_text(encoding="utf-8")
-    if "solara-persisted" not in text:
-        return None  # not ours: no need to parse it (or to have a TOML parser)
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ImportError:
-            raise CliError(
-                f"reading [tool.solara-persisted] in {display_path(path)} needs a TOML parser",
-                "use Python 3.11 or later, or `pip install tomli`",
-            ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise CliError(f"{display_path(path)} is not valid TOML ({error})", "fix the file") from error
-    table = data.get("tool", {}).get("solara-persisted")
-    if table is not None and not isinstance(table, dict):
-        raise CliError(
-            f"tool.solara-persisted in {display_path(path)} is not a table",
-            "write it as [tool.solara-persisted]",
-        )
-    return table
-
-
-def _is_path(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or os.sep in target
-
-
-@attrs.frozen
 class Target:
     """What one run works on: the app modules, where to import them from, and the directories."""
 
@@ -151,7 +64,7 @@ class Target:
 
     @property
     def shown_apps(self) -> str:
-        return ", ".join(display_path(a) if _is_path(a) else a for a in self.apps)
+        return ", ".join(display_path(a) if is_path(a) else a for a in self.apps)
 
 
 def resolve(
@@ -162,7 +75,7 @@ def resolve(
     The project file is only read when something was not given, so a fully explicit command
     never depends on it.
     """
-    project = functools.cache(lambda: Project.find(Path.cwd()))
+    project = functools.cache(_project)
     schemas = schemas_dir or project().schemas_dir
     goldens_at = (goldens_dir or project().goldens_dir) if goldens else None
     if apps:
@@ -174,6 +87,12 @@ def resolve(
             "[tool.solara-persisted] in pyproject.toml",
         )
     return Target(project().apps, project().root, schemas, goldens_at, project().describe())
+
+
+def _project() -> Project:
+    """The project around the current directory; a broken table is a one-line refusal."""
+    with refusals():
+        return Project.find(Path.cwd())
 
 
 @contextlib.contextmanager
@@ -794,7 +713,7 @@ def _inspect_registry(apps: tuple[str, ...], *, quiet: bool) -> Registry | None:
     if apps:
         target = Target(apps, None, Path("schemas"), None, "")
     else:
-        project = Project.find(Path.cwd())
+        project = _project()
         if not project.apps:
             return None
         target = Target(project.apps, project.root, project.schemas_dir, None, project.describe())

@@ -8,7 +8,8 @@ only need::
     def test_old_state_restores(persisted_restores, snapshot):
         persisted_restores.assert_match(snapshot)
 
-Goldens (``goldens/<key>/v<N>.json``, the ini option ``persisted_goldens``) are the immutable
+Goldens (``<key>/v<N>.json`` under the ini option ``persisted_goldens``, else the ``goldens-dir``
+of ``[tool.solara-persisted]`` that the CLI writes them to, else ``goldens``) are the immutable
 inputs; the syrupy snapshot of each restored value is the output, updated with
 ``--snapshot-update`` like any snapshot. In a session that uses ``persisted_restores``, the plugin
 puts back any golden that changed while it ran and fails the run, so nothing rewrites history.
@@ -22,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .errors import ToolingError
 from .schema.goldens import GoldenGuard, GoldenReport, restore_goldens
+from .schema.project import Project
 from .spec import Registry, registry
 
 if TYPE_CHECKING:
@@ -38,8 +41,9 @@ INI_GOLDENS = "persisted_goldens"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         INI_GOLDENS,
-        "Directory of the committed solara-persisted goldens (<key>/v<N>.json), relative to the ini file.",
-        default="goldens",
+        "Directory of the committed solara-persisted goldens (<key>/v<N>.json), relative to the ini file "
+        "(default: goldens-dir of [tool.solara-persisted], as the CLI writes them; else goldens).",
+        default="",
     )
 
 
@@ -48,8 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _configured_goldens(config: pytest.Config) -> Path:
+    """The ini option when set, else where ``solara-persisted golden`` writes: one place for both."""
     base = config.inipath.parent if config.inipath is not None else config.rootpath
-    return base / str(config.getini(INI_GOLDENS))
+    configured = str(config.getini(INI_GOLDENS))
+    if configured:
+        return base / configured
+    try:
+        return Project.find(base).goldens_dir
+    except ToolingError as error:
+        raise pytest.UsageError(str(error)) from None
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -139,7 +150,8 @@ def persisted_registry() -> Registry:
 
 @pytest.fixture
 def persisted_goldens_dir(request: pytest.FixtureRequest) -> Path:
-    """Where the goldens live: the ini option ``persisted_goldens`` (override it for another place)."""
+    """Where the goldens live: the ini option ``persisted_goldens``, else the project table's
+    ``goldens-dir`` (override the fixture for another place)."""
     return _configured_goldens(request.config)
 
 

@@ -86,3 +86,43 @@ def test_a_golden_rewritten_during_a_run_fails_it_and_is_put_back(
         ]
     )
     assert goldens_of(app / "fixtures" / "goldens") == goldens_of(GOLDENS)
+
+
+def test_without_the_ini_option_the_goldens_are_where_the_cli_writes_them(pytester: pytest.Pytester) -> None:
+    """``goldens-dir`` of ``[tool.solara-persisted]`` is where ``solara-persisted golden`` writes; the
+    plugin reads the same place unless ``persisted_goldens`` says otherwise."""
+    shutil.copy(EXAMPLE, pytester.path / "shop_state.py")
+    shutil.copytree(GOLDENS, pytester.path / "fixtures" / "goldens")
+    pytester.makepyprojecttoml(
+        f'[tool.pytest.ini_options]\naddopts = "{UNUSED}"\n\n'
+        '[tool.solara-persisted]\napps = ["shop_state.py"]\ngoldens-dir = "fixtures/goldens"\n'
+    )
+    pytester.makeconftest("import shop_state  # noqa: F401  (declares the persisted specs)\n")
+    pytester.makepyfile(
+        test_restores="""
+        def test_dir(persisted_goldens_dir):
+            assert persisted_goldens_dir.relative_to(persisted_goldens_dir.parents[1]).as_posix() == "fixtures/goldens"
+
+        def test_old_state_restores(persisted_restores, snapshot):
+            persisted_restores.assert_match(snapshot)
+        """
+    )
+    pytester.runpytest_subprocess("--snapshot-update").assert_outcomes(passed=2)
+    pytester.runpytest_subprocess().assert_outcomes(passed=2)
+
+
+def test_a_broken_project_table_is_one_line_naming_the_fix(pytester: pytest.Pytester) -> None:
+    pytester.makepyprojecttoml(
+        f'[tool.pytest.ini_options]\naddopts = "{UNUSED}"\n\n[tool.solara-persisted]\ngolden-dir = "x"\n'
+    )
+    pytester.makepyfile(
+        test_restores="""
+        def test_old_state_restores(persisted_restores, snapshot):
+            persisted_restores.assert_match(snapshot)
+        """
+    )
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*[[]tool.solara-persisted[]] in *pyproject.toml has an unknown key 'golden-dir'. Fix: did you mean 'goldens-dir'?"]
+    )
