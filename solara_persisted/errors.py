@@ -192,3 +192,7 @@ class AppLoadError(ToolingError):
 
 class SchemaFileError(ToolingError):
     """A committed schema file that is not one ``codegen`` wrote."""
+
+
+class ProjectFileError(ToolingError):
+    """A ``[tool.solara-persisted]`` table that cannot be read: bad TOML, an unknown key, a wrong type."""

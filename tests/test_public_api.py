@@ -57,6 +57,7 @@ INTERNAL_ERRORS: dict[str, str] = {
     "ToolingError": _TOOLING,
     "AppLoadError": _TOOLING,
     "SchemaFileError": _TOOLING,
+    "ProjectFileError": _TOOLING,
     "BreakerOpen": "the engine's guard raises it and catches it; no public call lets it out",
     "SnapshotBusy": "a snapshot raises it and the writer catches it; no public call lets it out",
 }

@@ -11,17 +11,13 @@ from typing import Any
 
 import attrs
 
-from ..errors import ToolingError
+from ..errors import ProjectFileError
 from .apps import display_path
 
 PYPROJECT = "pyproject.toml"
 #: The keys of ``[tool.solara-persisted]``: the app modules (dotted names or .py paths) and the
 #: two directories, paths relative to the pyproject.toml.
 PROJECT_KEYS = ("apps", "schemas-dir", "goldens-dir")
-
-
-class ProjectFileError(ToolingError):
-    """A ``[tool.solara-persisted]`` table that cannot be read: bad TOML, an unknown key, a wrong type."""
 
 
 @attrs.frozen
