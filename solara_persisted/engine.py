@@ -184,6 +184,7 @@ class Engine:
             snapshot=snapshot,
             on_rejected=on_rejected,
             dirty=set(restored.resign),
+            stamps={key: stamp * 1000 for key, stamp in restored.stamps.items()},  # ns, as mark_dirty keeps them
             stored=dict(restored.stored),
             counter=restored.counter,
             shared=dict(restored.shared),

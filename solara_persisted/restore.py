@@ -73,13 +73,15 @@ class _NewerVersion(Exception):
 @attrs.define
 class _Shared:
     """What a restore read of the browser session's shared hash: values, the hash as seen, bytes
-    read, keys migrated (from which version) and the newest change's stamp."""
+    read, keys migrated (from which version), the newest change's stamp, and the change stamps of
+    the values verified under a non-primary key (to re-sign)."""
 
     values: dict[str, Any] = attrs.field(factory=dict)
     stored: dict[str, tuple[bytes, int]] = attrs.field(factory=dict)
     nbytes: int = 0
     migrated: dict[str, int] = attrs.field(factory=dict)
     newest: int = 0
+    resign: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -106,7 +108,9 @@ class Restored:
     session's shared hash. ``migrated`` maps keys read through a migration to the version they
     were stored at; ``age`` is seconds since the restored state was last written. ``manifest`` is
     the stored state's ``Meta.manifest`` as the takeover found it (a claim's when it claimed a
-    miss): a reconnect's ``Restorer.reassert`` tells by it whether anyone wrote since.
+    miss): a reconnect's ``Restorer.reassert`` tells by it whether anyone wrote since. ``stamps``
+    are the change stamps (µs) of the shared keys in ``resign``: a re-sign is written as of that
+    change, so it never wins over a newer change from another tab.
     """
 
     result: RestoreResult
@@ -123,6 +127,7 @@ class Restored:
     claimed: bool = True
     opened: int = 0
     manifest: bytes = b""
+    stamps: Mapping[str, int] = attrs.field(factory=dict)
 
     @property
     def bailed_out(self) -> bool:
@@ -321,9 +326,11 @@ class Restorer:
                 address=address,
                 counter=meta.counter,
                 values=shared.values,
+                resign=frozenset(shared.resign),
                 shared=shared.stored,
                 migrated=shared.migrated,
                 age=self._age(takeover, shared),
+                stamps=shared.resign,
             )
         if takeover.reason == "over-budget":
             limit = self.budget.limit(takeover.over)
@@ -431,10 +438,12 @@ class Restorer:
             return Restored(
                 RestoreResult.SUCCESS,
                 values=shared.values,
+                resign=frozenset(shared.resign),
                 address=address,
                 shared=shared.stored,
                 migrated=shared.migrated,
                 age=self._age(takeover, shared),
+                stamps=shared.resign,
                 **_rights(takeover),
             )
         self.events.restore(RestoreResult.MISS, kernel_id)
@@ -533,13 +542,14 @@ class Restorer:
             RestoreResult.SUCCESS,
             generation=takeover.generation,
             values={**values, **shared.values},
-            resign=frozenset(resign),
+            resign=frozenset(resign | shared.resign.keys()),
             address=address,
             stored=stored,
             counter=meta.counter,
             shared=shared.stored,
             migrated={**migrated, **shared.migrated},
             age=self._age(takeover, shared),
+            stamps=shared.resign,
         )
 
     def _decode_shared(self, kernel_id: str, address: str, takeover: Takeover) -> _Shared | Restored:
@@ -589,6 +599,8 @@ class Restorer:
                 shared.newest = max(shared.newest, stamp)
                 if opened.migrated_from is not None:
                     shared.migrated[field] = opened.migrated_from
+                if opened.key_index:
+                    shared.resign[field] = stamp
         return shared
 
     def _age(self, takeover: Takeover, shared: _Shared) -> float | None:

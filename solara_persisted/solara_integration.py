@@ -856,6 +856,11 @@ class KernelPersistence:
                 # write cannot bring back what this page never showed. (A bail-out shows the
                 # refresh dialog: its page claims at its first change, if it makes one.)
                 self._open_session()
+            elif not closed and restored.resign:
+                # Values verified under a retiring key (or read from Solara's format) are written
+                # again now, not at the page's first change: every reload refreshes their TTL, so
+                # they would never age out before the old key is dropped.
+                self._open_session()
         with self._context:
             run_callbacks(self.info)
         return restored
@@ -1024,12 +1029,18 @@ class KernelPersistence:
             values, lazy = {}, []
             for key in keys:
                 store = self._stores.get(key)
-                if store is not None:
-                    value = scope.get(store.storage_key, _UNREAD)
-                    if value is _UNREAD:
-                        lazy.append(key)
-                    else:
-                        values[key] = value
+                if store is None:
+                    with self._lock:  # not read by the page yet (a re-sign): its value is the restored one
+                        store = self._stores.get(key)
+                        if store is None:
+                            if key in self._values:
+                                values[key] = self._values[key]
+                            continue
+                value = scope.get(store.storage_key, _UNREAD)
+                if value is _UNREAD:
+                    lazy.append(key)
+                else:
+                    values[key] = value
             if lazy:
                 with self._context:
                     values.update((key, self._stores[key].peek()) for key in lazy)

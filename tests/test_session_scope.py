@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 from engine_kit import (  # noqa: F401
+    OLD_SECRET,
+    SECRET,
     Kernel,
     backend_fixture,
     make_engine,
@@ -254,3 +256,35 @@ def test_a_wrong_scope_is_refused_at_declaration() -> None:
     with registry.isolated(), pytest.raises(SpecError, match="scope must be"):
         persisted_family("s.bad:{x}", type=int, default=0, scope="browser")  # type: ignore[arg-type]
     assert PersistConfig(key="k", scope="session").scope == "session"
+
+
+def test_a_rotation_resigns_shared_values_so_the_old_key_can_be_dropped(
+    settings: Settings, backend: Backend, specs: None
+) -> None:
+    """Every reload refreshes the shared hash's TTL, so a shared value signed under the old key never
+    ages out on its own: the restore that verified it under a non-primary key re-signs it."""
+    cookie = secrets.token_urlsafe(16)
+    old = new_tab(make_engine(settings, backend, secret_keys=(OLD_SECRET,)), cookie)
+    old.set("s.theme", "dark")
+    drained(old.engine)
+    rolled = new_tab(make_engine(settings, backend, secret_keys=(SECRET, OLD_SECRET)), cookie)
+    assert dict(rolled.restored.values) == {"s.theme": "dark"} and rolled.restored.resign == {"s.theme"}
+    drained(rolled.engine)
+    dropped = new_tab(make_engine(settings, backend, secret_keys=(SECRET,)), cookie)
+    assert (dropped.restored.result, dict(dropped.restored.values)) == ("success", {"s.theme": "dark"})
+
+
+def test_a_resign_keeps_its_stamp_so_a_newer_change_from_another_tab_wins(
+    settings: Settings, backend: Backend, specs: None
+) -> None:
+    cookie = secrets.token_urlsafe(16)
+    old = new_tab(make_engine(settings, backend, secret_keys=(OLD_SECRET,)), cookie)
+    old.set("s.theme", "dark")
+    drained(old.engine)
+    rolled = (SECRET, OLD_SECRET)
+    resigning = new_tab(make_engine(settings, backend, secret_keys=rolled, flush_debounce=60.0), cookie)
+    other = new_tab(make_engine(settings, backend, secret_keys=rolled), cookie)
+    other.set("s.theme", "light")  # changed in another tab after the restore, before the re-sign lands
+    drained(other.engine)
+    drained(resigning.engine)  # re-signs "dark" as of when it was changed: older, so dropped
+    assert dict(new_tab(make_engine(settings, backend), cookie).restored.values) == {"s.theme": "light"}

@@ -527,6 +527,42 @@ def test_a_snapshot_reads_a_cleared_reactive_the_long_way(engine: Engine, specs:
     context.close(reason="cull")
 
 
+def test_values_verified_under_a_retiring_key_are_signed_again_without_a_change(
+    engine: Engine, specs: dict[str, Any]
+) -> None:
+    """After a key rotation every reload refreshes a session's TTL, so its old-key envelopes would
+    never age out: a restore that verified any under a non-primary key writes them all again at
+    once, also those whose reactive the page has not read yet."""
+    old_secret = secrets.token_urlsafe(32)
+
+    def engine_with(*keys: str) -> Engine:
+        other = Engine(attrs.evolve(engine.settings, secret_keys=keys), backend=engine.backend)
+        other.start()
+        return other
+
+    kernel_id = uuid.uuid4().hex
+    old = engine_with(old_secret)
+    context = new_context(kernel_id, "cookie")
+    context.state_persistence = context.state_flush_worker = solara_integration.KernelPersistence(old, context)
+    with context:
+        specs["page"].value = 3
+        specs["tags"].value = frozenset({"x"})
+    wait_until(lambda: old.state_block()["flush_ok"] == 1 and not old.writer.pending())
+    context.close(reason="cull")
+    old.close()
+
+    rolled = engine_with(*engine.settings.secret_keys, old_secret)
+    again = new_context(kernel_id, "cookie")
+    again.state_persistence = again.state_flush_worker = solara_integration.KernelPersistence(rolled, again)
+    with again:
+        assert specs["page"].value == 3  # i.tags is never read on this page
+    wait_until(lambda: rolled.state_block()["flush_ok"] == 1, "the re-sign without a change")
+    again.close(reason="cull")
+    rolled.close()
+    new_only = engine_with(*engine.settings.secret_keys).restore(kernel_id, "cookie")
+    assert (new_only.result, dict(new_only.values)) == ("success", {"i.page": 3, "i.tags": frozenset({"x"})})
+
+
 class _FullOnce(RedisBackend):
     """The Redis backend as a full Redis answers a takeover's claim: refused, the miss unclaimed."""
 
