@@ -236,7 +236,13 @@ def _check_user(
         fresh = result == "fresh-schema"
         if fresh and previous is not None:
             before, now = instances.get(previous.get("instance", ""), {}), instances.get(restore.get("instance", ""), {})
-            if before.get("tag") == now.get("tag"):
+            # A fresh-schema restore writes nothing: the older tag's state stays until the page's
+            # first write lands, so the next restore at the same tag is fresh-schema too unless a
+            # write was owed since (seed 1502013: a kill right after the deploy's restores).
+            unwritten = previous.get("result") == "fresh-schema" and (
+                _required(user, restore, previous, windows, losses, bounds, lags) is None
+            )
+            if before.get("tag") == now.get("tag") and not unwritten:
                 yield Violation("schema", user.uid, t, f"fresh-schema without a tag change ({now.get('tag')!r})")
         if seq in user.dropped:
             yield Violation(

@@ -130,6 +130,24 @@ def test_a_bailout_or_an_unexplained_reset_is_a_schema_violation(result: str, in
     assert rules(history(restore(6.0, 0, instance, result=result)), TERM) == expected
 
 
+@pytest.mark.parametrize(("acknowledged", "expected"), [(False, []), (True, ["schema"])])
+def test_a_reset_after_a_reset_that_wrote_nothing_is_explained(acknowledged: bool, expected: list[str]) -> None:
+    """i3 runs a new tag: its restore resets, and it dies before the page writes anything. Another
+    instance on the new tag still finds the old tag's state: a second reset, unless a change
+    acknowledged on i3 long enough before its death was owed to Redis."""
+    records = [
+        restore(0.0, 0, "i1", result="miss"),
+        send(1.0, 1, a="u1-1"),
+        ack(1.1, 1, "i1"),
+        restore(3.0, 0, "i3", result="fresh-schema"),
+        *([send(3.2, 2, a="u1-2"), ack(3.3, 2, "i3")] if acknowledged else []),
+        restore(6.0, 0, "i4", result="fresh-schema"),
+    ]
+    faults = [{"t": 2.9, "kind": "terminate", "instance": "i1"}, {"t": 5.0, "kind": "kill", "instance": "i3"}]
+    found = [v.rule for v in check(records, faults, {**INSTANCES, "i4": {"tag": "t2"}}, BOUNDS, end=100.0)]
+    assert found == expected
+
+
 def test_an_interaction_slower_than_the_connect_timeout_during_an_outage() -> None:
     outage = [{"t": 0.5, "kind": "redis_slow", "instance": None}, {"t": 9.0, "kind": "redis_slow_end", "instance": None}]
     slow = [*history(restore(9.0, 3, "i1", live=True, a="u1-3", b="u1-3"))]
