@@ -1237,8 +1237,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=5,
-        help="full-path windows per side, taking turns; the goal is judged on the median ratio (default 5)",
+        default=9,
+        help="full-path windows per side, taking turns; the goal is judged on the median ratio (default 9: "
+        "one window's ratio spans 3-17x)",
     )
     parser.add_argument(
         "--flush-calls", type=int, default=3000, help="backend flush calls per side (default 3000)"
