@@ -157,3 +157,42 @@ def test_the_first_write_after_an_outage_brings_every_waiting_retry_forward(page
     assert engine.writer.flush_now(probing, timeout=1.0)  # the probe: the backend answers
     assert engine.breaker.state == "closed"
     assert waiting.due is not None and waiting.due <= time.monotonic()  # due now, not a second later
+
+
+def test_a_failure_outside_redis_pys_errors_is_retried_and_the_writer_lives_on(
+    outage_redis: RedisExecutor, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py raises AttributeError when another thread closes a connection under a call (seen
+    in CI: a backend closed while a writer claimed a session). That is a backend failure: the
+    writer's thread retries it, where before it died and no session of the process was written again."""
+    from redis.connection import AbstractConnection
+
+    from solara_persisted.errors import BackendError
+
+    settings = Settings(
+        backend="redis",
+        url=f"redis://{outage_redis.host}:{outage_redis.port}/0",
+        secret_keys=(secrets.token_urlsafe(32),),
+        flush_debounce=0.05,
+        connect_timeout=0.2,
+        session_http_only=True,
+    )
+    engine = Engine(settings)
+    engine.start()
+    kernel_id, values = uuid.uuid4().hex, {"d.page": 1}
+    session = engine.open_session(kernel_id, engine.restore(kernel_id, "cookie"), lambda keys: {k: values[k] for k in keys})
+    read_response = AbstractConnection.read_response
+
+    def closed_under_the_call(self: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        self.disconnect()  # what the other thread's close() did; the reply is never read
+        raise AttributeError("'NoneType' object has no attribute 'readline'")
+
+    monkeypatch.setattr(AbstractConnection, "read_response", closed_under_the_call)
+    engine.mark_dirty(session, "d.page")
+    wait_until(lambda: engine.state_block()["flush_failures"] >= 1, "the failed write")
+    with pytest.raises(BackendError, match=r"redis ping .* AttributeError"):
+        engine.backend.ping()
+    monkeypatch.setattr(AbstractConnection, "read_response", read_response)
+    wait_until(lambda: engine.state_block()["flush_ok"] == 1, "the write retried")
+    assert engine.writer._thread is not None and engine.writer._thread.is_alive()
+    engine.close()

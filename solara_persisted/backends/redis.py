@@ -52,7 +52,7 @@ from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedS
 
 from ..address import shared_address
 from ..config import Settings
-from ..errors import BackendError, ConfigError
+from ..errors import BackendError, ConfigError, PersistedError
 from .base import (
     KEY_RINGS,
     META_FIELD,
@@ -301,6 +301,13 @@ class RedisBackend(Backend):
         try:
             yield
         except _FAILURES as error:
+            raise self._error(operation, error) from error
+        except PersistedError:
+            raise  # ours already (a reply this library refuses): it names its own problem
+        except Exception as error:
+            # redis-py can fail outside its own tree: an AttributeError when another thread closes
+            # the connection under a call (close() at shutdown). A backend failure like any other,
+            # so the writer thread retries it instead of dying with every session's writes.
             raise self._error(operation, error) from error
 
     def _error(self, operation: str, error: Exception) -> BackendError:
