@@ -223,7 +223,15 @@ class Writer:
                     return
             if batch:  # empty when the earliest window belonged to a session closed or rescheduled since
                 with self._io:
-                    self._write(batch)
+                    try:
+                        self._write(batch)
+                    except Exception:
+                        # A bug must not end every session's writes with this thread: said loudly,
+                        # and the batch's keys are tried again.
+                        logger.exception(
+                            "a write batch of %d sessions failed; retried in %gs", len(batch), RETRY_DELAY
+                        )
+                        self._requeue(batch, when=self._clock() + RETRY_DELAY)
 
     def _wait_for_due(self) -> list[tuple[Session, set[str]]] | None:
         while not self._stopping:
@@ -401,6 +409,7 @@ class Writer:
         requests: list[FlushRequest] = []
         written: list[tuple[Session, set[str], dict[str, int], _Views]] = []
         busy: list[tuple[Session, set[str]]] = []
+        unreadable: list[tuple[Session, set[str]]] = []
         unreachable: list[tuple[Session, set[str]]] = []
         asked = False  # a claim or a re-assertion was sent: it told the breaker how it went
         for session, keys in batch:
@@ -429,12 +438,24 @@ class Writer:
             except SnapshotBusy:
                 busy.append((session, reading.keys))  # mid-event: half of one event is never written
                 continue
+            except Exception:
+                # A snapshot runs the app's code (a reactive's default, set up again after a
+                # clear()): its failure is that kernel's alone, retried later, never the writer's end.
+                logger.exception(
+                    "persisted values of kernel=%s could not be read; retried in %gs",
+                    quote(session.kernel_id),
+                    RETRY_DELAY,
+                )
+                unreadable.append((session, reading.keys))
+                continue
             if request is not None:
                 requests.append(request)
                 written.append((session, reading.keys, sizes, views))
-        waiting = sum(len(keys) for _, keys in busy + unreachable)
+        waiting = sum(len(keys) for _, keys in busy + unreadable + unreachable)
         if busy:
             self._requeue(busy, when=self._clock() + BUSY_RETRY)
+        if unreadable:
+            self._requeue(unreadable, when=self._clock() + RETRY_DELAY)
         if unreachable:
             self._requeue(unreachable, when=self._clock() + RETRY_DELAY, retry=True)
         if not requests:

@@ -395,3 +395,53 @@ def test_mismatched_key_rings_across_the_fleet_are_reported(
     assert stray_secret not in " ".join(caplog.messages), "only fingerprints are ever shown"
     for engine in (a, b, stray):
         engine.close()
+
+
+def test_a_snapshot_that_raises_is_that_kernels_failure_retried_not_the_writers_end(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot runs the app's code (a reactive's default set up again after a clear()); when it
+    raises, the writer logs it, tries that kernel again later and goes on writing the others."""
+    engine = make_engine(settings, backend)
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    broken, fine = Kernel(engine, kernel_id, cookie), Kernel(engine, uuid.uuid4().hex, cookie)
+    snapshot = broken.session.snapshot
+
+    def raises_once(keys: Any) -> Any:
+        broken.session.snapshot = snapshot
+        raise RuntimeError("the app's default factory failed")
+
+    broken.session.snapshot = raises_once
+    with caplog.at_level(logging.ERROR, logger="solara.state"):
+        broken.set("t.page", 4)
+        fine.set("t.page", 5)
+        wait_until(lambda: engine.state_block()["flush_ok"] == 2 and not engine.writer.pending(), "both written")
+    assert any("could not be read; retried" in message for message in caplog.messages)
+    assert engine.writer._thread is not None and engine.writer._thread.is_alive()
+    assert make_engine(settings, backend).restore(kernel_id, cookie).values == {"t.page": 4}
+
+
+def test_a_batch_that_fails_on_a_bug_is_retried_and_the_writer_lives_on(
+    settings: Settings, backend: Backend, specs: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever fails inside a batch (here a backend answering one result too many) is logged and
+    retried: the thread that writes every session of the process never ends on it."""
+    engine = make_engine(settings, backend)
+    flush_many = backend.flush_many
+    calls: list[int] = []
+
+    def one_result_too_many(requests: Any) -> Any:
+        calls.append(len(requests))
+        results = flush_many(requests)
+        return [*results, True] if len(calls) == 1 else results
+
+    engine.writer._backend.flush_many = one_result_too_many  # type: ignore[method-assign]
+    kernel_id, cookie = uuid.uuid4().hex, secrets.token_urlsafe()
+    kernel = Kernel(engine, kernel_id, cookie)
+    with caplog.at_level(logging.ERROR, logger="solara.state"):
+        kernel.set("t.page", 6)
+        wait_until(lambda: any("write batch of 1 sessions failed" in m for m in caplog.messages), "the report")
+    kernel.set("t.page", 7)  # the same thread writes on
+    wait_until(lambda: len(calls) == 2 and not engine.writer.pending(), "the next write")
+    assert engine.writer._thread is not None and engine.writer._thread.is_alive()
+    assert make_engine(settings, backend).restore(kernel_id, cookie).values == {"t.page": 7}
