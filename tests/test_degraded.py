@@ -36,20 +36,24 @@ def page() -> Iterator[Any]:
         yield page
 
 
-def test_outage_opens_the_breaker_and_recovery_writes_everything(
-    outage_redis: RedisExecutor, page: Any
-) -> None:
+def outage_engine(outage_redis: RedisExecutor, **changes: Any) -> Engine:
+    """An engine on this module's own redis-server: short debounce and connect timeout."""
     settings = Settings(
         backend="redis",
         url=f"redis://{outage_redis.host}:{outage_redis.port}/0",
         secret_keys=(secrets.token_urlsafe(32),),
         flush_debounce=0.05,
         connect_timeout=0.2,
-        breaker_failures=2,
-        breaker_window=0.5,
         session_http_only=True,
+        **changes,
     )
-    engine = Engine(settings)
+    return Engine(settings)
+
+
+def test_outage_opens_the_breaker_and_recovery_writes_everything(
+    outage_redis: RedisExecutor, page: Any
+) -> None:
+    engine = outage_engine(outage_redis, breaker_failures=2, breaker_window=0.5)
     engine.start()
     kernel_id, cookie = uuid.uuid4().hex, "cookie"
     values = {"d.page": 1}
@@ -78,7 +82,7 @@ def test_outage_opens_the_breaker_and_recovery_writes_everything(
 
     wait_until(lambda: engine.state_block()["status"] == "healthy" and engine.writer.pending() == 0)
     assert engine.state_block()["breaker_transitions"] >= 3  # open, half_open, closed
-    fresh = Engine(settings)
+    fresh = Engine(engine.settings)
     assert fresh.restore(kernel_id, cookie).values == {"d.page": 3}
 
 
@@ -169,15 +173,7 @@ def test_a_failure_outside_redis_pys_errors_is_retried_and_the_writer_lives_on(
 
     from solara_persisted.errors import BackendError
 
-    settings = Settings(
-        backend="redis",
-        url=f"redis://{outage_redis.host}:{outage_redis.port}/0",
-        secret_keys=(secrets.token_urlsafe(32),),
-        flush_debounce=0.05,
-        connect_timeout=0.2,
-        session_http_only=True,
-    )
-    engine = Engine(settings)
+    engine = outage_engine(outage_redis)
     engine.start()
     kernel_id, values = uuid.uuid4().hex, {"d.page": 1}
     session = engine.open_session(kernel_id, engine.restore(kernel_id, "cookie"), lambda keys: {k: values[k] for k in keys})
